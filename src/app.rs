@@ -1,0 +1,270 @@
+//! Running it: the daemon (`outreach run`) and a single pass (`outreach poll --once`).
+//!
+//! The IMAP side is blocking and runs on its own thread; the outbox worker runs on the
+//! tokio runtime. New mail in the queue wakes the worker at once (a `Notify`).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Settings;
+use crate::inbox::imap::{ImapSource, Interrupter};
+use crate::inbox::{PassStats, Pipeline, process_mailbox};
+use crate::outbox::{self, DeliveryStats, Mailer, SharedDb};
+use crate::store::{self, DaemonLock, Db};
+use crate::templates::Templates;
+
+/// A stop signal a blocking thread can wait on.
+#[derive(Default)]
+pub struct StopFlag {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl StopFlag {
+    pub fn stop(&self) {
+        *self.stopped.lock().expect("stop flag") = true;
+        self.cv.notify_all();
+    }
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.lock().expect("stop flag")
+    }
+    /// Sleeps up to `d`; true when stopped meanwhile.
+    pub fn wait(&self, d: Duration) -> bool {
+        let guard = self.stopped.lock().expect("stop flag");
+        let (guard, _) = self
+            .cv
+            .wait_timeout_while(guard, d, |s| !*s)
+            .expect("stop flag");
+        *guard
+    }
+}
+
+/// What `poll --once` did.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    pub inbox: PassStats,
+    pub outbox: DeliveryStats,
+}
+
+fn record_error(db: &Db, part: &str, e: &anyhow::Error) {
+    let text = format!("{part}: {e:#}");
+    let _ = db.set_state(part, &format!("error: {e:#}"));
+    let _ = db.set_state("last_error", &text);
+}
+
+/// Files everything in the mailbox, then delivers the outbox; once.
+pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
+    let _lock = DaemonLock::acquire(&settings.database.path)?;
+    let templates = Templates::load(settings.templates.dir.as_deref())?;
+    let s = settings.clone();
+    let inbox = tokio::task::spawn_blocking(move || -> anyhow::Result<PassStats> {
+        let mut db = Db::open(&s.database.path)?;
+        let pipeline = Pipeline::new(&s, &templates)?;
+        let pass = ImapSource::connect(&s.imap).and_then(|mut src| {
+            let stats = process_mailbox(
+                &mut src,
+                &mut db,
+                &pipeline,
+                s.imap.max_message_size,
+                |_| {},
+            );
+            src.logout();
+            stats
+        });
+        match &pass {
+            Ok(_) => db.set_state("imap", "ok (last poll)")?,
+            Err(e) => record_error(&db, "imap", e),
+        }
+        pass
+    })
+    .await
+    .context("IMAP task panicked")?;
+    // Deliver what is queued even when IMAP failed: those replies were committed.
+    let db: SharedDb = Arc::new(Mutex::new(Db::open(&settings.database.path)?));
+    let requeued = db.lock().expect("db").requeue_in_flight()?;
+    if requeued > 0 {
+        tracing::warn!(
+            requeued,
+            "mail that was being sent during a crash is queued again"
+        );
+    }
+    let mailer = Mailer::new(&settings.smtp)?;
+    let delivery = outbox::deliver_due(&db, &mailer, &settings.smtp).await;
+    let inbox = inbox.context("Reading the mailbox failed")?;
+    let outbox = delivery.context("Delivering the outbox failed")?;
+    Ok(PollReport { inbox, outbox })
+}
+
+/// The daemon: IMAP (IDLE, else polling) on a thread, the outbox worker beside it,
+/// until SIGTERM or SIGINT. Returns an error when a part stopped on its own.
+pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
+    let lock = DaemonLock::acquire(&settings.database.path)?;
+    let templates = Arc::new(Templates::load(settings.templates.dir.as_deref())?);
+    let db = Db::open(&settings.database.path)?;
+    db.set_state("daemon", &format!("running (pid {})", std::process::id()))?;
+    let mailer = Mailer::new(&settings.smtp)?;
+    let wake = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Arc::new(StopFlag::default());
+    let interrupter = Interrupter::default();
+    tracing::info!(lock = %lock.path().display(), "outreach daemon started");
+
+    let imap = {
+        let (settings, templates, wake, stop, interrupter) = (
+            settings.clone(),
+            templates.clone(),
+            wake.clone(),
+            stop.clone(),
+            interrupter.clone(),
+        );
+        let handle = std::thread::Builder::new()
+            .name("imap".into())
+            .spawn(move || imap_loop(&settings, &templates, &wake, &stop, &interrupter))
+            .context("Failed to start the IMAP thread")?;
+        tokio::task::spawn_blocking(move || {
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
+        })
+    };
+    let worker = tokio::spawn(outbox::run_worker(
+        Arc::new(Mutex::new(Db::open(&settings.database.path)?)),
+        mailer,
+        settings.clone(),
+        wake,
+        stop_rx,
+    ));
+
+    let mut imap = imap;
+    let early = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut imap => Some(r),
+    };
+    tracing::info!("shutting down: finishing work in progress");
+    stop.stop();
+    interrupter.interrupt();
+    let _ = stop_tx.send(true);
+    let worker_result = worker.await.context("outbox worker panicked")?;
+    let imap_result = match early {
+        Some(r) => r.context("IMAP task panicked")?,
+        None => imap.await.context("IMAP task panicked")?,
+    };
+    let _ = db.set_state("daemon", "stopped");
+    imap_result.context("the IMAP side stopped")?;
+    worker_result.context("the outbox worker stopped")?;
+    tracing::info!("outreach daemon stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Connect, file, wait (IDLE or poll), repeat; reconnect with back-off on errors.
+/// Only a broken store ends it: then nothing more may be acknowledged.
+fn imap_loop(
+    settings: &Settings,
+    templates: &Templates,
+    wake: &Notify,
+    stop: &StopFlag,
+    interrupter: &Interrupter,
+) -> anyhow::Result<()> {
+    let mut db = Db::open(&settings.database.path)?;
+    let pipeline = Pipeline::new(settings, templates)?;
+    let mut delay = Duration::from_secs(1);
+    let idle_refresh = Duration::from_secs(settings.imap.idle_refresh);
+    let poll = Duration::from_secs(settings.imap.poll_interval);
+    while !stop.is_stopped() {
+        let mut src = match ImapSource::connect(&settings.imap) {
+            Ok(src) => {
+                db.set_state("imap", "connected")?;
+                src
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "IMAP connection failed");
+                record_error(&db, "imap", &e);
+                if stop.wait(jitter(delay)) {
+                    break;
+                }
+                delay = (delay * 2).min(Duration::from_secs(300));
+                continue;
+            }
+        };
+        loop {
+            match process_mailbox(
+                &mut src,
+                &mut db,
+                &pipeline,
+                settings.imap.max_message_size,
+                |_| wake.notify_one(),
+            ) {
+                Ok(stats) => {
+                    delay = Duration::from_secs(1);
+                    if stats.seen > 0 {
+                        tracing::info!(
+                            seen = stats.seen,
+                            filed = stats.filed,
+                            replayed = stats.replayed,
+                            replies = stats.replies_queued,
+                            moved = stats.moved,
+                            "mailbox pass"
+                        );
+                    }
+                }
+                Err(e) if store::is_fatal_storage_error(&e) => {
+                    record_error(&db, "store", &e);
+                    return Err(
+                        e.context("the store failed; stopping so that nothing is acknowledged")
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "IMAP pass failed; reconnecting");
+                    record_error(&db, "imap", &e);
+                    break;
+                }
+            }
+            if stop.is_stopped() {
+                break;
+            }
+            if settings.imap.idle && src.has_idle() {
+                let _ = db.set_state("imap", "idle");
+                if let Err(e) = src.idle(idle_refresh, interrupter) {
+                    if !stop.is_stopped() {
+                        tracing::warn!(error = %format!("{e:#}"), "IDLE ended with an error; reconnecting");
+                        record_error(&db, "imap", &e);
+                    }
+                    break;
+                }
+            } else {
+                let _ = db.set_state("imap", "polling");
+                if stop.wait(poll) {
+                    break;
+                }
+            }
+        }
+        src.logout();
+        if !stop.is_stopped() && stop.wait(jitter(delay)) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.8..1.2))
+}

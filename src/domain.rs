@@ -1,0 +1,169 @@
+//! Pure types shared by every part: addresses, categories, languages.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A syntactically valid e-mail address, lower-cased for comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Parses an address (no display name). Lower-cases it: we compare addresses, and
+    /// mail systems treat the local part case-insensitively in practice.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
+        let addr: lettre::Address = s
+            .parse()
+            .map_err(|e| format!("expected an e-mail address, found {s:?}: {e}"))?;
+        Ok(Self(addr.to_string().to_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the `@`.
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map_or(&self.0, |(l, _)| l)
+    }
+
+    /// The part after the `@`: the only part of an address we write to logs.
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+
+    /// The address without a `+tag`, so `ann+x@a.nl` and `ann@a.nl` count as one sender.
+    pub fn normalized(&self) -> String {
+        let local = self.local_part();
+        let base = local.split_once('+').map_or(local, |(b, _)| b);
+        format!("{base}@{}", self.domain())
+    }
+
+    pub fn to_lettre(&self) -> lettre::Address {
+        self.0.parse().expect("validated at construction")
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a filed message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Someone wants to join the ambassador network.
+    Join,
+    /// A question for the coordinator (also the choice when unsure).
+    Question,
+    /// Someone wants to leave (newsletter or network).
+    Unsubscribe,
+    /// An answer in a conversation we already know.
+    Followup,
+    /// Out-of-office, list mail, notifications: never answered.
+    Automatic,
+    /// A delivery status notification (DSN): never answered.
+    Bounce,
+    /// Could not be parsed or classified: a person must look.
+    Review,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::Join,
+        Category::Question,
+        Category::Unsubscribe,
+        Category::Followup,
+        Category::Automatic,
+        Category::Bounce,
+        Category::Review,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Join => "join",
+            Category::Question => "question",
+            Category::Unsubscribe => "unsubscribe",
+            Category::Followup => "followup",
+            Category::Automatic => "automatic",
+            Category::Bounce => "bounce",
+            Category::Review => "review",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether a person is expected to act on it.
+    pub fn needs_person(self) -> bool {
+        !matches!(self, Category::Automatic | Category::Bounce)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The language we answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Language {
+    #[serde(rename = "nl")]
+    Dutch,
+    #[serde(rename = "en")]
+    English,
+}
+
+impl Language {
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Dutch => "nl",
+            Language::English => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nl" => Some(Language::Dutch),
+            "en" => Some(Language::English),
+            _ => None,
+        }
+    }
+}
+
+/// The short case reference our replies put in the subject, e.g. `[MAO-12]`.
+pub fn case_reference(conversation_id: i64) -> String {
+    format!("[MAO-{conversation_id}]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_lowercased_and_validated() {
+        let a = EmailAddress::parse(" <Ann.Smit+news@Example.ORG> ").unwrap();
+        assert_eq!(a.as_str(), "ann.smit+news@example.org");
+        assert_eq!(a.domain(), "example.org");
+        assert_eq!(a.normalized(), "ann.smit@example.org");
+        assert!(EmailAddress::parse("no at sign").is_err());
+        assert!(EmailAddress::parse("a@b\r\nBcc: x@y").is_err());
+    }
+
+    #[test]
+    fn categories_round_trip() {
+        for c in Category::ALL {
+            assert_eq!(Category::parse(c.as_str()), Some(c));
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Queries for filed messages, their contacts and conversations.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
+use serde::Serialize;
+
+use super::{Db, Tx, ts};
+
+/// A message to file, as the pipeline decided it.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub dedupe_key: String,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub refs: Vec<String>,
+    pub from_addr: Option<String>,
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub body_text: String,
+    pub category: String,
+    pub reason: String,
+    pub language: String,
+    pub status: String,
+    pub folder: String,
+    pub reply_note: String,
+    pub auto_replied: bool,
+    pub conversation_id: Option<i64>,
+    pub size: i64,
+    pub received_at: DateTime<Utc>,
+    pub date_header: Option<DateTime<Utc>>,
+    pub uidvalidity: Option<u32>,
+    pub uid: Option<u32>,
+}
+
+/// A filed message as the CLI and JSON show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FiledMessage {
+    pub id: i64,
+    pub from: Option<String>,
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub category: String,
+    pub reason: String,
+    pub language: String,
+    pub status: String,
+    pub folder: String,
+    pub received_at: String,
+    pub filed_at: String,
+    pub moved: bool,
+    pub conversation_id: Option<i64>,
+    pub case_reference: Option<String>,
+    pub auto_replied: bool,
+    pub reply_note: String,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// A known conversation a message may join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRef {
+    pub id: i64,
+    pub category: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MessageFilter {
+    pub category: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+}
+
+const FILED_COLUMNS: &str = "id, from_addr, from_name, reply_to, subject, category, reason, language, status, folder, \
+     received_at, filed_at, moved_at IS NOT NULL, conversation_id, auto_replied, reply_note, message_id, in_reply_to, size";
+
+fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
+    let conversation_id: Option<i64> = r.get(13)?;
+    Ok(FiledMessage {
+        id: r.get(0)?,
+        from: r.get(1)?,
+        from_name: r.get(2)?,
+        reply_to: r.get(3)?,
+        subject: r.get(4)?,
+        category: r.get(5)?,
+        reason: r.get(6)?,
+        language: r.get(7)?,
+        status: r.get(8)?,
+        folder: r.get(9)?,
+        received_at: r.get(10)?,
+        filed_at: r.get(11)?,
+        moved: r.get(12)?,
+        conversation_id,
+        case_reference: conversation_id.map(crate::domain::case_reference),
+        auto_replied: r.get(14)?,
+        reply_note: r.get(15)?,
+        message_id: r.get(16)?,
+        in_reply_to: r.get(17)?,
+        size: r.get(18)?,
+        body: None,
+    })
+}
+
+impl Tx<'_> {
+    /// The filed message with this dedupe key: `(id, folder)`.
+    pub fn find_filed(&self, dedupe_key: &str) -> anyhow::Result<Option<(i64, String)>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT id, folder FROM messages WHERE dedupe_key = ?1",
+                [dedupe_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The conversation of any message (ours or theirs) with one of these Message-IDs.
+    pub fn conversation_by_message_ids(
+        &self,
+        ids: &[String],
+    ) -> anyhow::Result<Option<ConversationRef>> {
+        for id in ids.iter().rev() {
+            let found = self
+                .tx
+                .query_row(
+                    "SELECT c.id, c.category FROM conversations c WHERE c.id = (
+                         SELECT conversation_id FROM messages WHERE message_id = ?1 AND conversation_id IS NOT NULL
+                         UNION ALL
+                         SELECT conversation_id FROM outbox WHERE message_id = ?1 AND conversation_id IS NOT NULL
+                         LIMIT 1)",
+                    [id],
+                    |r| Ok(ConversationRef { id: r.get(0)?, category: r.get(1)? }),
+                )
+                .optional()?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn conversation(&self, id: i64) -> anyhow::Result<Option<ConversationRef>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT id, category FROM conversations WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(ConversationRef {
+                        id: r.get(0)?,
+                        category: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The latest conversation of this contact with this normalised subject.
+    pub fn conversation_by_subject(
+        &self,
+        contact_id: i64,
+        subject_norm: &str,
+    ) -> anyhow::Result<Option<ConversationRef>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT id, category FROM conversations WHERE contact_id = ?1 AND subject_norm = ?2 ORDER BY id DESC LIMIT 1",
+                params![contact_id, subject_norm],
+                |r| Ok(ConversationRef { id: r.get(0)?, category: r.get(1)? }),
+            )
+            .optional()?)
+    }
+
+    /// The contact id for a normalized address, creating the contact when new.
+    /// Returns `(id, last_auto_reply_at)`.
+    pub fn upsert_contact(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        language: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(i64, Option<String>)> {
+        self.tx.execute(
+            "INSERT INTO contacts(email, name, language, first_seen_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(email) DO UPDATE SET name = COALESCE(excluded.name, contacts.name), language = excluded.language",
+            params![email, name, language, ts(now)],
+        )?;
+        Ok(self.tx.query_row(
+            "SELECT id, last_auto_reply_at FROM contacts WHERE email = ?1",
+            [email],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    pub fn set_contact_replied(&self, contact_id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
+        self.tx.execute(
+            "UPDATE contacts SET last_auto_reply_at = ?2 WHERE id = ?1",
+            params![contact_id, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    pub fn create_conversation(
+        &self,
+        contact_id: Option<i64>,
+        category: &str,
+        subject_norm: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<i64> {
+        self.tx.execute(
+            "INSERT INTO conversations(contact_id, category, subject_norm, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![contact_id, category, subject_norm, ts(now)],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn touch_conversation(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.tx.execute(
+            "UPDATE conversations SET updated_at = ?2 WHERE id = ?1",
+            params![id, ts(now)],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts a filed message and returns its id.
+    pub fn insert_message(&self, m: &NewMessage, now: DateTime<Utc>) -> anyhow::Result<i64> {
+        self.tx.execute(
+            "INSERT INTO messages(dedupe_key, message_id, in_reply_to, refs, from_addr, from_name, reply_to, subject, body_text,
+                 category, reason, language, status, folder, reply_note, auto_replied, conversation_id, size, received_at,
+                 date_header, filed_at, uidvalidity, uid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+            params![
+                m.dedupe_key,
+                m.message_id,
+                m.in_reply_to,
+                m.refs.join(" "),
+                m.from_addr,
+                m.from_name,
+                m.reply_to,
+                m.subject,
+                m.body_text,
+                m.category,
+                m.reason,
+                m.language,
+                m.status,
+                m.folder,
+                m.reply_note,
+                m.auto_replied,
+                m.conversation_id,
+                m.size,
+                ts(m.received_at),
+                m.date_header.map(ts),
+                ts(now),
+                m.uidvalidity,
+                m.uid,
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Marks a message as answered by an auto-reply.
+    pub fn set_auto_replied(&self, message_id: i64, note: &str) -> anyhow::Result<()> {
+        self.tx.execute(
+            "UPDATE messages SET auto_replied = 1, reply_note = ?2 WHERE id = ?1",
+            params![message_id, note],
+        )?;
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Records that these messages were moved to their folder on the server.
+    pub fn mark_moved(&self, ids: &[i64]) -> anyhow::Result<()> {
+        let now = ts(Utc::now());
+        for chunk in ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "UPDATE messages SET moved_at = ? WHERE moved_at IS NULL AND id IN ({placeholders})"
+            );
+            let mut values: Vec<rusqlite::types::Value> = vec![now.clone().into()];
+            values.extend(chunk.iter().map(|&i| i.into()));
+            self.conn.execute(&sql, params_from_iter(values))?;
+        }
+        Ok(())
+    }
+
+    pub fn list_messages(&self, filter: &MessageFilter) -> anyhow::Result<Vec<FiledMessage>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {FILED_COLUMNS} FROM messages
+             WHERE (?1 IS NULL OR category = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let limit = filter.limit.map_or(-1, i64::from);
+        let rows = st.query_map(
+            params![filter.category, filter.status, limit],
+            filed_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn get_message(&self, id: i64) -> anyhow::Result<Option<FiledMessage>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1"),
+                [id],
+                |r| {
+                    let mut m = filed_from_row(r)?;
+                    m.body = Some(r.get(19)?);
+                    Ok(m)
+                },
+            )
+            .optional()?)
+    }
+
+    /// Sets a message's status (the coordinator's `new` -> `done`).
+    pub fn set_message_status(&self, id: i64, status: &str) -> anyhow::Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE messages SET status = ?2 WHERE id = ?1",
+            params![id, status],
+        )? == 1)
+    }
+
+    /// Counts of filed messages per category and status.
+    pub fn message_counts(&self) -> anyhow::Result<Vec<(String, String, i64)>> {
+        let mut st = self.conn.prepare("SELECT category, status, COUNT(*) FROM messages GROUP BY category, status ORDER BY category, status")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Filed messages whose IMAP move has not been confirmed.
+    pub fn unmoved_count(&self) -> anyhow::Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM messages WHERE moved_at IS NULL AND uid IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+}

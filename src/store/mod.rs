@@ -1,0 +1,265 @@
+//! The store: SQLite through rusqlite. The only module with SQL.
+//!
+//! WAL mode so the CLI reads while the daemon writes; `busy_timeout` so short write
+//! contention waits instead of failing; `synchronous=FULL` because the rows here are the
+//! record of what was filed and what was sent.
+
+mod inbox;
+mod outbox;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use inbox::{ConversationRef, FiledMessage, MessageFilter, NewMessage};
+pub use outbox::{NewOutgoing, OutboxCounts, OutboxRow};
+
+/// Embedded migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+
+/// A connection to the store. Each thread opens its own.
+pub struct Db {
+    conn: Connection,
+}
+
+/// A store transaction: filing a batch of messages happens inside one.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Db {
+    /// Opens (creating when missing) the database and applies pending migrations.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("Failed to create the folder {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("Failed to open the database {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            bail!(
+                "database {}: could not switch to WAL mode (got {mode})",
+                path.display()
+            );
+        }
+        conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;")?;
+        let mut db = Db { conn };
+        db.migrate()
+            .with_context(|| format!("Failed to apply migrations to {}", path.display()))?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let done: usize = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if done > MIGRATIONS.len() {
+            bail!(
+                "the database was written by a newer outreach (schema version {done}, this binary knows {})",
+                MIGRATIONS.len()
+            );
+        }
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(done) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {name}"))?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+            tracing::info!(migration = name, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// Starts an immediate (write) transaction.
+    pub fn begin(&mut self) -> anyhow::Result<Tx<'_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Tx { tx })
+    }
+
+    /// Records a daemon state value for `outreach status`.
+    pub fn set_state(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO daemon_state(key, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![key, value, ts(Utc::now())],
+        )?;
+        Ok(())
+    }
+
+    /// All daemon state values with the time they were written.
+    pub fn states(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, value, updated_at FROM daemon_state ORDER BY key")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The stored `(uidvalidity, highest_uid)` of a mailbox.
+    pub fn mailbox_state(&self, mailbox: &str) -> anyhow::Result<Option<(u32, u32)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT uidvalidity, highest_uid FROM mailbox_state WHERE mailbox = ?1",
+                [mailbox],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn set_mailbox_state(
+        &self,
+        mailbox: &str,
+        uidvalidity: u32,
+        highest_uid: u32,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO mailbox_state(mailbox, uidvalidity, highest_uid) VALUES (?1, ?2, ?3)
+             ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, highest_uid = excluded.highest_uid",
+            params![mailbox, uidvalidity, highest_uid],
+        )?;
+        Ok(())
+    }
+}
+
+impl Tx<'_> {
+    pub fn commit(self) -> anyhow::Result<()> {
+        self.tx.commit().context("Failed to commit to the database")
+    }
+
+    /// Runs `f` inside a savepoint: on error only its own changes are undone.
+    pub fn savepoint<T>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.tx.execute_batch("SAVEPOINT one_message")?;
+        match f(self) {
+            Ok(v) => {
+                self.tx.execute_batch("RELEASE one_message")?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.tx
+                    .execute_batch("ROLLBACK TO one_message; RELEASE one_message")?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether an error means the disk or database is broken (full, I/O error, corrupt):
+/// then nothing may be acknowledged (no MOVE, no send).
+pub fn is_fatal_storage_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::DatabaseCorrupt
+                        | rusqlite::ErrorCode::CannotOpen
+                )
+            )
+        })
+    })
+}
+
+/// Formats a UTC time the way the store keeps it (sortable as text).
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses a time written by [`ts`].
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// An exclusive lock that keeps a second daemon off the same database.
+/// Held for the life of the value; the OS releases it when the process dies.
+pub struct DaemonLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl DaemonLock {
+    pub fn acquire(db_path: &Path) -> anyhow::Result<Self> {
+        let mut name = db_path.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("Failed to open the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file, path }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another outreach daemon is already using the database {} (lock {} is held); stop it first",
+                db_path.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("Failed to lock {}", path.display()))
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        drop(Db::open(&p).unwrap());
+        let db = Db::open(&p).unwrap();
+        let v: usize = db
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_second_daemon_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        let first = DaemonLock::acquire(&p).unwrap();
+        let err = DaemonLock::acquire(&p)
+            .err()
+            .expect("second lock must fail")
+            .to_string();
+        assert!(err.contains("another outreach daemon"), "{err}");
+        drop(first);
+        DaemonLock::acquire(&p).unwrap();
+    }
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = ts(DateTime::from_timestamp(1_000, 5_000_000).unwrap());
+        let b = ts(DateTime::from_timestamp(1_000, 50_000_000).unwrap());
+        assert!(a < b);
+        assert_eq!(parse_ts(&a).unwrap().timestamp_millis(), 1_000_005);
+    }
+}

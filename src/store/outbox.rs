@@ -1,0 +1,178 @@
+//! Queries for the outbox: the durable queue every outgoing mail passes through.
+//!
+//! Rows move `queued -> sending -> sent | queued (retry at) | failed`. `sending` is
+//! committed before the SMTP transaction starts; a row still `sending` at start-up was
+//! in flight during a crash and is queued again.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Db, Tx, ts};
+
+#[derive(Debug, Clone)]
+pub struct NewOutgoing {
+    pub kind: String,
+    pub message_id: String,
+    pub reply_to_msg: Option<i64>,
+    pub conversation_id: Option<i64>,
+    pub envelope_from: String,
+    pub rcpt: String,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub message_id: String,
+    pub envelope_from: String,
+    pub rcpt: String,
+    pub raw: Vec<u8>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutboxCounts {
+    pub queued: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    /// Queued rows that already failed at least once (waiting for a retry).
+    pub retrying: i64,
+    pub next_attempt_at: Option<String>,
+}
+
+impl Tx<'_> {
+    pub fn enqueue(&self, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<i64> {
+        self.tx.execute(
+            "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)",
+            params![m.kind, m.message_id, m.reply_to_msg, m.conversation_id, m.envelope_from, m.rcpt, m.raw, ts(now)],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Auto-replies queued since `since` (for the global circuit breaker).
+    pub fn auto_replies_since(&self, since: DateTime<Utc>) -> anyhow::Result<u64> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'auto_reply' AND created_at >= ?1",
+            [ts(since)],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether a mail of this kind was queued since `since`.
+    pub fn queued_kind_since(&self, kind: &str, since: DateTime<Utc>) -> anyhow::Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM outbox WHERE kind = ?1 AND created_at >= ?2 LIMIT 1",
+                params![kind, ts(since)],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some())
+    }
+}
+
+impl Db {
+    /// Puts rows left `sending` by a crash back in the queue (at-least-once; see the module doc).
+    pub fn requeue_in_flight(&self) -> anyhow::Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET status = 'queued' WHERE status = 'sending'",
+            [],
+        )?)
+    }
+
+    /// Claims up to `limit` due rows: marks them `sending` and returns them.
+    pub fn claim_due(&mut self, limit: u32, now: DateTime<Utc>) -> anyhow::Result<Vec<OutboxRow>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows = {
+            let mut st = tx.prepare(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2)
+                 RETURNING id, kind, message_id, envelope_from, rcpt, raw, attempts",
+            )?;
+            let rows = st.query_map(params![ts(now), limit], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    message_id: r.get(2)?,
+                    envelope_from: r.get(3)?,
+                    rcpt: r.get(4)?,
+                    raw: r.get(5)?,
+                    attempts: r.get(6)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    pub fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
+            params![id, ts(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_retry(&self, id: i64, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET status = 'queued', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, ts(at), error],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_failed(&self, id: i64, error: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1",
+            params![id, error],
+        )?;
+        Ok(())
+    }
+
+    /// When the next queued row becomes due.
+    pub fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let s: Option<String> = self.conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(s.as_deref().and_then(super::parse_ts))
+    }
+
+    pub fn outbox_counts(&self) -> anyhow::Result<OutboxCounts> {
+        let mut c = OutboxCounts::default();
+        let mut st = self.conn.prepare("SELECT status, COUNT(*), SUM(attempts > 0 AND last_error IS NOT NULL) FROM outbox GROUP BY status")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let status: String = r.get(0)?;
+            let n: i64 = r.get(1)?;
+            match status.as_str() {
+                "queued" => {
+                    c.queued = n;
+                    c.retrying = r.get::<_, Option<i64>>(2)?.unwrap_or(0);
+                }
+                "sending" => c.sending = n,
+                "sent" => c.sent = n,
+                "failed" => c.failed = n,
+                _ => {}
+            }
+        }
+        c.next_attempt_at = self.next_due()?.map(ts);
+        Ok(c)
+    }
+
+    /// Failed rows with their errors, newest first.
+    pub fn failed_outgoing(&self, limit: u32) -> anyhow::Result<Vec<(i64, String, String)>> {
+        let mut st = self.conn.prepare("SELECT id, rcpt, COALESCE(last_error, '') FROM outbox WHERE status = 'failed' ORDER BY id DESC LIMIT ?1")?;
+        let rows = st.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
