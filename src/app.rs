@@ -35,10 +35,7 @@ impl StopFlag {
     /// Sleeps up to `d`; true when stopped meanwhile.
     pub fn wait(&self, d: Duration) -> bool {
         let guard = self.stopped.lock().expect("stop flag");
-        let (guard, _) = self
-            .cv
-            .wait_timeout_while(guard, d, |s| !*s)
-            .expect("stop flag");
+        let (guard, _) = self.cv.wait_timeout_while(guard, d, |s| !*s).expect("stop flag");
         *guard
     }
 }
@@ -65,13 +62,7 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
         let mut db = Db::open(&s.database.path)?;
         let pipeline = Pipeline::new(&s, &templates)?;
         let pass = ImapSource::connect(&s.imap).and_then(|mut src| {
-            let stats = process_mailbox(
-                &mut src,
-                &mut db,
-                &pipeline,
-                s.imap.max_message_size,
-                |_| {},
-            );
+            let stats = process_mailbox(&mut src, &mut db, &pipeline, s.imap.max_message_size, |_| {});
             src.logout();
             stats
         });
@@ -87,10 +78,7 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
     let db: SharedDb = Arc::new(Mutex::new(Db::open(&settings.database.path)?));
     let requeued = db.lock().expect("db").requeue_in_flight()?;
     if requeued > 0 {
-        tracing::warn!(
-            requeued,
-            "mail that was being sent during a crash is queued again"
-        );
+        tracing::warn!(requeued, "mail that was being sent during a crash is queued again");
     }
     let mailer = Mailer::new(&settings.smtp)?;
     let delivery = outbox::deliver_due(&db, &mailer, &settings.smtp).await;
@@ -114,21 +102,14 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     tracing::info!(lock = %lock.path().display(), "outreach daemon started");
 
     let imap = {
-        let (settings, templates, wake, stop, interrupter) = (
-            settings.clone(),
-            templates.clone(),
-            wake.clone(),
-            stop.clone(),
-            interrupter.clone(),
-        );
+        let (settings, templates, wake, stop, interrupter) =
+            (settings.clone(), templates.clone(), wake.clone(), stop.clone(), interrupter.clone());
         let handle = std::thread::Builder::new()
             .name("imap".into())
             .spawn(move || imap_loop(&settings, &templates, &wake, &stop, &interrupter))
             .context("Failed to start the IMAP thread")?;
         tokio::task::spawn_blocking(move || {
-            handle
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
+            handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
         })
     };
     let worker = tokio::spawn(outbox::run_worker(
@@ -206,13 +187,7 @@ fn imap_loop(
             }
         };
         loop {
-            match process_mailbox(
-                &mut src,
-                &mut db,
-                &pipeline,
-                settings.imap.max_message_size,
-                |_| wake.notify_one(),
-            ) {
+            match process_mailbox(&mut src, &mut db, &pipeline, settings.imap.max_message_size, |_| wake.notify_one()) {
                 Ok(stats) => {
                     delay = Duration::from_secs(1);
                     if stats.seen > 0 {
@@ -228,9 +203,7 @@ fn imap_loop(
                 }
                 Err(e) if store::is_fatal_storage_error(&e) => {
                     record_error(&db, "store", &e);
-                    return Err(
-                        e.context("the store failed; stopping so that nothing is acknowledged")
-                    );
+                    return Err(e.context("the store failed; stopping so that nothing is acknowledged"));
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "IMAP pass failed; reconnecting");

@@ -17,13 +17,7 @@ use crate::store::{self, DaemonLock, Db, MessageFilter};
 #[command(name = "outreach", version, about)]
 pub struct Cli {
     /// The config file (TOML). Every key can be overridden by OUTREACH_<SECTION>__<KEY>.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "OUTREACH_CONFIG",
-        value_name = "FILE"
-    )]
+    #[arg(long, short, global = true, env = "OUTREACH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Log as JSON lines instead of human-readable text (logs go to stderr).
     #[arg(long, global = true, env = "OUTREACH_LOG_JSON")]
@@ -97,19 +91,18 @@ pub struct ListArgs {
 
 impl Cli {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let path = self.config.as_deref().context("no config file given: use --config FILE or set OUTREACH_CONFIG (outreach init writes an example)")?;
+        let path = self.config.as_deref().context(
+            "no config file given: use --config FILE or set OUTREACH_CONFIG (outreach init writes an example)",
+        )?;
         Settings::load(path, std::env::vars())
     }
 
     /// Runs the command; the returned code is the process exit code.
     pub async fn execute(self) -> anyhow::Result<i32> {
         match &self.command {
-            Command::Init { path, force } => init(
-                path.as_deref()
-                    .or(self.config.as_deref())
-                    .unwrap_or(Path::new("outreach.toml")),
-                *force,
-            ),
+            Command::Init { path, force } => {
+                init(path.as_deref().or(self.config.as_deref()).unwrap_or(Path::new("outreach.toml")), *force)
+            }
             Command::CheckConfig => {
                 let s = self.settings()?;
                 println!("{s:#?}");
@@ -133,13 +126,9 @@ impl Cli {
 
 fn init(path: &Path, force: bool) -> anyhow::Result<i32> {
     if path.exists() && !force {
-        bail!(
-            "{} already exists; use --force to overwrite it",
-            path.display()
-        );
+        bail!("{} already exists; use --force to overwrite it", path.display());
     }
-    std::fs::write(path, config::EXAMPLE)
-        .with_context(|| format!("Failed to write {}", path.display()))?;
+    std::fs::write(path, config::EXAMPLE).with_context(|| format!("Failed to write {}", path.display()))?;
     eprintln!(
         "Wrote an example config to {}. Fill in the [imap] and [smtp] keys, then run: outreach --config {} poll --once",
         path.display(),
@@ -156,10 +145,7 @@ async fn poll(settings: Arc<Settings>) -> anyhow::Result<i32> {
         i.seen, i.filed, i.replayed, i.moved, i.replies_queued, o.sent, o.deferred, o.failed
     );
     if i.left > 0 {
-        eprintln!(
-            "error: {} message(s) could not be filed and are still in the mailbox (see the log)",
-            i.left
-        );
+        eprintln!("error: {} message(s) could not be filed and are still in the mailbox (see the log)", i.left);
         return Ok(1);
     }
     if o.deferred + o.failed > 0 {
@@ -176,14 +162,8 @@ async fn poll(settings: Arc<Settings>) -> anyhow::Result<i32> {
 }
 
 fn local_time(ts: &str) -> String {
-    store::parse_ts(ts).map_or_else(
-        || ts.to_string(),
-        |t| {
-            t.with_timezone(&Amsterdam)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        },
-    )
+    store::parse_ts(ts)
+        .map_or_else(|| ts.to_string(), |t| t.with_timezone(&Amsterdam).format("%Y-%m-%d %H:%M").to_string())
 }
 
 fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
@@ -193,10 +173,7 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
             if let Some(c) = &a.category
                 && Category::parse(c).is_none()
             {
-                bail!(
-                    "unknown category {c:?}; expected one of: {}",
-                    Category::ALL.map(|c| c.as_str()).join(", ")
-                );
+                bail!("unknown category {c:?}; expected one of: {}", Category::ALL.map(|c| c.as_str()).join(", "));
             }
             if let Some(s) = &a.status
                 && !["new", "done"].contains(&s.as_str())
@@ -215,8 +192,8 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
             } else {
                 writeln!(
                     out,
-                    "{:>5}  {:16}  {:11}  {:6}  {:30}  {}",
-                    "ID", "RECEIVED", "CATEGORY", "STATUS", "FROM", "SUBJECT"
+                    "{:>5}  {:16}  {:11}  {:6}  {:30}  SUBJECT",
+                    "ID", "RECEIVED", "CATEGORY", "STATUS", "FROM"
                 )?;
                 for m in &rows {
                     let from: String = m.from.as_deref().unwrap_or("?").chars().take(30).collect();
@@ -242,32 +219,18 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                println!(
-                    "Message {} {}",
-                    m.id,
-                    m.case_reference.as_deref().unwrap_or("")
-                );
+                println!("Message {} {}", m.id, m.case_reference.as_deref().unwrap_or(""));
                 println!(
                     "From:      {}{}",
-                    m.from_name
-                        .as_deref()
-                        .map(|n| format!("{n} "))
-                        .unwrap_or_default(),
-                    m.from
-                        .as_deref()
-                        .map(|f| format!("<{f}>"))
-                        .unwrap_or_default()
+                    m.from_name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(),
+                    m.from.as_deref().map(|f| format!("<{f}>")).unwrap_or_default()
                 );
                 println!("Subject:   {}", m.subject);
                 println!("Received:  {}", local_time(&m.received_at));
                 println!("Category:  {} (why: {})", m.category, m.reason);
                 println!("Language:  {}", m.language);
                 println!("Status:    {}", m.status);
-                println!(
-                    "Folder:    {}{}",
-                    m.folder,
-                    if m.moved { "" } else { " (not moved yet)" }
-                );
+                println!("Folder:    {}{}", m.folder, if m.moved { "" } else { " (not moved yet)" });
                 println!("Reply:     {}", m.reply_note);
                 println!();
                 println!("{}", m.body.unwrap_or_default());
@@ -288,11 +251,8 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
 fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let db = Db::open(&settings.database.path)?;
     let running = DaemonLock::acquire(&settings.database.path).is_err();
-    let states: std::collections::BTreeMap<String, (String, String)> = db
-        .states()?
-        .into_iter()
-        .map(|(k, v, t)| (k, (v, t)))
-        .collect();
+    let states: std::collections::BTreeMap<String, (String, String)> =
+        db.states()?.into_iter().map(|(k, v, t)| (k, (v, t))).collect();
     let outbox = db.outbox_counts()?;
     let counts = db.message_counts()?;
     let unmoved = db.unmoved_count()?;
@@ -312,10 +272,7 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
-    println!(
-        "daemon:   {}",
-        if running { "running" } else { "not running" }
-    );
+    println!("daemon:   {}", if running { "running" } else { "not running" });
     for part in ["imap", "smtp"] {
         match get(part) {
             Some((v, t)) => println!("{part}:     {v} (since {})", local_time(&t)),
@@ -326,11 +283,7 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         "outbox:   {} queued ({} waiting for a retry{}), {} sending, {} sent, {} failed",
         outbox.queued,
         outbox.retrying,
-        outbox
-            .next_attempt_at
-            .as_deref()
-            .map(|t| format!(", next at {}", local_time(t)))
-            .unwrap_or_default(),
+        outbox.next_attempt_at.as_deref().map(|t| format!(", next at {}", local_time(t))).unwrap_or_default(),
         outbox.sending,
         outbox.sent,
         outbox.failed

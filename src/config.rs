@@ -156,12 +156,7 @@ pub struct AutoReplySettings {
 
 impl Default for AutoReplySettings {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            window_hours: 24,
-            max_per_hour: 100,
-            own_addresses: Vec::new(),
-        }
+        Self { enabled: true, window_hours: 24, max_per_hour: 100, own_addresses: Vec::new() }
     }
 }
 
@@ -209,44 +204,28 @@ fn default_retry_base() -> u64 {
 
 impl Settings {
     /// Reads `path`, applies `OUTREACH_*` overrides from `env`, and validates.
-    pub fn load(
-        path: &Path,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("Failed to read config file {}", path.display()))?;
-        Self::from_toml(&text, env)
-            .with_context(|| format!("Invalid config file {}", path.display()))
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("Failed to read config file {}", path.display()))?;
+        Self::from_toml(&text, env).with_context(|| format!("Invalid config file {}", path.display()))
     }
 
     /// Parses settings from TOML text plus environment overrides.
-    pub fn from_toml(
-        text: &str,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Self> {
-        let mut root: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.to_string().trim()))?;
+    pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let mut root: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.to_string().trim()))?;
         apply_env(&mut root, env)?;
-        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(root))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if path == "." {
-                    anyhow::anyhow!("{inner}")
-                } else {
-                    anyhow::anyhow!("key `{path}`: {inner}")
-                }
-            })?;
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." { anyhow::anyhow!("{inner}") } else { anyhow::anyhow!("key `{path}`: {inner}") }
+        })?;
         settings.validate()?;
         Ok(settings)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        for (key, host) in [
-            ("imap.host", &self.imap.host),
-            ("smtp.host", &self.smtp.host),
-        ] {
+        for (key, host) in [("imap.host", &self.imap.host), ("smtp.host", &self.smtp.host)] {
             if host.trim().is_empty() {
                 bail!("key `{key}`: expected a host name or IP address, found an empty string");
             }
@@ -265,12 +244,10 @@ impl Settings {
                 .map_err(|e| anyhow::anyhow!("key `smtp.envelope_from`: {e}"))?;
         }
         if let Some(addr) = &self.coordinator.address {
-            EmailAddress::parse(addr)
-                .map_err(|e| anyhow::anyhow!("key `coordinator.address`: {e}"))?;
+            EmailAddress::parse(addr).map_err(|e| anyhow::anyhow!("key `coordinator.address`: {e}"))?;
         }
         for a in &self.autoreply.own_addresses {
-            EmailAddress::parse(a)
-                .map_err(|e| anyhow::anyhow!("key `autoreply.own_addresses`: {e}"))?;
+            EmailAddress::parse(a).map_err(|e| anyhow::anyhow!("key `autoreply.own_addresses`: {e}"))?;
         }
         for (key, v) in [
             ("imap.poll_interval", self.imap.poll_interval),
@@ -288,9 +265,7 @@ impl Settings {
             );
         }
         if self.smtp.pool_size == 0 || self.smtp.max_attempts == 0 {
-            bail!(
-                "keys `smtp.pool_size` and `smtp.max_attempts`: expected a number greater than 0"
-            );
+            bail!("keys `smtp.pool_size` and `smtp.max_attempts`: expected a number greater than 0");
         }
         let f = &self.filing;
         for (key, folder) in [
@@ -302,28 +277,17 @@ impl Settings {
             ("filing.review", &f.review),
         ] {
             if folder.trim().is_empty() || folder.contains(['*', '%', '"', '\\', '\r', '\n']) {
-                bail!(
-                    "key `{key}`: expected a folder name without * % \" \\ or line breaks, found {folder:?}"
-                );
+                bail!("key `{key}`: expected a folder name without * % \" \\ or line breaks, found {folder:?}");
             }
             if folder.eq_ignore_ascii_case(&self.imap.mailbox) {
-                bail!(
-                    "key `{key}`: the folder must differ from the watched mailbox `{}`",
-                    self.imap.mailbox
-                );
+                bail!("key `{key}`: the folder must differ from the watched mailbox `{}`", self.imap.mailbox);
             }
         }
-        for (key, file) in [
-            ("imap.ca_file", &self.imap.ca_file),
-            ("smtp.ca_file", &self.smtp.ca_file),
-        ] {
+        for (key, file) in [("imap.ca_file", &self.imap.ca_file), ("smtp.ca_file", &self.smtp.ca_file)] {
             if let Some(file) = file
                 && !file.is_file()
             {
-                bail!(
-                    "key `{key}`: expected a PEM file with a CA certificate, {} does not exist",
-                    file.display()
-                );
+                bail!("key `{key}`: expected a PEM file with a CA certificate, {} does not exist", file.display());
             }
         }
         Ok(())
@@ -332,9 +296,7 @@ impl Settings {
     /// The From mailbox of every mail we send.
     pub fn from_mailbox(&self) -> anyhow::Result<lettre::message::Mailbox> {
         self.smtp.from.parse().map_err(|e| {
-            anyhow::anyhow!(
-                "key `smtp.from`: expected an address like \"Netwerk <contact@example.org>\": {e}"
-            )
+            anyhow::anyhow!("key `smtp.from`: expected an address like \"Netwerk <contact@example.org>\": {e}")
         })
     }
 
@@ -342,29 +304,21 @@ impl Settings {
     pub fn own_addresses(&self) -> Vec<EmailAddress> {
         let mut out = Vec::new();
         if let Ok(m) = self.from_mailbox()
-            && let Ok(a) = EmailAddress::parse(&m.email.to_string())
+            && let Ok(a) = EmailAddress::parse(m.email.as_ref())
         {
             out.push(a);
         }
         if let Ok(a) = EmailAddress::parse(&self.imap.username) {
             out.push(a);
         }
-        out.extend(
-            self.autoreply
-                .own_addresses
-                .iter()
-                .filter_map(|a| EmailAddress::parse(a).ok()),
-        );
+        out.extend(self.autoreply.own_addresses.iter().filter_map(|a| EmailAddress::parse(a).ok()));
         out
     }
 }
 
 /// Applies `OUTREACH_<SECTION>__<KEY>=value` overrides. Values are inserted as strings;
 /// numeric and boolean fields accept strings (see [`flex`]).
-fn apply_env(
-    root: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> anyhow::Result<()> {
+fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
     let overrides: BTreeMap<String, String> = env
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix(ENV_PREFIX).map(|rest| (rest.to_string(), v)))
@@ -380,9 +334,7 @@ fn apply_env(
             .entry(section.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             .as_table_mut()
-            .with_context(|| {
-                format!("environment variable {ENV_PREFIX}{name}: `{section}` is not a section")
-            })?;
+            .with_context(|| format!("environment variable {ENV_PREFIX}{name}: `{section}` is not a section"))?;
         let value = match table.get(&key) {
             // A list key (own_addresses) takes a comma-separated list.
             Some(toml::Value::Array(_)) => toml::Value::Array(
@@ -414,22 +366,12 @@ where
     {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            write!(
-                f,
-                "a {}",
-                std::any::type_name::<T>()
-                    .rsplit("::")
-                    .next()
-                    .unwrap_or("value")
-            )
+            write!(f, "a {}", std::any::type_name::<T>().rsplit("::").next().unwrap_or("value"))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-            v.trim().parse().map_err(|e| {
-                E::custom(format!(
-                    "expected {}, found {v:?}: {e}",
-                    std::any::type_name::<T>()
-                ))
-            })
+            v.trim()
+                .parse()
+                .map_err(|e| E::custom(format!("expected {}, found {v:?}: {e}", std::any::type_name::<T>())))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
             self.visit_str(&v.to_string())
@@ -468,10 +410,7 @@ from = "Netwerk <contact@example.org>"
 "#;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -514,37 +453,24 @@ from = "Netwerk <contact@example.org>"
 
     #[test]
     fn wrong_value_is_named_with_expectation() {
-        let err = format!(
-            "{:#}",
-            Settings::from_toml(MINIMAL, env(&[("OUTREACH_IMAP__PORT", "abc")])).unwrap_err()
-        );
+        let err = format!("{:#}", Settings::from_toml(MINIMAL, env(&[("OUTREACH_IMAP__PORT", "abc")])).unwrap_err());
         assert!(err.contains("imap.port") && err.contains("abc"), "{err}");
         let err = format!(
             "{:#}",
             Settings::from_toml(
-                &MINIMAL.replace(
-                    "security = \"none\"\nusername",
-                    "security = \"ssl\"\nusername"
-                ),
+                &MINIMAL.replace("security = \"none\"\nusername", "security = \"ssl\"\nusername"),
                 env(&[])
             )
             .unwrap_err()
         );
-        assert!(
-            err.contains("imap.security") && err.contains("starttls"),
-            "{err}"
-        );
+        assert!(err.contains("imap.security") && err.contains("starttls"), "{err}");
     }
 
     #[test]
     fn unknown_key_is_an_error() {
         let err = format!(
             "{:#}",
-            Settings::from_toml(
-                &format!("{MINIMAL}\n[filing]\nquestions = \"X\"\n"),
-                env(&[])
-            )
-            .unwrap_err()
+            Settings::from_toml(&format!("{MINIMAL}\n[filing]\nquestions = \"X\"\n"), env(&[])).unwrap_err()
         );
         assert!(err.contains("questions"), "{err}");
     }
@@ -553,8 +479,7 @@ from = "Netwerk <contact@example.org>"
     fn bad_from_address_is_named() {
         let err = format!(
             "{:#}",
-            Settings::from_toml(MINIMAL, env(&[("OUTREACH_SMTP__FROM", "not an address")]))
-                .unwrap_err()
+            Settings::from_toml(MINIMAL, env(&[("OUTREACH_SMTP__FROM", "not an address")])).unwrap_err()
         );
         assert!(err.contains("smtp.from"), "{err}");
     }

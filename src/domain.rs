@@ -13,14 +13,8 @@ impl EmailAddress {
     /// Parses an address (no display name). Lower-cases it: we compare addresses, and
     /// mail systems treat the local part case-insensitively in practice.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .trim();
-        let addr: lettre::Address = s
-            .parse()
-            .map_err(|e| format!("expected an e-mail address, found {s:?}: {e}"))?;
+        let s = s.trim().trim_start_matches('<').trim_end_matches('>').trim();
+        let addr: lettre::Address = s.parse().map_err(|e| format!("expected an e-mail address, found {s:?}: {e}"))?;
         Ok(Self(addr.to_string().to_lowercase()))
     }
 

@@ -13,34 +13,13 @@ use crate::domain::{Category, Language};
 
 /// Built-in templates: (name, text). Names are paths below `templates/`.
 const BUILTIN: &[(&str, &str)] = &[
-    (
-        "reply/join.nl.txt",
-        include_str!("../templates/reply/join.nl.txt"),
-    ),
-    (
-        "reply/join.en.txt",
-        include_str!("../templates/reply/join.en.txt"),
-    ),
-    (
-        "reply/question.nl.txt",
-        include_str!("../templates/reply/question.nl.txt"),
-    ),
-    (
-        "reply/question.en.txt",
-        include_str!("../templates/reply/question.en.txt"),
-    ),
-    (
-        "reply/unsubscribe.nl.txt",
-        include_str!("../templates/reply/unsubscribe.nl.txt"),
-    ),
-    (
-        "reply/unsubscribe.en.txt",
-        include_str!("../templates/reply/unsubscribe.en.txt"),
-    ),
-    (
-        "notice/breaker.nl.txt",
-        include_str!("../templates/notice/breaker.nl.txt"),
-    ),
+    ("reply/join.nl.txt", include_str!("../templates/reply/join.nl.txt")),
+    ("reply/join.en.txt", include_str!("../templates/reply/join.en.txt")),
+    ("reply/question.nl.txt", include_str!("../templates/reply/question.nl.txt")),
+    ("reply/question.en.txt", include_str!("../templates/reply/question.en.txt")),
+    ("reply/unsubscribe.nl.txt", include_str!("../templates/reply/unsubscribe.nl.txt")),
+    ("reply/unsubscribe.en.txt", include_str!("../templates/reply/unsubscribe.en.txt")),
+    ("notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
 ];
 
 pub struct Templates {
@@ -69,30 +48,20 @@ impl Templates {
                     .with_context(|| format!("Failed to read template {}", path.display()))?,
                 None => (*text).to_string(),
             };
-            hb.register_template_string(name, text)
-                .with_context(|| format!("Template {name} does not parse"))?;
+            hb.register_template_string(name, text).with_context(|| format!("Template {name} does not parse"))?;
         }
         Ok(Self { hb })
     }
 
     /// Renders the auto-reply body for a category and language.
-    pub fn reply(
-        &self,
-        category: Category,
-        language: Language,
-        data: &ReplyData<'_>,
-    ) -> anyhow::Result<String> {
+    pub fn reply(&self, category: Category, language: Language, data: &ReplyData<'_>) -> anyhow::Result<String> {
         let name = format!("reply/{}.{}.txt", category.as_str(), language.code());
-        self.hb
-            .render(&name, data)
-            .with_context(|| format!("Failed to render template {name}"))
+        self.hb.render(&name, data).with_context(|| format!("Failed to render template {name}"))
     }
 
     /// Renders any template by name.
     pub fn render(&self, name: &str, data: &impl Serialize) -> anyhow::Result<String> {
-        self.hb
-            .render(name, data)
-            .with_context(|| format!("Failed to render template {name}"))
+        self.hb.render(name, data).with_context(|| format!("Failed to render template {name}"))
     }
 }
 
@@ -105,60 +74,18 @@ mod tests {
         let t = Templates::load(None).unwrap();
         for c in [Category::Join, Category::Question, Category::Unsubscribe] {
             for l in [Language::Dutch, Language::English] {
-                let with = t
-                    .reply(
-                        c,
-                        l,
-                        &ReplyData {
-                            name: "Ann",
-                            subject: "x",
-                            case_ref: "[MAO-7]",
-                        },
-                    )
-                    .unwrap();
-                assert!(
-                    with.contains("Ann") && with.contains("[MAO-7]"),
-                    "{c} {l:?}: {with}"
-                );
-                let without = t
-                    .reply(
-                        c,
-                        l,
-                        &ReplyData {
-                            name: "",
-                            subject: "x",
-                            case_ref: "[MAO-7]",
-                        },
-                    )
-                    .unwrap();
-                assert!(
-                    without.starts_with("Hallo,") || without.starts_with("Hello,"),
-                    "{without}"
-                );
+                let with = t.reply(c, l, &ReplyData { name: "Ann", subject: "x", case_ref: "[MAO-7]" }).unwrap();
+                assert!(with.contains("Ann") && with.contains("[MAO-7]"), "{c} {l:?}: {with}");
+                let without = t.reply(c, l, &ReplyData { name: "", subject: "x", case_ref: "[MAO-7]" }).unwrap();
+                assert!(without.starts_with("Hallo,") || without.starts_with("Hello,"), "{without}");
             }
         }
         let nl = t
-            .reply(
-                Category::Join,
-                Language::Dutch,
-                &ReplyData {
-                    name: "",
-                    subject: "",
-                    case_ref: "[MAO-1]",
-                },
-            )
+            .reply(Category::Join, Language::Dutch, &ReplyData { name: "", subject: "", case_ref: "[MAO-1]" })
             .unwrap();
         assert!(nl.contains("aanmelding") && nl.contains("automatisch antwoord"));
         let en = t
-            .reply(
-                Category::Question,
-                Language::English,
-                &ReplyData {
-                    name: "",
-                    subject: "",
-                    case_ref: "[MAO-1]",
-                },
-            )
+            .reply(Category::Question, Language::English, &ReplyData { name: "", subject: "", case_ref: "[MAO-1]" })
             .unwrap();
         assert!(en.contains("automatic reply"));
     }
@@ -167,22 +94,10 @@ mod tests {
     fn overrides_replace_builtin_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("reply")).unwrap();
-        std::fs::write(
-            dir.path().join("reply/question.nl.txt"),
-            "Eigen tekst {{case_ref}}",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("reply/question.nl.txt"), "Eigen tekst {{case_ref}}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         let s = t
-            .reply(
-                Category::Question,
-                Language::Dutch,
-                &ReplyData {
-                    name: "",
-                    subject: "",
-                    case_ref: "[MAO-2]",
-                },
-            )
+            .reply(Category::Question, Language::Dutch, &ReplyData { name: "", subject: "", case_ref: "[MAO-2]" })
             .unwrap();
         assert_eq!(s, "Eigen tekst [MAO-2]");
     }
@@ -194,16 +109,7 @@ mod tests {
         std::fs::write(dir.path().join("reply/question.nl.txt"), "{{typo}}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         assert!(
-            t.reply(
-                Category::Question,
-                Language::Dutch,
-                &ReplyData {
-                    name: "",
-                    subject: "",
-                    case_ref: ""
-                }
-            )
-            .is_err()
+            t.reply(Category::Question, Language::Dutch, &ReplyData { name: "", subject: "", case_ref: "" }).is_err()
         );
     }
 }

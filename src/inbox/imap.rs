@@ -59,9 +59,7 @@ impl Write for ImapStream {
 
 impl SetReadTimeout for ImapStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> imap::Result<()> {
-        self.tcp()
-            .set_read_timeout(timeout)
-            .map_err(imap::Error::Io)
+        self.tcp().set_read_timeout(timeout).map_err(imap::Error::Io)
     }
 }
 
@@ -124,9 +122,8 @@ impl ImapSource {
         let keep = tcp.try_clone()?;
         let tls = || -> anyhow::Result<(Arc<rustls::ClientConfig>, ServerName<'static>)> {
             let config = crate::tls::client_config(s.ca_file.as_deref())?;
-            let name = ServerName::try_from(s.host.clone()).with_context(|| {
-                format!("imap.host {:?} is not a valid TLS server name", s.host)
-            })?;
+            let name = ServerName::try_from(s.host.clone())
+                .with_context(|| format!("imap.host {:?} is not a valid TLS server name", s.host))?;
             Ok((config, name))
         };
         let mut client = match s.security {
@@ -138,23 +135,17 @@ impl ImapSource {
             Security::Tls => {
                 let (config, name) = tls()?;
                 let conn = ClientConnection::new(config, name)?;
-                let mut c =
-                    imap::Client::new(ImapStream::Tls(Box::new(StreamOwned::new(conn, tcp))));
-                c.read_greeting()
-                    .context("TLS handshake or IMAP greeting failed")?;
+                let mut c = imap::Client::new(ImapStream::Tls(Box::new(StreamOwned::new(conn, tcp))));
+                c.read_greeting().context("TLS handshake or IMAP greeting failed")?;
                 c
             }
             Security::Starttls => {
                 let tcp = starttls_handshake(tcp).with_context(|| {
-                    format!(
-                        "STARTTLS with {}:{} failed (imap.security = \"starttls\")",
-                        s.host, s.port
-                    )
+                    format!("STARTTLS with {}:{} failed (imap.security = \"starttls\")", s.host, s.port)
                 })?;
                 let (config, name) = tls()?;
                 let conn = ClientConnection::new(config, name)?;
-                let mut c =
-                    imap::Client::new(ImapStream::Tls(Box::new(StreamOwned::new(conn, tcp))));
+                let mut c = imap::Client::new(ImapStream::Tls(Box::new(StreamOwned::new(conn, tcp))));
                 // The greeting came before STARTTLS; none follows the TLS handshake.
                 c.greeting_read = true;
                 c
@@ -162,39 +153,21 @@ impl ImapSource {
         };
         let caps = client.capabilities().context("CAPABILITY failed")?;
         if caps.has_str("LOGINDISABLED") {
-            bail!(
-                "IMAP server refuses LOGIN on this connection; use imap.security = \"starttls\" or \"tls\""
-            );
+            bail!("IMAP server refuses LOGIN on this connection; use imap.security = \"starttls\" or \"tls\"");
         }
         let mut session = client
             .login(&s.username, s.password.expose_secret())
             .map_err(|(e, _)| anyhow::anyhow!("IMAP login as {} failed: {e}", s.username))?;
-        let caps = session
-            .capabilities()
-            .context("CAPABILITY after login failed")?;
-        let (has_move, has_idle, has_uidplus) = (
-            caps.has_str("MOVE"),
-            caps.has_str("IDLE"),
-            caps.has_str("UIDPLUS"),
-        );
+        let caps = session.capabilities().context("CAPABILITY after login failed")?;
+        let (has_move, has_idle, has_uidplus) = (caps.has_str("MOVE"), caps.has_str("IDLE"), caps.has_str("UIDPLUS"));
         drop(caps);
         let mbox = session
             .select(&s.mailbox)
             .with_context(|| format!("Failed to select mailbox {:?} (imap.mailbox)", s.mailbox))?;
         let uidvalidity = mbox.uid_validity.unwrap_or(0);
-        let folders = session
-            .list(None, Some("*"))
-            .context("LIST failed")?
-            .iter()
-            .map(|n| n.name().to_string())
-            .collect();
-        tracing::info!(
-            has_move,
-            has_idle,
-            has_uidplus,
-            uidvalidity,
-            "IMAP connected"
-        );
+        let folders =
+            session.list(None, Some("*")).context("LIST failed")?.iter().map(|n| n.name().to_string()).collect();
+        tracing::info!(has_move, has_idle, has_uidplus, uidvalidity, "IMAP connected");
         Ok(Self {
             session,
             tcp: keep,
@@ -218,12 +191,7 @@ impl ImapSource {
     /// Every UID in the watched mailbox, ascending. The mailbox is our work queue: what is
     /// filed leaves it, so this stays short.
     pub fn search_all(&mut self) -> anyhow::Result<Vec<u32>> {
-        let mut uids: Vec<u32> = self
-            .session
-            .uid_search("ALL")
-            .context("UID SEARCH failed")?
-            .into_iter()
-            .collect();
+        let mut uids: Vec<u32> = self.session.uid_search("ALL").context("UID SEARCH failed")?.into_iter().collect();
         uids.sort_unstable();
         Ok(uids)
     }
@@ -241,9 +209,7 @@ impl ImapSource {
                     out.push(MessageMeta {
                         uid,
                         size: u64::from(f.size.unwrap_or(0)),
-                        internal_date: f
-                            .internal_date()
-                            .map_or_else(Utc::now, |d| d.with_timezone(&Utc)),
+                        internal_date: f.internal_date().map_or_else(Utc::now, |d| d.with_timezone(&Utc)),
                     });
                 }
             }
@@ -272,10 +238,7 @@ impl ImapSource {
             return Ok(Vec::new());
         }
         let uids: Vec<u32> = metas.iter().map(|m| m.uid).collect();
-        let fetches = self
-            .session
-            .uid_fetch(uid_set(&uids), items)
-            .context("UID FETCH (body) failed")?;
+        let fetches = self.session.uid_fetch(uid_set(&uids), items).context("UID FETCH (body) failed")?;
         let mut out = Vec::with_capacity(metas.len());
         for f in fetches.iter() {
             let Some(uid) = f.uid else { continue };
@@ -283,11 +246,7 @@ impl ImapSource {
                 continue;
             };
             let raw = if header_only { f.header() } else { f.body() };
-            out.push(FetchedMessage {
-                meta: *meta,
-                raw: raw.unwrap_or_default().to_vec(),
-                header_only,
-            });
+            out.push(FetchedMessage { meta: *meta, raw: raw.unwrap_or_default().to_vec(), header_only });
         }
         out.sort_by_key(|m| m.meta.uid);
         Ok(out)
@@ -326,20 +285,12 @@ impl ImapSource {
         self.ensure_folder(folder)?;
         let set = uid_set(uids);
         if self.has_move {
-            self.session
-                .uid_mv(&set, folder)
-                .with_context(|| format!("UID MOVE to {folder:?} failed"))?;
+            self.session.uid_mv(&set, folder).with_context(|| format!("UID MOVE to {folder:?} failed"))?;
         } else {
-            self.session
-                .uid_copy(&set, folder)
-                .with_context(|| format!("UID COPY to {folder:?} failed"))?;
-            self.session
-                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                .context("UID STORE \\Deleted failed")?;
+            self.session.uid_copy(&set, folder).with_context(|| format!("UID COPY to {folder:?} failed"))?;
+            self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)").context("UID STORE \\Deleted failed")?;
             if self.has_uidplus {
-                self.session
-                    .uid_expunge(&set)
-                    .context("UID EXPUNGE failed")?;
+                self.session.uid_expunge(&set).context("UID EXPUNGE failed")?;
             } else {
                 tracing::warn!(
                     folder,
@@ -358,12 +309,7 @@ impl ImapSource {
             .idle()
             .timeout(timeout)
             .keepalive(false)
-            .wait_while(|r| {
-                !matches!(
-                    r,
-                    UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
-                )
-            });
+            .wait_while(|r| !matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)));
         interrupter.disarm();
         match res {
             Ok(WaitOutcome::TimedOut | WaitOutcome::MailboxChanged) => Ok(()),

@@ -59,12 +59,7 @@ pub struct PassStats {
 
 impl<'a> Pipeline<'a> {
     pub fn new(settings: &'a Settings, templates: &'a Templates) -> anyhow::Result<Self> {
-        Ok(Self {
-            settings,
-            templates,
-            own: settings.own_addresses(),
-            from: settings.from_mailbox()?,
-        })
+        Ok(Self { settings, templates, own: settings.own_addresses(), from: settings.from_mailbox()? })
     }
 
     /// Files a batch of fetched messages in one transaction, each in its own savepoint.
@@ -86,9 +81,7 @@ impl<'a> Pipeline<'a> {
                 Err(e) => {
                     tracing::warn!(uid = m.meta.uid, error = %format!("{e:#}"), "filing failed; filing for review");
                     let reason = format!("review: filing failed: {e:#}");
-                    match tx
-                        .savepoint(|tx| self.file_review(tx, m, None, uidvalidity, &reason, now))
-                    {
+                    match tx.savepoint(|tx| self.file_review(tx, m, None, uidvalidity, &reason, now)) {
                         Ok(f) => out.push(f),
                         Err(e) if store::is_fatal_storage_error(&e) => return Err(e),
                         Err(e) => {
@@ -102,13 +95,7 @@ impl<'a> Pipeline<'a> {
         Ok(out)
     }
 
-    fn file_one(
-        &self,
-        tx: &Tx<'_>,
-        m: &FetchedMessage,
-        uidvalidity: u32,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Filed> {
+    fn file_one(&self, tx: &Tx<'_>, m: &FetchedMessage, uidvalidity: u32, now: DateTime<Utc>) -> anyhow::Result<Filed> {
         let parsed = parse::parse(&m.raw);
         if m.header_only {
             let reason = format!(
@@ -118,25 +105,14 @@ impl<'a> Pipeline<'a> {
             return self.file_review(tx, m, parsed.as_ref(), uidvalidity, &reason, now);
         }
         let Some(mail) = parsed else {
-            return self.file_review(
-                tx,
-                m,
-                None,
-                uidvalidity,
-                "review: could not be parsed as a mail message",
-                now,
-            );
+            return self.file_review(tx, m, None, uidvalidity, "review: could not be parsed as a mail message", now);
         };
         let key = parse::dedupe_key(mail.message_id.as_deref(), &m.raw);
         if let Some(f) = self.replayed(tx, m, &key)? {
             return Ok(f);
         }
         if mail.parts > parse::MAX_PARTS {
-            let reason = format!(
-                "review: {} MIME parts (limit {})",
-                mail.parts,
-                parse::MAX_PARTS
-            );
+            let reason = format!("review: {} MIME parts (limit {})", mail.parts, parse::MAX_PARTS);
             return self.file_review(tx, m, Some(&mail), uidvalidity, &reason, now);
         }
         let language = triage::detect_language(&mail);
@@ -147,46 +123,25 @@ impl<'a> Pipeline<'a> {
 
         let subject_norm = triage::normalize_subject(&mail.subject);
         let mut contact: Option<(i64, Option<String>)> = None;
-        let (category, reason, conversation, new_conversation) =
-            if let Some((cat, rule)) = automatic {
-                (cat, format!("{}: {rule}", cat.as_str()), by_ids, false)
-            } else {
-                if let Some(from) = &mail.from {
-                    contact = Some(tx.upsert_contact(
-                        &from.normalized(),
-                        mail.from_name.as_deref(),
-                        language.code(),
-                        now,
-                    )?);
+        let (category, reason, conversation, new_conversation) = if let Some((cat, rule)) = automatic {
+            (cat, format!("{}: {rule}", cat.as_str()), by_ids, false)
+        } else {
+            if let Some(from) = &mail.from {
+                contact =
+                    Some(tx.upsert_contact(&from.normalized(), mail.from_name.as_deref(), language.code(), now)?);
+            }
+            match self.follow_up(tx, &mail, by_ids, contact.as_ref().map(|c| c.0), &subject_norm)? {
+                Some((conv, why)) => (Category::Followup, format!("followup: {why}"), Some(conv), false),
+                None => {
+                    let (cat, why) = triage::classify(&mail);
+                    let conv = ConversationRef {
+                        id: tx.create_conversation(contact.as_ref().map(|c| c.0), cat.as_str(), &subject_norm, now)?,
+                        category: cat.as_str().into(),
+                    };
+                    (cat, why, Some(conv), true)
                 }
-                match self.follow_up(
-                    tx,
-                    &mail,
-                    by_ids,
-                    contact.as_ref().map(|c| c.0),
-                    &subject_norm,
-                )? {
-                    Some((conv, why)) => (
-                        Category::Followup,
-                        format!("followup: {why}"),
-                        Some(conv),
-                        false,
-                    ),
-                    None => {
-                        let (cat, why) = triage::classify(&mail);
-                        let conv = ConversationRef {
-                            id: tx.create_conversation(
-                                contact.as_ref().map(|c| c.0),
-                                cat.as_str(),
-                                &subject_norm,
-                                now,
-                            )?,
-                            category: cat.as_str().into(),
-                        };
-                        (cat, why, Some(conv), true)
-                    }
-                }
-            };
+            }
+        };
         if let Some(c) = &conversation {
             tx.touch_conversation(c.id, now)?;
         }
@@ -206,13 +161,8 @@ impl<'a> Pipeline<'a> {
             reply_address_is_ours: reply_addr
                 .as_ref()
                 .is_some_and(|a| self.own.iter().any(|o| o.normalized() == a.normalized())),
-            last_auto_reply_to_sender: contact
-                .as_ref()
-                .and_then(|c| c.1.as_deref())
-                .and_then(store::parse_ts),
-            window: Duration::hours(
-                i64::try_from(self.settings.autoreply.window_hours).unwrap_or(i64::MAX / 3600),
-            ),
+            last_auto_reply_to_sender: contact.as_ref().and_then(|c| c.1.as_deref()).and_then(store::parse_ts),
+            window: Duration::hours(i64::try_from(self.settings.autoreply.window_hours).unwrap_or(i64::MAX / 3600)),
             replies_last_hour: tx.auto_replies_since(now - Duration::hours(1))?,
             max_per_hour: self.settings.autoreply.max_per_hour,
             now,
@@ -227,11 +177,7 @@ impl<'a> Pipeline<'a> {
                 message_id: mail.message_id.clone(),
                 in_reply_to: mail.in_reply_to.first().cloned(),
                 refs: mail.references.clone(),
-                from_addr: mail
-                    .from
-                    .as_ref()
-                    .map(|a| a.to_string())
-                    .or_else(|| mail.from_raw.clone()),
+                from_addr: mail.from.as_ref().map(|a| a.to_string()).or_else(|| mail.from_raw.clone()),
                 from_name: mail.from_name.clone(),
                 reply_to: mail.reply_to.as_ref().map(|a| a.to_string()),
                 subject: mail.subject.clone(),
@@ -239,12 +185,7 @@ impl<'a> Pipeline<'a> {
                 category: category.as_str().into(),
                 reason,
                 language: language.code().into(),
-                status: if category.needs_person() {
-                    "new"
-                } else {
-                    "done"
-                }
-                .into(),
+                status: if category.needs_person() { "new" } else { "done" }.into(),
                 folder: folder.clone(),
                 reply_note,
                 auto_replied: false,
@@ -260,10 +201,8 @@ impl<'a> Pipeline<'a> {
         let mut replied = false;
         match decision {
             ReplyDecision::Reply => {
-                let (to, conv) = (
-                    reply_addr.expect("decided with an address"),
-                    conversation.as_ref().expect("new conversation").id,
-                );
+                let (to, conv) =
+                    (reply_addr.expect("decided with an address"), conversation.as_ref().expect("new conversation").id);
                 self.queue_reply(tx, &mail, &to, category, language, row, conv, now)?;
                 if let Some((contact_id, _)) = contact {
                     tx.set_contact_replied(contact_id, now)?;
@@ -273,23 +212,11 @@ impl<'a> Pipeline<'a> {
             ReplyDecision::BreakerOpen(_) => self.tell_coordinator_breaker(tx, &mail, now)?,
             ReplyDecision::NoReply(_) => {}
         }
-        Ok(Filed {
-            uid: m.meta.uid,
-            message_row: row,
-            folder,
-            new: true,
-            category,
-            replied,
-        })
+        Ok(Filed { uid: m.meta.uid, message_row: row, folder, new: true, category, replied })
     }
 
     /// A message filed before (same dedupe key): move it where it went the first time.
-    fn replayed(
-        &self,
-        tx: &Tx<'_>,
-        m: &FetchedMessage,
-        key: &str,
-    ) -> anyhow::Result<Option<Filed>> {
+    fn replayed(&self, tx: &Tx<'_>, m: &FetchedMessage, key: &str) -> anyhow::Result<Option<Filed>> {
         Ok(tx.find_filed(key)?.map(|(row, folder)| Filed {
             uid: m.meta.uid,
             message_row: row,
@@ -311,28 +238,19 @@ impl<'a> Pipeline<'a> {
         subject_norm: &str,
     ) -> anyhow::Result<Option<(ConversationRef, String)>> {
         if let Some(c) = by_ids {
-            let why = format!(
-                "In-Reply-To/References match conversation {}",
-                case_reference(c.id)
-            );
+            let why = format!("In-Reply-To/References match conversation {}", case_reference(c.id));
             return Ok(Some((c, why)));
         }
         if let Some(id) = triage::case_reference_in(&mail.subject)
             && let Some(c) = tx.conversation(id)?
         {
-            return Ok(Some((
-                c,
-                format!("case reference {} in subject", case_reference(id)),
-            )));
+            return Ok(Some((c, format!("case reference {} in subject", case_reference(id)))));
         }
         if let Some(contact) = contact
             && !subject_norm.is_empty()
             && let Some(c) = tx.conversation_by_subject(contact, subject_norm)?
         {
-            let why = format!(
-                "same sender and subject as conversation {}",
-                case_reference(c.id)
-            );
+            let why = format!("same sender and subject as conversation {}", case_reference(c.id));
             return Ok(Some((c, why)));
         }
         Ok(None)
@@ -349,10 +267,7 @@ impl<'a> Pipeline<'a> {
     ) -> anyhow::Result<Filed> {
         let key = match mail.and_then(|p| p.message_id.as_deref()) {
             Some(mid) => parse::dedupe_key(Some(mid), &m.raw),
-            None => parse::dedupe_key(
-                None,
-                &[m.raw.as_slice(), &m.meta.size.to_le_bytes()].concat(),
-            ),
+            None => parse::dedupe_key(None, &[m.raw.as_slice(), &m.meta.size.to_le_bytes()].concat()),
         };
         if let Some(f) = self.replayed(tx, m, &key)? {
             return Ok(f);
@@ -364,12 +279,7 @@ impl<'a> Pipeline<'a> {
                 message_id: mail.and_then(|p| p.message_id.clone()),
                 in_reply_to: mail.and_then(|p| p.in_reply_to.first().cloned()),
                 refs: mail.map(|p| p.references.clone()).unwrap_or_default(),
-                from_addr: mail.and_then(|p| {
-                    p.from
-                        .as_ref()
-                        .map(|a| a.to_string())
-                        .or_else(|| p.from_raw.clone())
-                }),
+                from_addr: mail.and_then(|p| p.from.as_ref().map(|a| a.to_string()).or_else(|| p.from_raw.clone())),
                 from_name: mail.and_then(|p| p.from_name.clone()),
                 reply_to: None,
                 subject: mail.map(|p| p.subject.clone()).unwrap_or_default(),
@@ -390,14 +300,7 @@ impl<'a> Pipeline<'a> {
             },
             now,
         )?;
-        Ok(Filed {
-            uid: m.meta.uid,
-            message_row: row,
-            folder,
-            new: true,
-            category: Category::Review,
-            replied: false,
-        })
+        Ok(Filed { uid: m.meta.uid, message_row: row, folder, new: true, category: Category::Review, replied: false })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -417,21 +320,14 @@ impl<'a> Pipeline<'a> {
         let body = self.templates.reply(
             category,
             language,
-            &ReplyData {
-                name: &name,
-                subject: &mail.subject,
-                case_ref: &case_ref,
-            },
+            &ReplyData { name: &name, subject: &mail.subject, case_ref: &case_ref },
         )?;
         let message_id = compose::new_message_id(&self.from);
         let raw = compose::auto_reply(
             &self.from,
             &compose::ReplyTo {
                 to,
-                to_name: mail
-                    .from_name
-                    .as_deref()
-                    .filter(|_| mail.reply_to.is_none()),
+                to_name: mail.from_name.as_deref().filter(|_| mail.reply_to.is_none()),
                 original_subject: &mail.subject,
                 original_message_id: mail.message_id.as_deref(),
                 original_references: &mail.references,
@@ -453,34 +349,14 @@ impl<'a> Pipeline<'a> {
             },
             now,
         )?;
-        tx.set_auto_replied(
-            row,
-            &format!(
-                "auto-reply queued to {} in {}",
-                to.domain(),
-                language.code()
-            ),
-        )?;
+        tx.set_auto_replied(row, &format!("auto-reply queued to {} in {}", to.domain(), language.code()))?;
         Ok(())
     }
 
     /// Tells the coordinator, at most once an hour, that the circuit breaker is open.
-    fn tell_coordinator_breaker(
-        &self,
-        tx: &Tx<'_>,
-        mail: &ParsedMail,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        let Some(addr) = self
-            .settings
-            .coordinator
-            .address
-            .as_deref()
-            .and_then(|a| EmailAddress::parse(a).ok())
-        else {
-            tracing::warn!(
-                "auto-reply circuit breaker is open and no coordinator.address is configured"
-            );
+    fn tell_coordinator_breaker(&self, tx: &Tx<'_>, mail: &ParsedMail, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let Some(addr) = self.settings.coordinator.address.as_deref().and_then(|a| EmailAddress::parse(a).ok()) else {
+            tracing::warn!("auto-reply circuit breaker is open and no coordinator.address is configured");
             return Ok(());
         };
         if tx.queued_kind_since("notice_breaker", now - Duration::hours(1))? {
@@ -499,11 +375,7 @@ impl<'a> Pipeline<'a> {
         let count = tx.auto_replies_since(now - Duration::hours(1))?;
         let body = self.templates.render(
             "notice/breaker.nl.txt",
-            &Data {
-                count,
-                limit: self.settings.autoreply.max_per_hour,
-                subject: &mail.subject,
-            },
+            &Data { count, limit: self.settings.autoreply.max_per_hour, subject: &mail.subject },
         )?;
         let message_id = compose::new_message_id(&self.from);
         let raw = compose::notice(
@@ -561,12 +433,7 @@ pub fn process_mailbox(
         && validity != src.uidvalidity
     {
         // Dedupe is by Message-ID or content hash, not UID: nothing is filed or answered twice.
-        tracing::warn!(
-            mailbox,
-            old = validity,
-            new = src.uidvalidity,
-            "UIDVALIDITY changed; rescanning the mailbox"
-        );
+        tracing::warn!(mailbox, old = validity, new = src.uidvalidity, "UIDVALIDITY changed; rescanning the mailbox");
     }
     let uids = src.search_all()?;
     stats.seen = uids.len();
@@ -600,10 +467,7 @@ pub fn process_mailbox(
             // Commit first, then move (guarantee 1): group by folder.
             let mut by_folder: Vec<(&str, Vec<u32>, Vec<i64>)> = Vec::new();
             for f in &filed {
-                match by_folder
-                    .iter_mut()
-                    .find(|(folder, _, _)| *folder == f.folder)
-                {
+                match by_folder.iter_mut().find(|(folder, _, _)| *folder == f.folder) {
                     Some((_, uids, rows)) => {
                         uids.push(f.uid);
                         rows.push(f.message_row);

@@ -38,10 +38,7 @@ pub struct ParsedMail {
 impl ParsedMail {
     /// The first value of a header (name in lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn has_header(&self, name: &str) -> bool {
@@ -72,32 +69,19 @@ pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
     let msg = MessageParser::default().parse(raw)?;
     let (from, from_name, from_raw) = match msg.from().and_then(|a| a.first()) {
         Some(addr) => (
-            addr.address
-                .as_deref()
-                .and_then(|a| EmailAddress::parse(a).ok()),
-            addr.name
-                .as_deref()
-                .map(clean_text)
-                .filter(|n| !n.is_empty()),
+            addr.address.as_deref().and_then(|a| EmailAddress::parse(a).ok()),
+            addr.name.as_deref().map(clean_text).filter(|n| !n.is_empty()),
             addr.address.as_deref().map(clean_text),
         ),
-        None => (None, None, msg.header_raw("From").map(|v| clean_text(v))),
+        None => (None, None, msg.header_raw("From").map(clean_text)),
     };
     let reply_to = msg
         .reply_to()
         .and_then(|a| a.first())
         .and_then(|a| a.address.as_deref())
         .and_then(|a| EmailAddress::parse(a).ok());
-    let headers = msg
-        .headers_raw()
-        .map(|(n, v)| (n.to_ascii_lowercase(), unfold(v)))
-        .collect();
-    let (content_type, report_type) = match msg
-        .root_part()
-        .headers()
-        .iter()
-        .find_map(|h| h.value().as_content_type())
-    {
+    let headers = msg.headers_raw().map(|(n, v)| (n.to_ascii_lowercase(), unfold(v))).collect();
+    let (content_type, report_type) = match msg.root_part().headers().iter().find_map(|h| h.value().as_content_type()) {
         Some(ct) => (
             format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase(),
             ct.attribute("report-type").map(|s| s.to_ascii_lowercase()),
@@ -106,17 +90,11 @@ pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
     };
     let mut text = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
     if text.len() > MAX_BODY_CHARS {
-        let cut = (0..=MAX_BODY_CHARS)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
+        let cut = (0..=MAX_BODY_CHARS).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
         text.truncate(cut);
     }
     Some(ParsedMail {
-        message_id: msg
-            .message_id()
-            .map(|m| clean_text(m))
-            .filter(|m| !m.is_empty()),
+        message_id: msg.message_id().map(clean_text).filter(|m| !m.is_empty()),
         in_reply_to: id_list(msg.in_reply_to()),
         references: id_list(msg.references()),
         from,
@@ -125,9 +103,7 @@ pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
         reply_to,
         subject: msg.subject().map(clean_text).unwrap_or_default(),
         text: text.replace('\0', ""),
-        date: msg
-            .date()
-            .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
+        date: msg.date().and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
         headers,
         content_type,
         report_type,
@@ -147,11 +123,7 @@ fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
 }
 
 fn unfold(v: &str) -> String {
-    v.split(['\r', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    v.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Removes control characters and bidi overrides from text we may reuse in a header
@@ -188,11 +160,7 @@ mod tests {
     fn html_only_mail_gets_a_text_body() {
         let raw = "From: a@b.nl\nSubject: x\nContent-Type: text/html; charset=utf-8\n\n<html><body><p>Hallo <b>daar</b></p></body></html>\n";
         let m = parse(raw.as_bytes()).unwrap();
-        assert!(
-            m.text.contains("Hallo") && m.text.contains("daar") && !m.text.contains("<b>"),
-            "{}",
-            m.text
-        );
+        assert!(m.text.contains("Hallo") && m.text.contains("daar") && !m.text.contains("<b>"), "{}", m.text);
     }
 
     #[test]

@@ -11,11 +11,7 @@ use crate::domain::{Category, EmailAddress, Language};
 /// (`Bounce` for delivery reports, else `Automatic`) and the rule that matched.
 pub fn detect_automatic(mail: &ParsedMail, own: &[EmailAddress]) -> Option<(Category, String)> {
     let rule = automatic_rule(mail, own)?;
-    let category = if is_bounce(mail) {
-        Category::Bounce
-    } else {
-        Category::Automatic
-    };
+    let category = if is_bounce(mail) { Category::Bounce } else { Category::Automatic };
     Some((category, rule))
 }
 
@@ -49,30 +45,18 @@ fn automatic_rule(mail: &ParsedMail, own: &[EmailAddress]) -> Option<String> {
     }
     if let Some(v) = mail.header("x-auto-response-suppress") {
         let lv = v.to_ascii_lowercase();
-        if ["all", "autoreply", "oof"]
-            .iter()
-            .any(|t| lv.split([',', ' ']).any(|p| p.trim() == *t))
-        {
+        if ["all", "autoreply", "oof"].iter().any(|t| lv.split([',', ' ']).any(|p| p.trim() == *t)) {
             return Some(format!("header: X-Auto-Response-Suppress: {}", short(v)));
         }
     }
-    for h in [
-        "list-id",
-        "list-unsubscribe",
-        "list-post",
-        "list-help",
-        "list-owner",
-        "list-archive",
-        "mailing-list",
-    ] {
+    for h in ["list-id", "list-unsubscribe", "list-post", "list-help", "list-owner", "list-archive", "mailing-list"] {
         if mail.has_header(h) {
             return Some(format!("header: {} (mailing list)", header_title(h)));
         }
     }
     for h in ["precedence", "x-precedence"] {
         if let Some(v) = mail.header(h)
-            && ["bulk", "list", "junk", "auto_reply"]
-                .contains(&v.trim().to_ascii_lowercase().as_str())
+            && ["bulk", "list", "junk", "auto_reply"].contains(&v.trim().to_ascii_lowercase().as_str())
         {
             return Some(format!("header: {}: {}", header_title(h), short(v)));
         }
@@ -91,17 +75,10 @@ fn automatic_rule(mail: &ParsedMail, own: &[EmailAddress]) -> Option<String> {
             return Some(format!("header: {}", header_title(h)));
         }
     }
-    if mail
-        .headers
-        .iter()
-        .any(|(n, v)| n == "delivered-to" && v.to_ascii_lowercase().contains("autoresponder"))
-    {
+    if mail.headers.iter().any(|(n, v)| n == "delivered-to" && v.to_ascii_lowercase().contains("autoresponder")) {
         return Some("header: Delivered-To: autoresponder".into());
     }
-    if mail
-        .header("x-apple-action")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("vacation"))
-    {
+    if mail.header("x-apple-action").is_some_and(|v| v.trim().eq_ignore_ascii_case("vacation")) {
         return Some("header: X-Apple-Action: VACATION".into());
     }
     if mail.content_type == "multipart/report" {
@@ -132,9 +109,7 @@ fn automatic_rule(mail: &ParsedMail, own: &[EmailAddress]) -> Option<String> {
         "undeliverable:",
         "onbestelbaar:",
     ];
-    if let Some(form) = SUBJECT_FORMS
-        .iter()
-        .find(|f| subject.starts_with(*f) || (f.len() > 9 && subject.contains(*f)))
+    if let Some(form) = SUBJECT_FORMS.iter().find(|f| subject.starts_with(*f) || (f.len() > 9 && subject.contains(*f)))
     {
         return Some(format!("subject: \"{form}\""));
     }
@@ -173,10 +148,7 @@ fn automatic_local_part(local: &str) -> Option<String> {
 /// A delivery status notification (RFC 3464) or a bounce in an older form.
 pub fn is_bounce(mail: &ParsedMail) -> bool {
     if mail.content_type == "multipart/report" {
-        return mail
-            .report_type
-            .as_deref()
-            .is_none_or(|t| t == "delivery-status");
+        return mail.report_type.as_deref().is_none_or(|t| t == "delivery-status");
     }
     let from_daemon = mail.from.as_ref().is_some_and(|f| {
         let l = f.local_part();
@@ -202,9 +174,7 @@ fn header_title(h: &str) -> String {
     h.split('-')
         .map(|p| {
             let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
         })
         .collect::<Vec<_>>()
         .join("-")
@@ -262,14 +232,10 @@ pub fn classify(mail: &ParsedMail) -> (Category, String) {
     match (unsub, join) {
         (Some(u), None) => (Category::Unsubscribe, format!("unsubscribe: {u}")),
         (None, Some(j)) => (Category::Join, format!("join: {j}")),
-        (Some(u), Some(j)) => (
-            Category::Question,
-            format!("question: both unsubscribe ({u}) and join ({j}) words; a person decides"),
-        ),
-        (None, None) => (
-            Category::Question,
-            "question: no join or unsubscribe words".into(),
-        ),
+        (Some(u), Some(j)) => {
+            (Category::Question, format!("question: both unsubscribe ({u}) and join ({j}) words; a person decides"))
+        }
+        (None, None) => (Category::Question, "question: no join or unsubscribe words".into()),
     }
 }
 
@@ -305,9 +271,7 @@ pub fn own_words(text: &str) -> String {
         {
             break;
         }
-        if (t.starts_with("Op ") || t.starts_with("On "))
-            && (t.ends_with("schreef:") || t.ends_with("wrote:"))
-        {
+        if (t.starts_with("Op ") || t.starts_with("On ")) && (t.ends_with("schreef:") || t.ends_with("wrote:")) {
             break;
         }
         if t.starts_with('>') {
@@ -334,10 +298,8 @@ pub fn detect_language(mail: &ParsedMail) -> Language {
 
 /// The subject without reply/forward prefixes and case references, lower case, for matching.
 pub fn normalize_subject(subject: &str) -> String {
-    const PREFIXES: &[&str] = &[
-        "re", "antw", "aw", "auto", "fwd", "fw", "doorst", "vs", "wg", "tr", "sv", "rv", "betr",
-        "ref",
-    ];
+    const PREFIXES: &[&str] =
+        &["re", "antw", "aw", "auto", "fwd", "fw", "doorst", "vs", "wg", "tr", "sv", "rv", "betr", "ref"];
     let mut s = strip_case_reference(subject).trim().to_lowercase();
     loop {
         let before = s.len();
@@ -409,10 +371,7 @@ pub fn decide_reply(c: &ReplyContext) -> ReplyDecision {
     if c.automatic {
         return NoReply("automatic mail is never answered (RFC 3834)".into());
     }
-    if !matches!(
-        c.category,
-        Category::Join | Category::Question | Category::Unsubscribe
-    ) {
+    if !matches!(c.category, Category::Join | Category::Question | Category::Unsubscribe) {
         return NoReply(format!("no auto-reply for category {}", c.category));
     }
     if !c.new_conversation {
@@ -427,10 +386,7 @@ pub fn decide_reply(c: &ReplyContext) -> ReplyDecision {
     if let Some(last) = c.last_auto_reply_to_sender
         && c.now - last < c.window
     {
-        return NoReply(format!(
-            "sender already got an auto-reply within {} hours",
-            c.window.num_hours()
-        ));
+        return NoReply(format!("sender already got an auto-reply within {} hours", c.window.num_hours()));
     }
     if c.replies_last_hour >= c.max_per_hour {
         return BreakerOpen(format!(
@@ -457,69 +413,29 @@ mod tests {
     #[test]
     fn automatic_mail_is_recognised_by_each_rule() {
         let cases = [
-            (
-                "Return-Path: <>\nFrom: a@b.nl\nSubject: hi\n\nx",
-                "Return-Path: <>",
-            ),
-            (
-                "From: MAILER-DAEMON@b.nl\nSubject: hi\n\nx",
-                "mailer-daemon",
-            ),
+            ("Return-Path: <>\nFrom: a@b.nl\nSubject: hi\n\nx", "Return-Path: <>"),
+            ("From: MAILER-DAEMON@b.nl\nSubject: hi\n\nx", "mailer-daemon"),
             ("From: noreply@shop.nl\nSubject: hi\n\nx", "noreply"),
-            (
-                "From: list-request@lists.nl\nSubject: hi\n\nx",
-                "list-request",
-            ),
+            ("From: list-request@lists.nl\nSubject: hi\n\nx", "list-request"),
             ("From: contact@example.org\nSubject: hi\n\nx", "own"),
-            (
-                "From: a@b.nl\nAuto-Submitted: auto-replied\nSubject: hi\n\nx",
-                "Auto-Submitted",
-            ),
+            ("From: a@b.nl\nAuto-Submitted: auto-replied\nSubject: hi\n\nx", "Auto-Submitted"),
             (
                 "From: a@b.nl\nX-Auto-Response-Suppress: DR, OOF, AutoReply\nSubject: hi\n\nx",
                 "X-Auto-Response-Suppress",
             ),
-            (
-                "From: a@b.nl\nList-Id: <x.lists.nl>\nSubject: hi\n\nx",
-                "List-Id",
-            ),
-            (
-                "From: a@b.nl\nPrecedence: bulk\nSubject: hi\n\nx",
-                "Precedence",
-            ),
-            (
-                "From: a@b.nl\nX-Autoreply: yes\nSubject: hi\n\nx",
-                "X-Autoreply",
-            ),
-            (
-                "From: a@b.nl\nFeedback-ID: 1:2:3\nSubject: hi\n\nx",
-                "Feedback-Id",
-            ),
-            (
-                "From: a@b.nl\nX-Apple-Action: VACATION\nSubject: hi\n\nx",
-                "VACATION",
-            ),
-            (
-                "From: a@b.nl\nSubject: Automatisch antwoord: Aanmelding\n\nIk ben afwezig",
-                "automatisch antwoord",
-            ),
+            ("From: a@b.nl\nList-Id: <x.lists.nl>\nSubject: hi\n\nx", "List-Id"),
+            ("From: a@b.nl\nPrecedence: bulk\nSubject: hi\n\nx", "Precedence"),
+            ("From: a@b.nl\nX-Autoreply: yes\nSubject: hi\n\nx", "X-Autoreply"),
+            ("From: a@b.nl\nFeedback-ID: 1:2:3\nSubject: hi\n\nx", "Feedback-Id"),
+            ("From: a@b.nl\nX-Apple-Action: VACATION\nSubject: hi\n\nx", "VACATION"),
+            ("From: a@b.nl\nSubject: Automatisch antwoord: Aanmelding\n\nIk ben afwezig", "automatisch antwoord"),
             ("From: a@b.nl\nSubject: Afwezig tot maandag\n\nx", "afwezig"),
-            (
-                "From: a@b.nl\nSubject: Automatic reply: Join\n\nx",
-                "automatic reply",
-            ),
-            (
-                "From: a@b.nl\nSubject: Out of Office: vraag\n\nx",
-                "out of office",
-            ),
+            ("From: a@b.nl\nSubject: Automatic reply: Join\n\nx", "automatic reply"),
+            ("From: a@b.nl\nSubject: Out of Office: vraag\n\nx", "out of office"),
         ];
         for (raw, expect) in cases {
-            let (_, rule) = detect_automatic(&mail(raw), &own())
-                .unwrap_or_else(|| panic!("not automatic: {raw}"));
-            assert!(
-                rule.to_lowercase().contains(&expect.to_lowercase()),
-                "{raw}: {rule}"
-            );
+            let (_, rule) = detect_automatic(&mail(raw), &own()).unwrap_or_else(|| panic!("not automatic: {raw}"));
+            assert!(rule.to_lowercase().contains(&expect.to_lowercase()), "{raw}: {rule}");
         }
     }
 
@@ -538,10 +454,7 @@ mod tests {
         );
         assert_eq!(detect_automatic(&m, &own()).unwrap().0, Category::Bounce);
         let ooo = mail("From: a@b.nl\nAuto-Submitted: auto-replied\nSubject: Afwezig\n\nx");
-        assert_eq!(
-            detect_automatic(&ooo, &own()).unwrap().0,
-            Category::Automatic
-        );
+        assert_eq!(detect_automatic(&ooo, &own()).unwrap().0, Category::Automatic);
     }
 
     #[test]
@@ -553,37 +466,13 @@ mod tests {
                 Category::Join,
             ),
             ("Aanmelding", "Ik wil ambassadeur worden.", Category::Join),
-            (
-                "Vraagje",
-                "Ik wil graag meedoen met jullie netwerk!",
-                Category::Join,
-            ),
-            (
-                "Joining",
-                "Hi, I would like to join the network as an ambassador.",
-                Category::Join,
-            ),
-            (
-                "Nieuwsbrief",
-                "Graag wil ik me afmelden voor de nieuwsbrief.",
-                Category::Unsubscribe,
-            ),
+            ("Vraagje", "Ik wil graag meedoen met jullie netwerk!", Category::Join),
+            ("Joining", "Hi, I would like to join the network as an ambassador.", Category::Join),
+            ("Nieuwsbrief", "Graag wil ik me afmelden voor de nieuwsbrief.", Category::Unsubscribe),
             ("unsubscribe", "", Category::Unsubscribe),
-            (
-                "Vraag over ouderavond",
-                "Hoe betrek ik ouders bij een gesprek?",
-                Category::Question,
-            ),
-            (
-                "Vraag",
-                "Kan ik me aanmelden of moet ik me eerst afmelden?",
-                Category::Question,
-            ),
-            (
-                "Vraag",
-                "Ik heb een vraag.\n\n> Wil je meedoen? (quoted text)",
-                Category::Question,
-            ),
+            ("Vraag over ouderavond", "Hoe betrek ik ouders bij een gesprek?", Category::Question),
+            ("Vraag", "Kan ik me aanmelden of moet ik me eerst afmelden?", Category::Question),
+            ("Vraag", "Ik heb een vraag.\n\n> Wil je meedoen? (quoted text)", Category::Question),
         ];
         for (subject, body, expect) in cases {
             let m = mail(&format!("From: a@b.nl\nSubject: {subject}\n\n{body}\n"));
@@ -648,52 +537,23 @@ mod tests {
     #[test]
     fn reply_policy_follows_rfc3834_and_the_limits() {
         assert_eq!(decide_reply(&ctx()), ReplyDecision::Reply);
+        assert!(matches!(decide_reply(&ReplyContext { automatic: true, ..ctx() }), ReplyDecision::NoReply(_)));
+        assert!(matches!(decide_reply(&ReplyContext { new_conversation: false, ..ctx() }), ReplyDecision::NoReply(_)));
         assert!(matches!(
-            decide_reply(&ReplyContext {
-                automatic: true,
-                ..ctx()
-            }),
+            decide_reply(&ReplyContext { reply_address_is_ours: true, ..ctx() }),
             ReplyDecision::NoReply(_)
         ));
         assert!(matches!(
-            decide_reply(&ReplyContext {
-                new_conversation: false,
-                ..ctx()
-            }),
-            ReplyDecision::NoReply(_)
-        ));
-        assert!(matches!(
-            decide_reply(&ReplyContext {
-                reply_address_is_ours: true,
-                ..ctx()
-            }),
-            ReplyDecision::NoReply(_)
-        ));
-        assert!(matches!(
-            decide_reply(&ReplyContext {
-                category: Category::Bounce,
-                ..ctx()
-            }),
+            decide_reply(&ReplyContext { category: Category::Bounce, ..ctx() }),
             ReplyDecision::NoReply(_)
         ));
         let now = Utc::now();
-        let recent = ReplyContext {
-            last_auto_reply_to_sender: Some(now - Duration::hours(2)),
-            now,
-            ..ctx()
-        };
+        let recent = ReplyContext { last_auto_reply_to_sender: Some(now - Duration::hours(2)), now, ..ctx() };
         assert!(matches!(decide_reply(&recent), ReplyDecision::NoReply(_)));
-        let old = ReplyContext {
-            last_auto_reply_to_sender: Some(now - Duration::hours(25)),
-            now,
-            ..ctx()
-        };
+        let old = ReplyContext { last_auto_reply_to_sender: Some(now - Duration::hours(25)), now, ..ctx() };
         assert_eq!(decide_reply(&old), ReplyDecision::Reply);
         assert!(matches!(
-            decide_reply(&ReplyContext {
-                replies_last_hour: 100,
-                ..ctx()
-            }),
+            decide_reply(&ReplyContext { replies_last_hour: 100, ..ctx() }),
             ReplyDecision::BreakerOpen(_)
         ));
     }

@@ -67,16 +67,8 @@ pub struct ReplyTo<'a> {
 /// our case reference so follow-ups find their conversation.
 pub fn reply_subject(original: &str, case_ref: &str) -> String {
     let original = clean_text(original);
-    let base = if original.is_empty() {
-        "(geen onderwerp)".to_string()
-    } else {
-        original
-    };
-    if base.contains(case_ref) {
-        format!("Auto: {base}")
-    } else {
-        format!("Auto: {base} {case_ref}")
-    }
+    let base = if original.is_empty() { "(geen onderwerp)".to_string() } else { original };
+    if base.contains(case_ref) { format!("Auto: {base}") } else { format!("Auto: {base} {case_ref}") }
 }
 
 /// An RFC 3834 auto-reply, formatted and ready for the outbox.
@@ -87,10 +79,7 @@ pub fn auto_reply(
     body: String,
     date: SystemTime,
 ) -> anyhow::Result<Vec<u8>> {
-    let to = Mailbox::new(
-        r.to_name.map(clean_text).filter(|n| !n.is_empty()),
-        r.to.to_lettre(),
-    );
+    let to = Mailbox::new(r.to_name.map(clean_text).filter(|n| !n.is_empty()), r.to.to_lettre());
     let mut b = Message::builder()
         .from(from.clone())
         .to(to)
@@ -102,11 +91,7 @@ pub fn auto_reply(
         .header(ContentType::TEXT_PLAIN);
     if let Some(orig) = r.original_message_id {
         b = b.in_reply_to(format!("<{orig}>"));
-        let mut refs: Vec<String> = r
-            .original_references
-            .iter()
-            .map(|x| format!("<{x}>"))
-            .collect();
+        let mut refs: Vec<String> = r.original_references.iter().map(|x| format!("<{x}>")).collect();
         refs.push(format!("<{orig}>"));
         b = b.references(refs.join(" "));
     }
@@ -141,9 +126,7 @@ mod tests {
 
     #[test]
     fn auto_reply_carries_rfc3834_headers() {
-        let from: Mailbox = "Netwerk Met Andere Ogen <contact@example.org>"
-            .parse()
-            .unwrap();
+        let from: Mailbox = "Netwerk Met Andere Ogen <contact@example.org>".parse().unwrap();
         let to = EmailAddress::parse("ann@example.nl").unwrap();
         let refs = vec!["a@x".to_string()];
         let r = ReplyTo {
@@ -154,14 +137,8 @@ mod tests {
             original_references: &refs,
             case_ref: "[MAO-3]",
         };
-        let raw = auto_reply(
-            &from,
-            &r,
-            "outreach.1@example.org",
-            "Dank je wel".into(),
-            SystemTime::UNIX_EPOCH,
-        )
-        .unwrap();
+        let raw =
+            auto_reply(&from, &r, "outreach.1@example.org", "Dank je wel".into(), SystemTime::UNIX_EPOCH).unwrap();
         let m = parse(&raw).unwrap();
         assert_eq!(m.header("auto-submitted"), Some("auto-replied"));
         assert_eq!(m.in_reply_to, vec!["b@x"]);
@@ -182,14 +159,7 @@ mod tests {
             original_references: &[],
             case_ref: "[MAO-3]",
         };
-        let raw = auto_reply(
-            &from,
-            &r,
-            "outreach.2@example.org",
-            "x".into(),
-            SystemTime::UNIX_EPOCH,
-        )
-        .unwrap();
+        let raw = auto_reply(&from, &r, "outreach.2@example.org", "x".into(), SystemTime::UNIX_EPOCH).unwrap();
         let text = String::from_utf8(raw).unwrap();
         let head = text.split("\r\n\r\n").next().unwrap();
         for line in head.lines() {

@@ -53,9 +53,7 @@ impl Mailer {
             let mut b = TlsParameters::builder(s.host.clone());
             if let Some(ca) = &s.ca_file {
                 for der in crate::tls::read_pem_certs(ca)? {
-                    b = b.add_root_certificate(
-                        Certificate::from_der(der.to_vec()).context("smtp.ca_file")?,
-                    );
+                    b = b.add_root_certificate(Certificate::from_der(der.to_vec()).context("smtp.ca_file")?);
                 }
             }
             b.build_rustls().context("Failed to set up TLS for SMTP")
@@ -69,20 +67,11 @@ impl Mailer {
             .port(s.port)
             .tls(tls)
             .timeout(Some(Duration::from_secs(s.timeout)))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(s.pool_size)
-                    .idle_timeout(Duration::from_secs(50)),
-            );
+            .pool_config(PoolConfig::new().max_size(s.pool_size).idle_timeout(Duration::from_secs(50)));
         if let (Some(user), Some(pass)) = (&s.username, &s.password) {
-            b = b.credentials(Credentials::new(
-                user.clone(),
-                pass.expose_secret().to_string(),
-            ));
+            b = b.credentials(Credentials::new(user.clone(), pass.expose_secret().to_string()));
         }
-        Ok(Self {
-            transport: b.build(),
-        })
+        Ok(Self { transport: b.build() })
     }
 
     /// One SMTP transaction for one outbox row.
@@ -113,9 +102,7 @@ impl Mailer {
         };
         match self.transport.send_raw(&envelope, &row.raw).await {
             Ok(_) => Outcome::Sent,
-            Err(e) if e.is_permanent() => {
-                Outcome::Permanent(format!("SMTP refused permanently: {}", error_text(&e)))
-            }
+            Err(e) if e.is_permanent() => Outcome::Permanent(format!("SMTP refused permanently: {}", error_text(&e))),
             Err(e) => Outcome::Transient(format!("SMTP temporary failure: {}", error_text(&e))),
         }
     }
@@ -150,9 +137,7 @@ async fn blocking<T: Send + 'static>(
 ) -> anyhow::Result<T> {
     let db = db.clone();
     tokio::task::spawn_blocking(move || {
-        let mut guard = db
-            .lock()
-            .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+        let mut guard = db.lock().map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
         f(&mut guard)
     })
     .await
@@ -160,25 +145,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Sends every row that is due now, `pool_size` at a time, until none is left.
-pub async fn deliver_due(
-    db: &SharedDb,
-    mailer: &Mailer,
-    s: &SmtpSettings,
-) -> anyhow::Result<DeliveryStats> {
+pub async fn deliver_due(db: &SharedDb, mailer: &Mailer, s: &SmtpSettings) -> anyhow::Result<DeliveryStats> {
     let mut stats = DeliveryStats::default();
-    let (base, max_attempts, batch) = (
-        Duration::from_secs(s.retry_base),
-        s.max_attempts,
-        s.pool_size,
-    );
+    let (base, max_attempts, batch) = (Duration::from_secs(s.retry_base), s.max_attempts, s.pool_size);
     loop {
         let rows = blocking(db, move |db| db.claim_due(batch, Utc::now())).await?;
         if rows.is_empty() {
             break;
         }
-        let attempts = rows
-            .iter()
-            .map(|row| async move { (row, mailer.attempt(row).await) });
+        let attempts = rows.iter().map(|row| async move { (row, mailer.attempt(row).await) });
         let results = futures_util::future::join_all(attempts).await;
         let now = Utc::now();
         let mut updates = Vec::with_capacity(results.len());
@@ -191,9 +166,7 @@ pub async fn deliver_due(
                     updates.push(Update::Sent(row.id));
                 }
                 Outcome::Transient(e) if row.attempts < max_attempts => {
-                    let at = now
-                        + chrono::Duration::from_std(backoff(base, row.attempts))
-                            .unwrap_or_default();
+                    let at = now + chrono::Duration::from_std(backoff(base, row.attempts)).unwrap_or_default();
                     tracing::warn!(id = row.id, rcpt_domain = %domain, attempt = row.attempts, retry_at = %at, error = %e, "delivery deferred");
                     stats.deferred += 1;
                     stats.last_error = Some(e.clone());
@@ -233,10 +206,7 @@ pub async fn deliver_due(
     if stats.sent + stats.deferred + stats.failed > 0 {
         blocking(db, move |db| db.set_state("smtp", &state)).await?;
         if let Some(e) = stats.last_error.clone() {
-            blocking(db, move |db| {
-                db.set_state("last_error", &format!("smtp: {e}"))
-            })
-            .await?;
+            blocking(db, move |db| db.set_state("last_error", &format!("smtp: {e}"))).await?;
         }
     }
     Ok(stats)
@@ -259,10 +229,7 @@ pub async fn run_worker(
 ) -> anyhow::Result<()> {
     let requeued = blocking(&db, |db| db.requeue_in_flight()).await?;
     if requeued > 0 {
-        tracing::warn!(
-            requeued,
-            "mail that was being sent during a crash is queued again"
-        );
+        tracing::warn!(requeued, "mail that was being sent during a crash is queued again");
     }
     loop {
         if *shutdown.borrow() {
@@ -273,10 +240,7 @@ pub async fn run_worker(
         }
         let next = blocking(&db, |db| db.next_due()).await.ok().flatten();
         let wait = next.map_or(Duration::from_secs(60), |t| {
-            (t - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(Duration::from_secs(60))
+            (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(60))
         });
         tokio::select! {
             _ = wake.notified() => {}
@@ -294,15 +258,9 @@ mod tests {
     fn backoff_grows_exponentially_with_jitter_and_a_cap() {
         let base = Duration::from_secs(30);
         let first = backoff(base, 1);
-        assert!(
-            first >= Duration::from_secs(24) && first <= Duration::from_secs(36),
-            "{first:?}"
-        );
+        assert!(first >= Duration::from_secs(24) && first <= Duration::from_secs(36), "{first:?}");
         let third = backoff(base, 3);
-        assert!(
-            third >= Duration::from_secs(96) && third <= Duration::from_secs(144),
-            "{third:?}"
-        );
+        assert!(third >= Duration::from_secs(96) && third <= Duration::from_secs(144), "{third:?}");
         assert!(backoff(base, 30) <= Duration::from_secs(4320));
     }
 }

@@ -109,19 +109,14 @@ impl Tx<'_> {
     pub fn find_filed(&self, dedupe_key: &str) -> anyhow::Result<Option<(i64, String)>> {
         Ok(self
             .tx
-            .query_row(
-                "SELECT id, folder FROM messages WHERE dedupe_key = ?1",
-                [dedupe_key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT id, folder FROM messages WHERE dedupe_key = ?1", [dedupe_key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?)
     }
 
     /// The conversation of any message (ours or theirs) with one of these Message-IDs.
-    pub fn conversation_by_message_ids(
-        &self,
-        ids: &[String],
-    ) -> anyhow::Result<Option<ConversationRef>> {
+    pub fn conversation_by_message_ids(&self, ids: &[String]) -> anyhow::Result<Option<ConversationRef>> {
         for id in ids.iter().rev() {
             let found = self
                 .tx
@@ -145,16 +140,9 @@ impl Tx<'_> {
     pub fn conversation(&self, id: i64) -> anyhow::Result<Option<ConversationRef>> {
         Ok(self
             .tx
-            .query_row(
-                "SELECT id, category FROM conversations WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(ConversationRef {
-                        id: r.get(0)?,
-                        category: r.get(1)?,
-                    })
-                },
-            )
+            .query_row("SELECT id, category FROM conversations WHERE id = ?1", [id], |r| {
+                Ok(ConversationRef { id: r.get(0)?, category: r.get(1)? })
+            })
             .optional()?)
     }
 
@@ -188,18 +176,13 @@ impl Tx<'_> {
              ON CONFLICT(email) DO UPDATE SET name = COALESCE(excluded.name, contacts.name), language = excluded.language",
             params![email, name, language, ts(now)],
         )?;
-        Ok(self.tx.query_row(
-            "SELECT id, last_auto_reply_at FROM contacts WHERE email = ?1",
-            [email],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        Ok(self.tx.query_row("SELECT id, last_auto_reply_at FROM contacts WHERE email = ?1", [email], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
     }
 
     pub fn set_contact_replied(&self, contact_id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
-        self.tx.execute(
-            "UPDATE contacts SET last_auto_reply_at = ?2 WHERE id = ?1",
-            params![contact_id, ts(at)],
-        )?;
+        self.tx.execute("UPDATE contacts SET last_auto_reply_at = ?2 WHERE id = ?1", params![contact_id, ts(at)])?;
         Ok(())
     }
 
@@ -218,10 +201,7 @@ impl Tx<'_> {
     }
 
     pub fn touch_conversation(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.tx.execute(
-            "UPDATE conversations SET updated_at = ?2 WHERE id = ?1",
-            params![id, ts(now)],
-        )?;
+        self.tx.execute("UPDATE conversations SET updated_at = ?2 WHERE id = ?1", params![id, ts(now)])?;
         Ok(())
     }
 
@@ -277,9 +257,7 @@ impl Db {
         let now = ts(Utc::now());
         for chunk in ids.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");
-            let sql = format!(
-                "UPDATE messages SET moved_at = ? WHERE moved_at IS NULL AND id IN ({placeholders})"
-            );
+            let sql = format!("UPDATE messages SET moved_at = ? WHERE moved_at IS NULL AND id IN ({placeholders})");
             let mut values: Vec<rusqlite::types::Value> = vec![now.clone().into()];
             values.extend(chunk.iter().map(|&i| i.into()));
             self.conn.execute(&sql, params_from_iter(values))?;
@@ -294,39 +272,31 @@ impl Db {
              ORDER BY id LIMIT ?3"
         ))?;
         let limit = filter.limit.map_or(-1, i64::from);
-        let rows = st.query_map(
-            params![filter.category, filter.status, limit],
-            filed_from_row,
-        )?;
+        let rows = st.query_map(params![filter.category, filter.status, limit], filed_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn get_message(&self, id: i64) -> anyhow::Result<Option<FiledMessage>> {
         Ok(self
             .conn
-            .query_row(
-                &format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1"),
-                [id],
-                |r| {
-                    let mut m = filed_from_row(r)?;
-                    m.body = Some(r.get(19)?);
-                    Ok(m)
-                },
-            )
+            .query_row(&format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1"), [id], |r| {
+                let mut m = filed_from_row(r)?;
+                m.body = Some(r.get(19)?);
+                Ok(m)
+            })
             .optional()?)
     }
 
     /// Sets a message's status (the coordinator's `new` -> `done`).
     pub fn set_message_status(&self, id: i64, status: &str) -> anyhow::Result<bool> {
-        Ok(self.conn.execute(
-            "UPDATE messages SET status = ?2 WHERE id = ?1",
-            params![id, status],
-        )? == 1)
+        Ok(self.conn.execute("UPDATE messages SET status = ?2 WHERE id = ?1", params![id, status])? == 1)
     }
 
     /// Counts of filed messages per category and status.
     pub fn message_counts(&self) -> anyhow::Result<Vec<(String, String, i64)>> {
-        let mut st = self.conn.prepare("SELECT category, status, COUNT(*) FROM messages GROUP BY category, status ORDER BY category, status")?;
+        let mut st = self.conn.prepare(
+            "SELECT category, status, COUNT(*) FROM messages GROUP BY category, status ORDER BY category, status",
+        )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

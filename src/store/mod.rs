@@ -19,8 +19,7 @@ pub use inbox::{ConversationRef, FiledMessage, MessageFilter, NewMessage};
 pub use outbox::{NewOutgoing, OutboxCounts, OutboxRow};
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
 
 /// A connection to the store. Each thread opens its own.
 pub struct Db {
@@ -38,30 +37,22 @@ impl Db {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("Failed to create the folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("Failed to create the folder {}", dir.display()))?;
         }
-        let conn = Connection::open(path)
-            .with_context(|| format!("Failed to open the database {}", path.display()))?;
+        let conn = Connection::open(path).with_context(|| format!("Failed to open the database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            bail!(
-                "database {}: could not switch to WAL mode (got {mode})",
-                path.display()
-            );
+            bail!("database {}: could not switch to WAL mode (got {mode})", path.display());
         }
         conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;")?;
         let mut db = Db { conn };
-        db.migrate()
-            .with_context(|| format!("Failed to apply migrations to {}", path.display()))?;
+        db.migrate().with_context(|| format!("Failed to apply migrations to {}", path.display()))?;
         Ok(db)
     }
 
     fn migrate(&mut self) -> anyhow::Result<()> {
-        let done: usize = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let done: usize = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if done > MIGRATIONS.len() {
             bail!(
                 "the database was written by a newer outreach (schema version {done}, this binary knows {})",
@@ -70,8 +61,7 @@ impl Db {
         }
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(done) {
             let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)
-                .with_context(|| format!("migration {name}"))?;
+            tx.execute_batch(sql).with_context(|| format!("migration {name}"))?;
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
             tracing::info!(migration = name, "applied migration");
@@ -81,9 +71,7 @@ impl Db {
 
     /// Starts an immediate (write) transaction.
     pub fn begin(&mut self) -> anyhow::Result<Tx<'_>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Ok(Tx { tx })
     }
 
@@ -99,9 +87,7 @@ impl Db {
 
     /// All daemon state values with the time they were written.
     pub fn states(&self) -> anyhow::Result<Vec<(String, String, String)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT key, value, updated_at FROM daemon_state ORDER BY key")?;
+        let mut st = self.conn.prepare("SELECT key, value, updated_at FROM daemon_state ORDER BY key")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -110,20 +96,13 @@ impl Db {
     pub fn mailbox_state(&self, mailbox: &str) -> anyhow::Result<Option<(u32, u32)>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT uidvalidity, highest_uid FROM mailbox_state WHERE mailbox = ?1",
-                [mailbox],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT uidvalidity, highest_uid FROM mailbox_state WHERE mailbox = ?1", [mailbox], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?)
     }
 
-    pub fn set_mailbox_state(
-        &self,
-        mailbox: &str,
-        uidvalidity: u32,
-        highest_uid: u32,
-    ) -> anyhow::Result<()> {
+    pub fn set_mailbox_state(&self, mailbox: &str, uidvalidity: u32, highest_uid: u32) -> anyhow::Result<()> {
         self.conn.execute(
             "INSERT INTO mailbox_state(mailbox, uidvalidity, highest_uid) VALUES (?1, ?2, ?3)
              ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, highest_uid = excluded.highest_uid",
@@ -139,10 +118,7 @@ impl Tx<'_> {
     }
 
     /// Runs `f` inside a savepoint: on error only its own changes are undone.
-    pub fn savepoint<T>(
-        &mut self,
-        f: impl FnOnce(&Tx<'_>) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+    pub fn savepoint<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> anyhow::Result<T>) -> anyhow::Result<T> {
         self.tx.execute_batch("SAVEPOINT one_message")?;
         match f(self) {
             Ok(v) => {
@@ -150,8 +126,7 @@ impl Tx<'_> {
                 Ok(v)
             }
             Err(e) => {
-                self.tx
-                    .execute_batch("ROLLBACK TO one_message; RELEASE one_message")?;
+                self.tx.execute_batch("ROLLBACK TO one_message; RELEASE one_message")?;
                 Err(e)
             }
         }
@@ -183,9 +158,7 @@ pub fn ts(t: DateTime<Utc>) -> String {
 
 /// Parses a time written by [`ts`].
 pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// An exclusive lock that keeps a second daemon off the same database.
@@ -234,10 +207,7 @@ mod tests {
         let p = dir.path().join("db.sqlite");
         drop(Db::open(&p).unwrap());
         let db = Db::open(&p).unwrap();
-        let v: usize = db
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let v: usize = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, MIGRATIONS.len());
     }
 
@@ -246,10 +216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db.sqlite");
         let first = DaemonLock::acquire(&p).unwrap();
-        let err = DaemonLock::acquire(&p)
-            .err()
-            .expect("second lock must fail")
-            .to_string();
+        let err = DaemonLock::acquire(&p).err().expect("second lock must fail").to_string();
         assert!(err.contains("another outreach daemon"), "{err}");
         drop(first);
         DaemonLock::acquire(&p).unwrap();

@@ -79,17 +79,12 @@ impl Tx<'_> {
 impl Db {
     /// Puts rows left `sending` by a crash back in the queue (at-least-once; see the module doc).
     pub fn requeue_in_flight(&self) -> anyhow::Result<usize> {
-        Ok(self.conn.execute(
-            "UPDATE outbox SET status = 'queued' WHERE status = 'sending'",
-            [],
-        )?)
+        Ok(self.conn.execute("UPDATE outbox SET status = 'queued' WHERE status = 'sending'", [])?)
     }
 
     /// Claims up to `limit` due rows: marks them `sending` and returns them.
     pub fn claim_due(&mut self, limit: u32, now: DateTime<Utc>) -> anyhow::Result<Vec<OutboxRow>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let rows = {
             let mut st = tx.prepare(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1
@@ -130,26 +125,22 @@ impl Db {
     }
 
     pub fn mark_failed(&self, id: i64, error: &str) -> anyhow::Result<()> {
-        self.conn.execute(
-            "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1",
-            params![id, error],
-        )?;
+        self.conn.execute("UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1", params![id, error])?;
         Ok(())
     }
 
     /// When the next queued row becomes due.
     pub fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let s: Option<String> = self.conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'",
-            [],
-            |r| r.get(0),
-        )?;
+        let s: Option<String> =
+            self.conn.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'", [], |r| r.get(0))?;
         Ok(s.as_deref().and_then(super::parse_ts))
     }
 
     pub fn outbox_counts(&self) -> anyhow::Result<OutboxCounts> {
         let mut c = OutboxCounts::default();
-        let mut st = self.conn.prepare("SELECT status, COUNT(*), SUM(attempts > 0 AND last_error IS NOT NULL) FROM outbox GROUP BY status")?;
+        let mut st = self.conn.prepare(
+            "SELECT status, COUNT(*), SUM(attempts > 0 AND last_error IS NOT NULL) FROM outbox GROUP BY status",
+        )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let status: String = r.get(0)?;
@@ -171,7 +162,9 @@ impl Db {
 
     /// Failed rows with their errors, newest first.
     pub fn failed_outgoing(&self, limit: u32) -> anyhow::Result<Vec<(i64, String, String)>> {
-        let mut st = self.conn.prepare("SELECT id, rcpt, COALESCE(last_error, '') FROM outbox WHERE status = 'failed' ORDER BY id DESC LIMIT ?1")?;
+        let mut st = self.conn.prepare(
+            "SELECT id, rcpt, COALESCE(last_error, '') FROM outbox WHERE status = 'failed' ORDER BY id DESC LIMIT ?1",
+        )?;
         let rows = st.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
