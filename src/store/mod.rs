@@ -173,6 +173,11 @@ impl DaemonLock {
         let mut name = db_path.as_os_str().to_owned();
         name.push(".lock");
         let path = PathBuf::from(name);
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).with_context(|| format!("Failed to create the folder {}", dir.display()))?;
+        }
         let file = File::options()
             .create(true)
             .truncate(false)
