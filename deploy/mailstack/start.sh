@@ -389,6 +389,10 @@ smtpd_client_recipient_rate_limit = 0
 # Do not hold mail in the queue longer than a test run cares about.
 maximal_queue_lifetime = 1h
 bounce_queue_lifetime = 1h
+# Retry deferred mail within seconds (tests restart Dovecot and Postfix mid-run).
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 5s
 EOF
 
 SUBM_OPTS="-o smtpd_sasl_auth_enable=yes -o smtpd_client_restrictions=permit_sasl_authenticated,reject -o smtpd_relay_restrictions=permit_sasl_authenticated,reject"

@@ -64,8 +64,29 @@ pub fn dedupe_key(message_id: Option<&str>, raw: &[u8]) -> String {
     }
 }
 
-/// Parses a raw message. `None` when mail-parser finds no message at all.
+/// Parses a raw message. `None` when mail-parser finds no message at all, or panics on
+/// it (mail-parser 0.11.9 does on some malformed multiparts): one bad mail must never
+/// take the daemon down, it goes to review instead.
 pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
+    match std::panic::catch_unwind(|| parse_inner(raw)) {
+        Ok(parsed) => parsed,
+        Err(_) => {
+            tracing::warn!(bytes = raw.len(), "mail-parser panicked on a message; filing it for review");
+            None
+        }
+    }
+}
+
+fn parse_inner(raw: &[u8]) -> Option<ParsedMail> {
+    // Old Mac mail uses bare CR line endings, which mail-parser reads as one long line.
+    let normalized;
+    let raw = if !raw.contains(&b'\n') && raw.contains(&b'\r') {
+        normalized =
+            raw.iter().flat_map(|&b| if b == b'\r' { vec![b'\r', b'\n'] } else { vec![b] }).collect::<Vec<u8>>();
+        normalized.as_slice()
+    } else {
+        raw
+    };
     let msg = MessageParser::default().parse(raw)?;
     let (from, from_name, from_raw) = match msg.from().and_then(|a| a.first()) {
         Some(addr) => (
@@ -173,6 +194,14 @@ mod tests {
         assert_eq!(dedupe_key(Some("a@b"), b"x"), "mid:a@b");
         assert!(dedupe_key(None, b"x").starts_with("sha256:"));
         assert_ne!(dedupe_key(None, b"x"), dedupe_key(None, b"y"));
+    }
+
+    #[test]
+    fn bare_cr_line_endings_are_understood() {
+        let raw = "From: a@b.nl\rSubject: Oude Mac\r\rHallo\r";
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.subject, "Oude Mac");
+        assert_eq!(m.from.unwrap().as_str(), "a@b.nl");
     }
 
     #[test]

@@ -36,6 +36,10 @@ fn automatic_rule(mail: &ParsedMail, own: &[EmailAddress]) -> Option<String> {
         if own.iter().any(|o| o.normalized() == from.normalized()) {
             return Some("sender: one of our own addresses".into());
         }
+        let domain = from.domain();
+        if let Some(host) = LIST_HOSTS.iter().find(|h| domain == **h || domain.ends_with(&format!(".{h}"))) {
+            return Some(format!("sender: mailing-list or bulk-mail host {host}"));
+        }
     }
     // 2. Headers.
     if let Some(v) = mail.header("auto-submitted")
@@ -87,6 +91,9 @@ fn automatic_rule(mail: &ParsedMail, own: &[EmailAddress]) -> Option<String> {
             mail.report_type.as_deref().unwrap_or("report")
         ));
     }
+    if REPORT_TYPES.contains(&mail.content_type.as_str()) {
+        return Some(format!("header: Content-Type: {}", mail.content_type));
+    }
     // 3. Subject forms of out-of-office and receipts without any header.
     let subject = mail.subject.to_lowercase();
     const SUBJECT_FORMS: &[&str] = &[
@@ -116,6 +123,14 @@ fn automatic_rule(mail: &ParsedMail, own: &[EmailAddress]) -> Option<String> {
     None
 }
 
+/// Domains that only send list or bulk mail.
+const LIST_HOSTS: &[&str] =
+    &["yahoogroups.com", "googlegroups.com", "groups.io", "freelists.org", "list-manage.com", "mcsv.net", "mcdlv.net"];
+
+/// Top-level content types that are machine reports, never a person writing.
+const REPORT_TYPES: &[&str] =
+    &["message/delivery-status", "message/disposition-notification", "message/feedback-report"];
+
 /// Local parts of senders that never want an answer.
 fn automatic_local_part(local: &str) -> Option<String> {
     let l = local.to_ascii_lowercase();
@@ -130,6 +145,16 @@ fn automatic_local_part(local: &str) -> Option<String> {
         "do_not_reply",
         "listserv",
         "majordomo",
+        "root",
+        "daemon",
+        "mailer",
+        "alerts",
+        "notifications",
+        "notification",
+        "newsletter",
+        "nieuwsbrief",
+        "autoreply",
+        "auto-reply",
     ];
     if exact.contains(&l.as_str()) {
         return Some(format!("\"{l}\""));
@@ -147,6 +172,12 @@ fn automatic_local_part(local: &str) -> Option<String> {
 
 /// A delivery status notification (RFC 3464) or a bounce in an older form.
 pub fn is_bounce(mail: &ParsedMail) -> bool {
+    if mail.content_type == "message/delivery-status" {
+        return true;
+    }
+    if mail.content_type == "message/delivery-status" {
+        return true;
+    }
     if mail.content_type == "multipart/report" {
         return mail.report_type.as_deref().is_none_or(|t| t == "delivery-status");
     }

@@ -1,0 +1,399 @@
+//! Test harness: the real mail stack (deploy/mailstack), a `TestApp` per test with its
+//! own database and config, and small IMAP/SMTP helpers. Tests that use the stack run
+//! one at a time (they share the accounts) and reset the accounts first.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::{SmtpTransport, Transport};
+use outreach::inbox::parse::{ParsedMail, parse};
+use serde_json::Value;
+
+pub const USERS: [&str; 5] = ["contact", "alice", "bob", "coordinator", "catchall"];
+const SPECIAL: [&str; 6] = ["INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"];
+
+pub struct Stack {
+    pub dir: PathBuf,
+    pub imap_port: u16,
+    pub smtp_port: u16,
+    pub imaps_port: u16,
+    pub ca_cert: PathBuf,
+}
+
+/// The running mail stack; fails with instructions when it is not running.
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let dir = PathBuf::from(std::env::var("OUTREACH_MAILSTACK_DIR").unwrap_or_else(|_| "/tmp/outreach-mailstack".into()));
+        let env = std::fs::read_to_string(dir.join("mailstack.env")).unwrap_or_else(|_| {
+            panic!("the mail stack is not running in {}: start it with `bash deploy/mailstack/start.sh` (or run `bash .ci/test`)", dir.display())
+        });
+        let get = |k: &str| {
+            env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing in mailstack.env")).to_string()
+        };
+        let s = Stack {
+            dir: dir.clone(),
+            imap_port: get("MAILSTACK_IMAP_PORT").parse().unwrap(),
+            smtp_port: get("MAILSTACK_SMTP_PORT").parse().unwrap(),
+            imaps_port: get("MAILSTACK_IMAPS_PORT").parse().unwrap(),
+            ca_cert: get("MAILSTACK_CA_CERT").into(),
+        };
+        for port in [s.imap_port, s.smtp_port] {
+            TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| {
+                panic!("the mail stack does not answer on 127.0.0.1:{port} ({e}): start it with `bash deploy/mailstack/start.sh`")
+            });
+        }
+        s
+    })
+}
+
+/// Serialises tests that use the shared accounts.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes the serial lock, lets Postfix finish (or drop) mail of earlier tests, and
+/// empties every account.
+pub fn fresh() -> MutexGuard<'static, ()> {
+    let g = serial();
+    drain_postfix();
+    for u in USERS {
+        reset(u);
+    }
+    g
+}
+
+pub fn addr(user: &str) -> String {
+    if user.contains('@') { user.to_string() } else { format!("{user}@example.org") }
+}
+
+pub fn imap(user: &str) -> imap::Session<Box<dyn imap::ImapConnection>> {
+    let client = imap::ClientBuilder::new("127.0.0.1", stack().imap_port)
+        .mode(imap::ConnectionMode::Plaintext)
+        .connect()
+        .expect("IMAP connect");
+    client.login(addr(user), "secret").map_err(|(e, _)| e).expect("IMAP login")
+}
+
+/// Waits up to 10 s for Postfix's queue to empty, then deletes what is left.
+pub fn drain_postfix() {
+    let conf = stack().dir.join("etc/postfix");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _ = Command::new("postqueue").arg("-c").arg(&conf).arg("-f").env("MAIL_CONFIG", &conf).output();
+    loop {
+        let out = Command::new("postqueue").arg("-c").arg(&conf).arg("-p").env("MAIL_CONFIG", &conf).output();
+        let empty = out.map(|o| String::from_utf8_lossy(&o.stdout).contains("Mail queue is empty")).unwrap_or(true);
+        if empty {
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ =
+                Command::new("postsuper").arg("-c").arg(&conf).arg("-d").arg("ALL").env("MAIL_CONFIG", &conf).output();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Deletes every folder we may have created and empties the INBOX.
+pub fn reset(user: &str) {
+    let mut s = imap(user);
+    let names: Vec<String> = s.list(None, Some("*")).unwrap().iter().map(|n| n.name().to_string()).collect();
+    for n in names {
+        if !SPECIAL.contains(&n.as_str()) {
+            let _ = s.delete(&n);
+        }
+    }
+    s.select("INBOX").unwrap();
+    s.store("1:*", "+FLAGS.SILENT (\\Deleted)").ok();
+    s.expunge().unwrap();
+    let _ = s.logout();
+}
+
+/// Raw messages in a folder (empty when the folder does not exist).
+pub fn fetch_all(user: &str, folder: &str) -> Vec<Vec<u8>> {
+    let mut s = imap(user);
+    let out = match s.examine(folder) {
+        Ok(mb) if mb.exists > 0 => {
+            s.fetch("1:*", "BODY.PEEK[]").unwrap().iter().filter_map(|f| f.body().map(<[u8]>::to_vec)).collect()
+        }
+        _ => Vec::new(),
+    };
+    let _ = s.logout();
+    out
+}
+
+pub fn count(user: &str, folder: &str) -> u32 {
+    let mut s = imap(user);
+    let n = s.examine(folder).map(|m| m.exists).unwrap_or(0);
+    let _ = s.logout();
+    n
+}
+
+pub fn parsed(user: &str, folder: &str) -> Vec<ParsedMail> {
+    fetch_all(user, folder).iter().map(|r| parse(r).expect("parse")).collect()
+}
+
+/// Waits until `folder` of `user` holds at least `n` messages; returns the count.
+pub fn wait_count(user: &str, folder: &str, n: u32, timeout: Duration) -> u32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = count(user, folder);
+        if c >= n || Instant::now() > deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn append(user: &str, folder: &str, raw: &[u8]) {
+    let mut s = imap(user);
+    s.append(folder, raw).finish().unwrap_or_else(|e| panic!("APPEND to {folder}: {e}"));
+    let _ = s.logout();
+}
+
+fn smtp() -> &'static SmtpTransport {
+    static T: OnceLock<SmtpTransport> = OnceLock::new();
+    T.get_or_init(|| SmtpTransport::builder_dangerous("127.0.0.1").port(stack().smtp_port).build())
+}
+
+/// Sends a raw message over SMTP. `envelope_from` None is the null sender `<>`.
+pub fn send_raw(envelope_from: Option<&str>, to: &str, raw: &[u8]) {
+    let env = Envelope::new(envelope_from.map(|f| addr(f).parse().unwrap()), vec![addr(to).parse().unwrap()]).unwrap();
+    smtp().send_raw(&env, raw).expect("SMTP send");
+}
+
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A unique Message-ID for test mail.
+pub fn new_id() -> String {
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t{}.{}.{}@test.example", std::process::id(), n, Instant::now().elapsed().as_nanos())
+}
+
+/// A simple mail. `headers` are extra header lines (without the trailing newline).
+pub fn mail(from: &str, subject: &str, body: &str, headers: &[&str]) -> (String, Vec<u8>) {
+    let id = new_id();
+    let mut raw = format!(
+        "From: {from}\r\nTo: contact@example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\nDate: Sat, 28 Nov 2026 12:00:00 +0100\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    );
+    for h in headers {
+        raw.push_str(h);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("\r\n");
+    raw.push_str(&body.replace('\n', "\r\n"));
+    raw.push_str("\r\n");
+    (id, raw.into_bytes())
+}
+
+/// Sends a simple mail from `from_user` to contact@ and returns its Message-ID.
+pub fn send_mail(from_user: &str, subject: &str, body: &str, headers: &[&str]) -> String {
+    let (id, raw) = mail(&addr(from_user), subject, body, headers);
+    let envelope = from_user.rsplit_once('<').map_or(from_user, |(_, a)| a.trim_end_matches('>'));
+    send_raw(Some(envelope), "contact", &raw);
+    id
+}
+
+/// An outreach instance: its own folder, database and config.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub db: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl TestApp {
+    /// Watches `user`'s INBOX and sends as that user.
+    pub fn new(user: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outreach.db");
+        let config = dir.path().join("outreach.toml");
+        let st = stack();
+        std::fs::write(
+            &config,
+            format!(
+                r#"[database]
+path = "{db}"
+[imap]
+host = "127.0.0.1"
+port = {imap}
+security = "none"
+username = "{user}"
+password = "secret"
+poll_interval = 1
+[smtp]
+host = "127.0.0.1"
+port = {smtp}
+security = "none"
+from = "Netwerk Met Andere Ogen <{user}>"
+retry_base = 1
+[coordinator]
+address = "coordinator@example.org"
+"#,
+                db = db.display(),
+                imap = st.imap_port,
+                smtp = st.smtp_port,
+                user = addr(user)
+            ),
+        )
+        .unwrap();
+        Self { dir, config, db, env: Vec::new() }
+    }
+
+    /// Adds an `OUTREACH_*` override.
+    pub fn with_env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_outreach"));
+        c.arg("--config").arg(&self.config).env("RUST_LOG", "info,outreach=debug").env_remove("OUTREACH_CONFIG");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run_cli(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run outreach")
+    }
+
+    /// `outreach poll --once`, which must succeed.
+    pub fn poll(&self) -> String {
+        let out = self.run_cli(&["poll", "--once"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "poll --once failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+
+    /// `outreach inbox list --json`.
+    pub fn list(&self, args: &[&str]) -> Vec<Value> {
+        let mut a = vec!["inbox", "list", "--json"];
+        a.extend_from_slice(args);
+        let out = self.run_cli(&a);
+        assert!(out.status.success(), "inbox list failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("inbox list --json prints JSON")
+    }
+
+    pub fn status_json(&self) -> Value {
+        let out = self.run_cli(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Starts `outreach run`, logging to a file in the test folder.
+    pub fn spawn(&self) -> Daemon {
+        let log_path =
+            self.dir.path().join(format!("daemon-{}.log", SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = self.cmd().arg("run").stdout(Stdio::null()).stderr(log).spawn().expect("spawn outreach run");
+        Daemon { child: Some(child), log: log_path }
+    }
+
+    /// A read-only look at the database.
+    pub fn sql<T: rusqlite::types::FromSql>(&self, q: &str) -> T {
+        let c = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.query_row(q, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Waits until the SQL count query returns at least `n`.
+    pub fn wait_sql(&self, q: &str, n: i64, timeout: Duration) -> i64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v: i64 = if self.db.exists() { self.sql(q) } else { 0 };
+            if v >= n || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A running `outreach run`; killed when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("daemon running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("daemon did not stop within 20 s of SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs deploy/mailstack/restart.sh for one server.
+pub fn stack_ctl(what: &str, action: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/mailstack/restart.sh");
+    let st = Command::new("bash").arg(script).arg(&stack().dir).arg(what).arg(action).status().unwrap();
+    assert!(st.success(), "restart.sh {what} {action} failed");
+}
+
+/// The corpus of real-world mails, when present (../shared/corpus or OUTREACH_CORPUS).
+pub fn corpus_dir() -> Option<PathBuf> {
+    let p = std::env::var("OUTREACH_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    p.is_dir().then_some(p)
+}
+
+/// Every .eml file below `dir`, sorted.
+pub fn eml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "eml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,7 @@
+//! Integration tests against the real mail stack (Dovecot + Postfix on loopback).
+//! Start it with `bash deploy/mailstack/start.sh`; `bash .ci/test` does everything.
+
+mod corpus;
+mod helpers;
+mod inbox;
+mod resilience;

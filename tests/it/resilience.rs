@@ -1,0 +1,350 @@
+//! Crashes, restarts, unreachable servers, bad config, floods.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::helpers::{TestApp, count, fetch_all, fresh, mail, parsed, send_mail, send_raw, stack_ctl, wait_count};
+use outreach::inbox::parse::parse;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Sends `n` mails from distinct senders at `domain` (their replies land in catchall@).
+fn send_from_many(n: usize, domain: &str, tag: &str) -> Vec<String> {
+    let ids = std::sync::Mutex::new(Vec::with_capacity(n));
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let ids = &ids;
+            s.spawn(move || {
+                for i in (t..n).step_by(4) {
+                    let sender = format!("{tag}{i}@{domain}");
+                    let (subject, body) = if i % 3 == 0 {
+                        (format!("Aanmelding {tag} {i}"), "Ik wil graag ambassadeur worden.".to_string())
+                    } else {
+                        (
+                            format!("Vraag {tag} {i}"),
+                            format!("Hallo, ik heb een vraag over samenwerken met ouders ({i})."),
+                        )
+                    };
+                    let (id, raw) = mail(&sender, &subject, &body, &[]);
+                    send_raw(Some(&sender), "contact", &raw);
+                    ids.lock().unwrap().push(id);
+                }
+            });
+        }
+    });
+    ids.into_inner().unwrap()
+}
+
+#[test]
+fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
+    let _g = fresh();
+    const N: usize = 1000;
+    let app = TestApp::new("contact").with_env("OUTREACH_AUTOREPLY__MAX_PER_HOUR", "5000");
+    let ids = send_from_many(N, "crash.test", "k");
+    assert_eq!(wait_count("contact", "INBOX", N as u32, Duration::from_secs(120)), N as u32, "backlog delivered");
+
+    let mut rng = rand::rng();
+    let mut kills = Vec::new();
+    let started = Instant::now();
+    loop {
+        let filed: i64 = if app.db.exists() { app.sql("SELECT COUNT(*) FROM messages") } else { 0 };
+        let sent: i64 = if app.db.exists() { app.sql("SELECT COUNT(*) FROM outbox WHERE status = 'sent'") } else { 0 };
+        if (filed as usize == N && sent as usize == N)
+            || kills.len() >= 40
+            || started.elapsed() > Duration::from_secs(300)
+        {
+            break;
+        }
+        let mut d = app.spawn();
+        std::thread::sleep(Duration::from_millis(rng.random_range(150..900)));
+        d.kill9();
+        let filed: i64 = app.sql("SELECT COUNT(*) FROM messages");
+        let moved: i64 = app.sql("SELECT COUNT(*) FROM messages WHERE moved_at IS NOT NULL");
+        let queued: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE status = 'queued'");
+        let sending: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE status = 'sending'");
+        let sent: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE status = 'sent'");
+        let phase = if filed < N as i64 {
+            "while filing"
+        } else if sent < N as i64 {
+            "while sending replies"
+        } else {
+            "after all work"
+        };
+        kills.push(format!(
+            "kill {:>2}: {phase}: {filed} filed, {moved} moved, {queued} queued, {sending} in flight, {sent} sent",
+            kills.len() + 1
+        ));
+    }
+    eprintln!("{} kills:\n{}", kills.len(), kills.join("\n"));
+    assert!(kills.len() >= 3, "the test must kill the daemon mid-work a few times");
+    // Restart once more and let it finish.
+    let mut d = app.spawn();
+    let sent = app.wait_sql("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", N as i64, Duration::from_secs(180));
+    assert_eq!(sent, N as i64, "all replies sent; log:\n{}", d.log_text());
+    assert!(d.terminate().success(), "clean exit on SIGTERM; log:\n{}", d.log_text());
+
+    let filed: i64 = app.sql("SELECT COUNT(*) FROM messages");
+    let distinct: i64 = app.sql("SELECT COUNT(DISTINCT message_id) FROM messages");
+    assert_eq!((filed, distinct), (N as i64, N as i64), "every mail filed exactly once");
+    let outbox: i64 = app.sql("SELECT COUNT(*) FROM outbox");
+    assert_eq!(outbox, N as i64, "exactly one reply queued per mail");
+    assert_eq!(count("contact", "INBOX"), 0, "nothing left in the mailbox");
+    assert_eq!(
+        count("contact", "Aanmeldingen") + count("contact", "Vragen"),
+        N as u32,
+        "each mail in exactly one folder"
+    );
+
+    let got = wait_count("catchall", "INBOX", N as u32, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+    let replies = fetch_all("catchall", "INBOX");
+    let mut per_original: HashMap<String, usize> = HashMap::new();
+    for r in &replies {
+        let m = parse(r).unwrap();
+        assert_eq!(m.header("auto-submitted"), Some("auto-replied"));
+        *per_original.entry(m.in_reply_to.first().cloned().unwrap_or_default()).or_default() += 1;
+    }
+    let duplicates: usize = per_original.values().filter(|&&c| c > 1).map(|c| c - 1).sum();
+    eprintln!(
+        "replies received: {} (waited for {got}), distinct originals: {}, duplicates: {duplicates}",
+        replies.len(),
+        per_original.len()
+    );
+    let missing: Vec<&String> = ids.iter().filter(|id| !per_original.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "{} mails got no reply, e.g. {:?}", missing.len(), missing.first());
+    assert_eq!(duplicates, 0, "duplicate replies");
+    assert_eq!(replies.len(), N);
+}
+
+#[test]
+fn daemon_survives_an_imap_server_restart() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    send_from_many(30, "imaprestart.test", "i");
+    assert_eq!(wait_count("contact", "INBOX", 30, T), 30);
+    let mut d = app.spawn();
+    assert!(app.wait_sql("SELECT COUNT(*) FROM messages", 1, T) >= 1, "{}", d.log_text());
+    stack_ctl("imap", "restart");
+    send_from_many(10, "imaprestart.test", "j");
+    let filed = app.wait_sql("SELECT COUNT(*) FROM messages", 40, Duration::from_secs(60));
+    assert_eq!(filed, 40, "log:\n{}", d.log_text());
+    let sent = app.wait_sql("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", 40, T);
+    let outbox: String = app.sql("SELECT group_concat(status || ':' || COALESCE(last_error, ''), ' | ') FROM outbox");
+    assert_eq!(sent, 40, "{outbox}\n{}", d.log_text());
+    assert_eq!(wait_count("catchall", "INBOX", 40, T), 40);
+    let log = d.log_text();
+    assert!(log.contains("IMAP connected"), "{log}");
+    assert!(log.matches("IMAP connected").count() >= 2, "the daemon reconnected:\n{log}");
+    assert!(d.terminate().success(), "{}", d.log_text());
+    assert_eq!(count("contact", "INBOX"), 0);
+}
+
+#[test]
+fn daemon_retries_while_the_smtp_server_is_down() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    send_from_many(5, "smtprestart.test", "s");
+    assert_eq!(wait_count("contact", "INBOX", 5, T), 5);
+    stack_ctl("smtp", "stop");
+    let result = std::panic::catch_unwind(|| {
+        let mut d = app.spawn();
+        assert_eq!(app.wait_sql("SELECT COUNT(*) FROM messages", 5, T), 5);
+        let failed_once = app.wait_sql("SELECT COUNT(*) FROM outbox WHERE last_error IS NOT NULL", 1, T);
+        assert!(failed_once >= 1, "{}", d.log_text());
+        let status = app.status_json();
+        assert!(status["smtp"]["state"].as_str().unwrap().starts_with("error"), "{status:#}");
+        assert!(status["last_error"]["error"].as_str().unwrap().contains("smtp"), "{status:#}");
+        assert!(status["outbox"]["queued"].as_i64().unwrap() >= 1, "{status:#}");
+        assert_eq!(status["daemon_running"], true);
+        stack_ctl("smtp", "start");
+        let sent = app.wait_sql("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", 5, Duration::from_secs(60));
+        assert_eq!(sent, 5, "{}", d.log_text());
+        assert!(d.terminate().success());
+    });
+    stack_ctl("smtp", "start");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(wait_count("catchall", "INBOX", 5, T), 5);
+}
+
+#[test]
+fn idle_daemon_answers_new_mail_and_stops_cleanly() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    let mut d = app.spawn();
+    assert!(
+        app.wait_sql("SELECT COUNT(*) FROM daemon_state WHERE key = 'imap' AND value = 'idle'", 1, T) == 1,
+        "{}",
+        d.log_text()
+    );
+    let id = send_mail("alice@example.org", "Vraag", "Hoe kan ik meedoen aan een bijeenkomst? Groet, Alice", &[]);
+    assert_eq!(wait_count("alice", "INBOX", 1, T), 1, "{}", d.log_text());
+    assert_eq!(parsed("alice", "INBOX")[0].in_reply_to, vec![id]);
+    // A second daemon on the same database refuses to start.
+    let out = app.run_cli(&["run"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another outreach daemon"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = d.terminate();
+    assert!(st.success(), "{st:?}\n{}", d.log_text());
+    assert!(d.log_text().contains("outreach daemon stopped"));
+}
+
+#[test]
+fn poll_reports_unreachable_servers_clearly_and_loses_nothing() {
+    let _g = fresh();
+    // SMTP unreachable: mail is filed, the reply stays queued, exit code 1.
+    let app = TestApp::new("contact").with_env("OUTREACH_SMTP__PORT", "2599");
+    send_mail("alice@example.org", "Vraag", "Hallo, een vraag.", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    let out = app.run_cli(&["poll", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not be delivered") && stderr.contains("retried"), "{stderr}");
+    assert_eq!(app.list(&[]).len(), 1);
+    let status = app.status_json();
+    assert_eq!(status["outbox"]["queued"], 1, "{status:#}");
+    assert_eq!(status["outbox"]["retrying"], 1, "{status:#}");
+    let human = String::from_utf8_lossy(&app.run_cli(&["status"]).stdout).to_string();
+    assert!(human.contains("last error: smtp"), "{human}");
+
+    // IMAP unreachable: a clear error, non-zero exit.
+    let down = TestApp::new("contact").with_env("OUTREACH_IMAP__PORT", "1199");
+    let out = down.run_cli(&["poll", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Failed to connect to IMAP server 127.0.0.1:1199"), "{stderr}");
+
+    // Wrong password: the error says so.
+    let bad = TestApp::new("contact").with_env("OUTREACH_IMAP__PASSWORD", "wrong");
+    let out = bad.run_cli(&["poll", "--once"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("login"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_config_names_the_key() {
+    let app = TestApp::new("contact");
+    for (k, v, expect) in [
+        ("OUTREACH_IMAP__PORT", "abc", "imap.port"),
+        ("OUTREACH_IMAP__SECURITY", "ssl", "imap.security"),
+        ("OUTREACH_SMTP__FROM", "nobody", "smtp.from"),
+        ("OUTREACH_IMAP__CA_FILE", "/nonexistent/ca.pem", "imap.ca_file"),
+    ] {
+        let out = app.cmd().env(k, v).args(["poll", "--once"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expect), "{k}={v}: {stderr}");
+    }
+    std::fs::write(&app.config, "[database]\npath = \"/tmp/x.db\"\n").unwrap();
+    let out = app.run_cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing field `imap`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outreach"))
+        .env_remove("OUTREACH_CONFIG")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+    // init writes a config that loads.
+    let path = app.dir.path().join("new.toml");
+    let out = app.run_cli(&["init", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(outreach::config::Settings::load(&path, Vec::new()).is_ok());
+    assert!(!app.run_cli(&["init", path.to_str().unwrap()]).status.success(), "init does not overwrite");
+}
+
+#[test]
+fn circuit_breaker_stops_replies_and_tells_the_coordinator_once() {
+    let _g = fresh();
+    let app = TestApp::new("contact").with_env("OUTREACH_AUTOREPLY__MAX_PER_HOUR", "3");
+    send_from_many(8, "flood.test", "f");
+    assert_eq!(wait_count("contact", "INBOX", 8, T), 8);
+    app.poll();
+    let replied: i64 = app.sql("SELECT COUNT(*) FROM messages WHERE auto_replied = 1");
+    assert_eq!(replied, 3);
+    let breaker: i64 = app.sql("SELECT COUNT(*) FROM messages WHERE reply_note LIKE 'circuit breaker%'");
+    assert_eq!(breaker, 5);
+    assert_eq!(wait_count("coordinator", "INBOX", 1, T), 1);
+    let notice = &parsed("coordinator", "INBOX")[0];
+    assert!(notice.subject.contains("gepauzeerd"), "{}", notice.subject);
+    assert_eq!(notice.header("auto-submitted"), Some("auto-generated"));
+    assert_eq!(app.list(&[]).len(), 8, "every mail is still filed");
+    assert_eq!(wait_count("catchall", "INBOX", 3, T), 3);
+}
+
+#[test]
+fn oversized_mail_is_filed_for_review_without_download() {
+    let _g = fresh();
+    let app = TestApp::new("contact").with_env("OUTREACH_IMAP__MAX_MESSAGE_SIZE", "4000");
+    let big = "Dit is een lange regel tekst voor een grote bijlage.\n".repeat(200);
+    send_mail("alice@example.org", "Grote mail", &big, &[]);
+    send_mail("bob@example.org", "Kleine vraag", "Hoe gaat het?", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 2, T), 2);
+    app.poll();
+    let rows = app.list(&["--category", "review"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["subject"], "Grote mail");
+    assert_eq!(rows[0]["folder"], "Te beoordelen");
+    assert!(rows[0]["reason"].as_str().unwrap().contains("max_message_size"));
+    assert_eq!(count("contact", "Te beoordelen"), 1);
+    assert_eq!(count("contact", "Vragen"), 1);
+}
+
+#[test]
+fn tls_and_starttls_work_with_a_private_ca_and_fail_without_it() {
+    let _g = fresh();
+    let st = crate::helpers::stack();
+    let ca = st.ca_cert.to_str().unwrap();
+    let tls = |app: TestApp| {
+        app.with_env("OUTREACH_IMAP__HOST", "localhost")
+            .with_env("OUTREACH_SMTP__HOST", "localhost")
+            .with_env("OUTREACH_SMTP__USERNAME", "contact@example.org")
+            .with_env("OUTREACH_SMTP__PASSWORD", "secret")
+    };
+    // Implicit TLS for IMAP (IMAPS) and SMTP (SMTPS, with AUTH).
+    let implicit = tls(TestApp::new("contact"))
+        .with_env("OUTREACH_IMAP__SECURITY", "tls")
+        .with_env("OUTREACH_IMAP__PORT", &st.imaps_port.to_string())
+        .with_env("OUTREACH_IMAP__CA_FILE", ca)
+        .with_env("OUTREACH_SMTP__SECURITY", "tls")
+        .with_env("OUTREACH_SMTP__PORT", "1465")
+        .with_env("OUTREACH_SMTP__CA_FILE", ca);
+    send_mail("alice@example.org", "Vraag via TLS", "Hallo, werkt dit?", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    implicit.poll();
+    assert_eq!(wait_count("alice", "INBOX", 1, T), 1);
+
+    // STARTTLS for both (SMTP submission port 1587 requires STARTTLS + AUTH).
+    let starttls = tls(TestApp::new("contact"))
+        .with_env("OUTREACH_IMAP__SECURITY", "starttls")
+        .with_env("OUTREACH_IMAP__CA_FILE", ca)
+        .with_env("OUTREACH_SMTP__SECURITY", "starttls")
+        .with_env("OUTREACH_SMTP__PORT", "1587")
+        .with_env("OUTREACH_SMTP__CA_FILE", ca);
+    send_mail("bob@example.org", "Vraag via STARTTLS", "Hallo, werkt dit ook?", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    starttls.poll();
+    assert_eq!(wait_count("bob", "INBOX", 1, T), 1);
+
+    // Without the private CA the certificate is refused; nothing is filed.
+    let untrusted = TestApp::new("contact")
+        .with_env("OUTREACH_IMAP__HOST", "localhost")
+        .with_env("OUTREACH_IMAP__SECURITY", "tls")
+        .with_env("OUTREACH_IMAP__PORT", &st.imaps_port.to_string());
+    send_mail("coordinator@example.org", "Vraag zonder CA", "Hallo?", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    let out = untrusted.run_cli(&["poll", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    assert_eq!(count("contact", "INBOX"), 1, "nothing moved");
+}
