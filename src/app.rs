@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::Settings;
 use crate::inbox::imap::{ImapSource, Interrupter};
 use crate::inbox::{PassStats, Pipeline, process_mailbox};
-use crate::outbox::{self, DeliveryStats, Mailer, SharedDb};
+use crate::outbox::{DeliveryStats, Outbox};
 use crate::store::{self, DaemonLock, Db};
 use crate::templates::Templates;
 
@@ -75,13 +75,8 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
     .await
     .context("IMAP task panicked")?;
     // Deliver what is queued even when IMAP failed: those replies were committed.
-    let db: SharedDb = Arc::new(Mutex::new(Db::open(&settings.database.path)?));
-    let requeued = db.lock().expect("db").requeue_in_flight()?;
-    if requeued > 0 {
-        tracing::warn!(requeued, "mail that was being sent during a crash is queued again");
-    }
-    let mailer = Mailer::new(&settings.smtp)?;
-    let delivery = outbox::deliver_due(&db, &mailer, &settings.smtp).await;
+    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone()).await?;
+    let delivery = outbox.deliver_due().await;
     let inbox = inbox.context("Reading the mailbox failed")?;
     let outbox = delivery.context("Delivering the outbox failed")?;
     Ok(PollReport { inbox, outbox })
@@ -90,11 +85,16 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
 /// The daemon: IMAP (IDLE, else polling) on a thread, the outbox worker beside it,
 /// until SIGTERM or SIGINT. Returns an error when a part stopped on its own.
 pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
+    // Take over SIGTERM/SIGINT before anything else: a stop during start-up is clean too.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("Failed to install the SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("Failed to install the SIGINT handler")?;
     let lock = DaemonLock::acquire(&settings.database.path)?;
     let templates = Arc::new(Templates::load(settings.templates.dir.as_deref())?);
     let db = Db::open(&settings.database.path)?;
     db.set_state("daemon", &format!("running (pid {})", std::process::id()))?;
-    let mailer = Mailer::new(&settings.smtp)?;
+    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone()).await?;
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = Arc::new(StopFlag::default());
@@ -112,17 +112,12 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
             handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
         })
     };
-    let worker = tokio::spawn(outbox::run_worker(
-        Arc::new(Mutex::new(Db::open(&settings.database.path)?)),
-        mailer,
-        settings.clone(),
-        wake,
-        stop_rx,
-    ));
+    let worker = tokio::spawn(outbox.run_worker(wake, stop_rx));
 
     let mut imap = imap;
     let early = tokio::select! {
-        _ = shutdown_signal() => None,
+        _ = term.recv() => None,
+        _ = int.recv() => None,
         r = &mut imap => Some(r),
     };
     tracing::info!("shutting down: finishing work in progress");
@@ -139,21 +134,6 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     worker_result.context("the outbox worker stopped")?;
     tracing::info!("outreach daemon stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
 
 /// Connect, file, wait (IDLE or poll), repeat; reconnect with back-off on errors.

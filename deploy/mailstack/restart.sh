@@ -30,10 +30,15 @@ wait_port() {  # wait_port PORT up|down
 case "$WHAT" in
 imap)
     stop() {
-        local pid
+        local pid kids
         pid=$(cat "$DIR/run/dovecot/master.pid" 2>/dev/null || true)
         if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then
+            # Per-connection imap processes outlive the master; a real restart drops
+            # every client, so end them too.
+            kids=$(ps -eo pid=,ppid= | awk -v p="$pid" '$2 == p { print $1 }')
             dovecot -c "$ETC/dovecot/dovecot.conf" stop >/dev/null 2>&1 || kill -TERM "$pid"
+            # shellcheck disable=SC2086
+            [ -z "$kids" ] || kill -TERM $kids 2>/dev/null || true
         fi
         wait_port "$MAILSTACK_IMAP_PORT" down
         # Give the master a moment to remove its pid file and sockets.

@@ -393,6 +393,9 @@ bounce_queue_lifetime = 1h
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 5s
+# smtpd exits when Dovecot's auth socket is away (a Dovecot restart); do not stop
+# accepting mail for the default 60 s after that.
+service_throttle_time = 1s
 EOF
 
 SUBM_OPTS="-o smtpd_sasl_auth_enable=yes -o smtpd_client_restrictions=permit_sasl_authenticated,reject -o smtpd_relay_restrictions=permit_sasl_authenticated,reject"

@@ -24,7 +24,7 @@ use crate::templates::{ReplyData, Templates};
 
 /// Bytes fetched per IMAP command and filed per transaction (bounds memory).
 const BATCH_BYTES: u64 = 8 * 1024 * 1024;
-const BATCH_MESSAGES: usize = 250;
+const BATCH_MESSAGES: usize = 100;
 
 /// The filing rules, built once from the settings.
 pub struct Pipeline<'a> {
@@ -437,6 +437,18 @@ pub fn process_mailbox(
     }
     let uids = src.search_all()?;
     stats.seen = uids.len();
+    // Filed messages no longer in the mailbox were moved (a crash may have come between
+    // the MOVE and recording it): record it now.
+    let present: std::collections::HashSet<u32> = uids.iter().copied().collect();
+    let gone: Vec<i64> = db
+        .unmoved_uids(src.uidvalidity)?
+        .into_iter()
+        .filter(|(_, uid)| !present.contains(uid))
+        .map(|(id, _)| id)
+        .collect();
+    if !gone.is_empty() {
+        db.mark_moved(&gone)?;
+    }
     if uids.is_empty() {
         return Ok(stats);
     }

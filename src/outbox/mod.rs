@@ -1,19 +1,29 @@
-//! The outbox: the one way mail leaves. Rows in the store, delivered by lettre over a
-//! pooled SMTP connection; 4xx and connection errors are retried with exponential back-off
-//! and jitter, 5xx is recorded as a permanent failure. The only module that sends.
+//! The outbox: the one way mail leaves. Rows in the store, delivered by lettre over
+//! pooled SMTP connections; 4xx and connection errors are retried with exponential
+//! back-off and jitter, 5xx is recorded as a permanent failure. The only module that sends.
+//!
+//! **When a row counts as sent.** SMTP has no exactly-once: a server that received the
+//! final `.` delivers, whatever happens to us after. So the row's id is appended to the
+//! [`journal`] from inside the message iterator that lettre drains *just before* it
+//! writes the final `.` (see [`RecordBeforeEnd`]). After a crash, a row still `sending`
+//! whose id is in the journal counts as sent; one that is not never reached its end
+//! (the server discarded it) and is sent again. The server's answer to the `.` (250,
+//! 4xx, 5xx) then settles the row in the store. The remaining window, between the
+//! append and the write of the terminator, can only lose a mail, never send it twice:
+//! the side RFC 3834 practice prefers for auto-replies.
 
 pub mod compose;
+pub mod journal;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use lettre::address::Envelope;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
@@ -21,18 +31,31 @@ use tokio::sync::{Notify, watch};
 use crate::config::{Security, SmtpSettings};
 use crate::domain::EmailAddress;
 use crate::store::{Db, OutboxRow};
+use journal::SentJournal;
 
-/// The SMTP side: a pooled lettre transport.
-#[derive(Clone)]
+/// Connections idle longer than this are not reused (servers drop idle clients).
+const POOL_IDLE: Duration = Duration::from_secs(50);
+
+type SmtpError = lettre::transport::smtp::Error;
+
+/// The SMTP side: lettre connections, pooled.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    timeout: Duration,
+    security: Security,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    pool_size: usize,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
 
 /// How one delivery attempt ended.
 #[derive(Debug)]
 pub enum Outcome {
     Sent,
-    /// 4xx, timeouts, connection errors: try again later.
+    /// 4xx, timeouts, connection errors before the end of the message: try again later.
     Transient(String),
     /// 5xx or a message we cannot send at all: stop and record.
     Permanent(String),
@@ -47,68 +70,209 @@ pub struct DeliveryStats {
     pub last_error: Option<String>,
 }
 
-impl Mailer {
-    pub fn new(s: &SmtpSettings) -> anyhow::Result<Self> {
-        let tls_params = || -> anyhow::Result<TlsParameters> {
-            let mut b = TlsParameters::builder(s.host.clone());
-            if let Some(ca) = &s.ca_file {
-                for der in crate::tls::read_pem_certs(ca)? {
-                    b = b.add_root_certificate(Certificate::from_der(der.to_vec()).context("smtp.ca_file")?);
-                }
-            }
-            b.build_rustls().context("Failed to set up TLS for SMTP")
-        };
-        let tls = match s.security {
-            Security::None => Tls::None,
-            Security::Starttls => Tls::Required(tls_params()?),
-            Security::Tls => Tls::Wrapper(tls_params()?),
-        };
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
-            .port(s.port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(s.timeout)))
-            .pool_config(PoolConfig::new().max_size(s.pool_size).idle_timeout(Duration::from_secs(50)));
-        if let (Some(user), Some(pass)) = (&s.username, &s.password) {
-            b = b.credentials(Credentials::new(user.clone(), pass.expose_secret().to_string()));
-        }
-        Ok(Self { transport: b.build() })
-    }
-
-    /// One SMTP transaction for one outbox row.
-    #[tracing::instrument(skip_all, fields(id = row.id, kind = %row.kind, message_id = %row.message_id), err(level = "debug"))]
-    pub async fn send(&self, row: &OutboxRow) -> Result<(), String> {
-        match self.attempt(row).await {
-            Outcome::Sent => Ok(()),
-            Outcome::Transient(e) | Outcome::Permanent(e) => Err(e),
-        }
-    }
-
-    async fn attempt(&self, row: &OutboxRow) -> Outcome {
-        let rcpt = match EmailAddress::parse(&row.rcpt) {
-            Ok(a) => a.to_lettre(),
-            Err(e) => return Outcome::Permanent(format!("bad recipient: {e}")),
-        };
-        let from = if row.envelope_from.is_empty() {
-            None
-        } else {
-            match EmailAddress::parse(&row.envelope_from) {
-                Ok(a) => Some(a.to_lettre()),
-                Err(e) => return Outcome::Permanent(format!("bad envelope sender: {e}")),
-            }
-        };
-        let envelope = match Envelope::new(from, vec![rcpt]) {
-            Ok(e) => e,
-            Err(e) => return Outcome::Permanent(format!("bad envelope: {e}")),
-        };
-        match self.transport.send_raw(&envelope, &row.raw).await {
-            Ok(_) => Outcome::Sent,
-            Err(e) if e.is_permanent() => Outcome::Permanent(format!("SMTP refused permanently: {}", error_text(&e))),
-            Err(e) => Outcome::Transient(format!("SMTP temporary failure: {}", error_text(&e))),
+impl DeliveryStats {
+    fn add(&mut self, o: &DeliveryStats) {
+        self.sent += o.sent;
+        self.deferred += o.deferred;
+        self.failed += o.failed;
+        if o.last_error.is_some() {
+            self.last_error.clone_from(&o.last_error);
         }
     }
 }
 
-fn error_text(e: &lettre::transport::smtp::Error) -> String {
+/// Yields the message, then records the row in the journal when lettre asks for more,
+/// which it does right before writing the terminating `.`.
+struct RecordBeforeEnd<'a, F: FnOnce() -> anyhow::Result<()>> {
+    data: Option<&'a [u8]>,
+    commit: Option<F>,
+    committed: &'a mut Option<anyhow::Result<()>>,
+}
+
+impl<'a, F: FnOnce() -> anyhow::Result<()>> Iterator for RecordBeforeEnd<'a, F> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if let Some(d) = self.data.take() {
+            return Some(d);
+        }
+        // Inline, one write call: nothing may run between the record and the terminator.
+        if let Some(commit) = self.commit.take() {
+            *self.committed = Some(commit());
+        }
+        None
+    }
+}
+
+impl Mailer {
+    pub fn new(s: &SmtpSettings) -> anyhow::Result<Self> {
+        let tls = match s.security {
+            Security::None => None,
+            Security::Starttls | Security::Tls => {
+                let mut b = TlsParameters::builder(s.host.clone());
+                if let Some(ca) = &s.ca_file {
+                    for der in crate::tls::read_pem_certs(ca)? {
+                        b = b.add_root_certificate(Certificate::from_der(der.to_vec()).context("smtp.ca_file")?);
+                    }
+                }
+                Some(b.build_rustls().context("Failed to set up TLS for SMTP")?)
+            }
+        };
+        let credentials = match (&s.username, &s.password) {
+            (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose_secret().to_string())),
+            _ => None,
+        };
+        Ok(Self {
+            host: s.host.clone(),
+            port: s.port,
+            timeout: Duration::from_secs(s.timeout),
+            security: s.security,
+            tls,
+            credentials,
+            hello: ClientId::default(),
+            pool_size: s.pool_size as usize,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new connection: TCP, TLS (implicit, or STARTTLS which is then required), EHLO, AUTH.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SmtpError> {
+        let wrapper = if self.security == Security::Tls { self.tls.clone() } else { None };
+        let server = (self.host.as_str(), self.port);
+        let mut conn =
+            AsyncSmtpConnection::connect_tokio1(server, Some(self.timeout), &self.hello, wrapper, None).await?;
+        if let (Security::Starttls, Some(tls)) = (self.security, &self.tls) {
+            conn.starttls(tls.clone(), &self.hello).await?;
+        }
+        if let Some(c) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+        }
+        Ok(conn)
+    }
+
+    /// A pooled connection when a fresh one is idle, else a new one; `true` when reused.
+    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), SmtpError> {
+        loop {
+            let pooled = self.idle.lock().expect("pool lock").pop();
+            match pooled {
+                Some((c, since)) if since.elapsed() < POOL_IDLE && !c.has_broken() => return Ok((c, true)),
+                Some((mut c, _)) => c.abort().await,
+                None => return Ok((self.connect().await?, false)),
+            }
+        }
+    }
+
+    fn checkin(&self, conn: AsyncSmtpConnection) {
+        if conn.has_broken() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < self.pool_size {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// After an error reply the session goes on (RSET) unless it broke.
+    async fn release_after_error(&self, mut conn: AsyncSmtpConnection, e: &SmtpError) {
+        if (e.is_permanent() || e.is_transient()) && conn.command(Rset).await.is_ok() {
+            self.checkin(conn);
+        } else {
+            conn.abort().await;
+        }
+    }
+
+    /// One SMTP transaction for one outbox row. `record_end` runs right before the
+    /// terminating `.` is written (see the module doc).
+    #[tracing::instrument(skip_all, fields(id = row.id, kind = %row.kind))]
+    pub async fn deliver(&self, row: &OutboxRow, record_end: impl FnOnce() -> anyhow::Result<()>) -> Outcome {
+        let rcpt = match EmailAddress::parse(&row.rcpt) {
+            Ok(a) => a.to_lettre(),
+            Err(e) => return Outcome::Permanent(format!("bad recipient: {e}")),
+        };
+        let from = match row.envelope_from.as_str() {
+            "" => None,
+            f => match EmailAddress::parse(f) {
+                Ok(a) => Some(a.to_lettre()),
+                Err(e) => return Outcome::Permanent(format!("bad envelope sender: {e}")),
+            },
+        };
+        let mut commit = Some(record_end);
+        // A pooled connection that the server closed meanwhile fails at MAIL FROM: one
+        // more try on a new connection, before any of the message was sent.
+        for last_try in [false, true] {
+            let (mut conn, reused) = match self.checkout().await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Outcome::Transient(format!(
+                        "cannot connect to {}:{}: {}",
+                        self.host,
+                        self.port,
+                        error_text(&e)
+                    ));
+                }
+            };
+            let mut opts = Vec::new();
+            if !row.raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+                opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+            }
+            let envelope = async {
+                conn.command(Mail::new(from.clone(), opts)).await?;
+                conn.command(Rcpt::new(rcpt.clone(), vec![])).await?;
+                conn.command(Data).await
+            }
+            .await;
+            if let Err(e) = envelope {
+                if reused && !last_try && !e.is_permanent() && !e.is_transient() {
+                    conn.abort().await;
+                    continue;
+                }
+                let outcome = classify(&e);
+                self.release_after_error(conn, &e).await;
+                return outcome;
+            }
+            tracing::debug!(reused, "envelope accepted; sending the message");
+            let mut committed = None;
+            let iter = RecordBeforeEnd { data: Some(&row.raw), commit: commit.take(), committed: &mut committed };
+            let result = conn.message_iter(iter).await;
+            tracing::debug!(ok = result.is_ok(), committed = committed.is_some(), "message answered");
+            return match result {
+                Ok(_) => {
+                    self.checkin(conn);
+                    if let Some(Err(e)) = committed {
+                        tracing::error!(error = %format!("{e:#}"), "sent, but the sent journal could not record it");
+                    }
+                    Outcome::Sent
+                }
+                Err(e) if e.is_permanent() || e.is_transient() => {
+                    let outcome = classify(&e);
+                    self.release_after_error(conn, &e).await;
+                    outcome
+                }
+                // The connection broke before the end of the message: nothing was delivered.
+                Err(e) if committed.is_none() => {
+                    conn.abort().await;
+                    Outcome::Transient(format!("connection lost while sending: {}", error_text(&e)))
+                }
+                // It broke after the end: the server most likely delivered; never send twice.
+                Err(e) => {
+                    conn.abort().await;
+                    tracing::warn!(error = %error_text(&e), "connection lost after the end of the message; counted as sent");
+                    Outcome::Sent
+                }
+            };
+        }
+        Outcome::Transient("no usable SMTP connection".into())
+    }
+}
+
+fn classify(e: &SmtpError) -> Outcome {
+    if e.is_permanent() {
+        Outcome::Permanent(format!("SMTP refused permanently: {}", error_text(e)))
+    } else {
+        Outcome::Transient(format!("SMTP temporary failure: {}", error_text(e)))
+    }
+}
+
+fn error_text(e: &SmtpError) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
@@ -144,110 +308,133 @@ async fn blocking<T: Send + 'static>(
     .context("store task panicked")?
 }
 
-/// Sends every row that is due now, `pool_size` at a time, until none is left.
-pub async fn deliver_due(db: &SharedDb, mailer: &Mailer, s: &SmtpSettings) -> anyhow::Result<DeliveryStats> {
-    let mut stats = DeliveryStats::default();
-    let (base, max_attempts, batch) = (Duration::from_secs(s.retry_base), s.max_attempts, s.pool_size);
-    loop {
-        let rows = blocking(db, move |db| db.claim_due(batch, Utc::now())).await?;
-        if rows.is_empty() {
-            break;
+/// The outbox: its store connection, the SMTP side and the sent journal.
+pub struct Outbox {
+    db: SharedDb,
+    mailer: Mailer,
+    journal: Arc<SentJournal>,
+    settings: SmtpSettings,
+}
+
+impl Outbox {
+    /// Opens the outbox on the database at `db_path` and settles what a crash left in flight.
+    pub async fn open(db_path: &std::path::Path, settings: SmtpSettings) -> anyhow::Result<Self> {
+        let db: SharedDb = Arc::new(Mutex::new(Db::open(db_path)?.without_fsync_per_commit()?));
+        let journal = Arc::new(SentJournal::open(db_path)?);
+        let mailer = Mailer::new(&settings)?;
+        let ended = journal.ids()?;
+        let (sent, requeued) = blocking(&db, move |db| db.recover_in_flight(&ended, Utc::now())).await?;
+        journal.clear()?;
+        if sent + requeued > 0 {
+            tracing::warn!(sent, requeued, "settled mail that was being sent during a crash");
         }
-        let attempts = rows.iter().map(|row| async move { (row, mailer.attempt(row).await) });
-        let results = futures_util::future::join_all(attempts).await;
-        let now = Utc::now();
-        let mut updates = Vec::with_capacity(results.len());
-        for (row, outcome) in results {
+        Ok(Self { db, mailer, journal, settings })
+    }
+
+    /// Sends every row that is due now, with up to `pool_size` transactions at a time,
+    /// until none is left. Each row is recorded as soon as its own transaction ends.
+    pub async fn deliver_due(&self) -> anyhow::Result<DeliveryStats> {
+        let lanes = (0..self.settings.pool_size.max(1)).map(|_| self.deliver_lane());
+        let mut stats = DeliveryStats::default();
+        for lane in futures_util::future::join_all(lanes).await {
+            stats.add(&lane?);
+        }
+        // Nothing is in flight now: every journalled row has its outcome in the store.
+        self.journal.clear()?;
+        if stats.sent + stats.deferred + stats.failed > 0 {
+            let last = stats.last_error.clone();
+            blocking(&self.db, move |db| {
+                match &last {
+                    Some(e) => {
+                        db.set_state("smtp", &format!("error: {e}"))?;
+                        db.set_state("last_error", &format!("smtp: {e}"))?;
+                    }
+                    None => db.set_state("smtp", "ok")?,
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(stats)
+    }
+
+    /// One lane of [`Outbox::deliver_due`]: claim a row, send it, record the outcome, repeat.
+    async fn deliver_lane(&self) -> anyhow::Result<DeliveryStats> {
+        let mut stats = DeliveryStats::default();
+        let (base, max_attempts) = (Duration::from_secs(self.settings.retry_base), self.settings.max_attempts);
+        loop {
+            let Some(row) = blocking(&self.db, |db| db.claim_due(1, Utc::now())).await?.pop() else {
+                return Ok(stats);
+            };
+            let id = row.id;
+            let journal = &self.journal;
+            tracing::debug!(id, attempt = row.attempts, "claimed");
+            let outcome = self.mailer.deliver(&row, || journal.record(id)).await;
             let domain = row.rcpt.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-            match outcome {
+            let now = Utc::now();
+            let update = match outcome {
                 Outcome::Sent => {
-                    tracing::info!(id = row.id, kind = %row.kind, rcpt_domain = %domain, "sent");
+                    tracing::info!(id, kind = %row.kind, rcpt_domain = %domain, "sent");
                     stats.sent += 1;
-                    updates.push(Update::Sent(row.id));
+                    Update::Sent
                 }
                 Outcome::Transient(e) if row.attempts < max_attempts => {
                     let at = now + chrono::Duration::from_std(backoff(base, row.attempts)).unwrap_or_default();
-                    tracing::warn!(id = row.id, rcpt_domain = %domain, attempt = row.attempts, retry_at = %at, error = %e, "delivery deferred");
+                    tracing::warn!(id, rcpt_domain = %domain, attempt = row.attempts, retry_at = %at, error = %e, "delivery deferred");
                     stats.deferred += 1;
                     stats.last_error = Some(e.clone());
-                    updates.push(Update::Retry(row.id, at, e));
+                    Update::Retry(at, e)
                 }
                 Outcome::Transient(e) => {
                     let e = format!("gave up after {} attempts: {e}", row.attempts);
-                    tracing::error!(id = row.id, rcpt_domain = %domain, error = %e, "delivery failed");
+                    tracing::error!(id, rcpt_domain = %domain, error = %e, "delivery failed");
                     stats.failed += 1;
                     stats.last_error = Some(e.clone());
-                    updates.push(Update::Failed(row.id, e));
+                    Update::Failed(e)
                 }
                 Outcome::Permanent(e) => {
-                    tracing::error!(id = row.id, rcpt_domain = %domain, error = %e, "delivery failed permanently");
+                    tracing::error!(id, rcpt_domain = %domain, error = %e, "delivery failed permanently");
                     stats.failed += 1;
                     stats.last_error = Some(e.clone());
-                    updates.push(Update::Failed(row.id, e));
+                    Update::Failed(e)
                 }
-            }
-        }
-        blocking(db, move |db| {
-            for u in updates {
-                match u {
-                    Update::Sent(id) => db.mark_sent(id, now)?,
-                    Update::Retry(id, at, e) => db.mark_retry(id, at, &e)?,
-                    Update::Failed(id, e) => db.mark_failed(id, &e)?,
-                }
-            }
-            Ok(())
-        })
-        .await?;
-    }
-    let state = match &stats.last_error {
-        Some(e) => format!("error: {e}"),
-        None => "ok".to_string(),
-    };
-    if stats.sent + stats.deferred + stats.failed > 0 {
-        blocking(db, move |db| db.set_state("smtp", &state)).await?;
-        if let Some(e) = stats.last_error.clone() {
-            blocking(db, move |db| db.set_state("last_error", &format!("smtp: {e}"))).await?;
+            };
+            blocking(&self.db, move |db| match update {
+                Update::Sent => db.mark_sent(id, now),
+                Update::Retry(at, e) => db.mark_retry(id, at, &e),
+                Update::Failed(e) => db.mark_failed(id, &e),
+            })
+            .await?;
         }
     }
-    Ok(stats)
+
+    /// The daemon's outbox worker: delivers what is due, then sleeps until woken by new
+    /// mail in the queue, the next retry time, or shutdown. In-flight sends finish first.
+    pub async fn run_worker(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            if let Err(e) = self.deliver_due().await {
+                tracing::error!(error = %format!("{e:#}"), "outbox pass failed");
+            }
+            let next = blocking(&self.db, |db| db.next_due()).await.ok().flatten();
+            let wait = next.map_or(Duration::from_secs(60), |t| {
+                (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(60))
+            });
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
 }
 
 enum Update {
-    Sent(i64),
-    Retry(i64, DateTime<Utc>, String),
-    Failed(i64, String),
-}
-
-/// The daemon's outbox worker: delivers what is due, then sleeps until woken by new mail
-/// in the queue, the next retry time, or shutdown. In-flight sends finish before it stops.
-pub async fn run_worker(
-    db: SharedDb,
-    mailer: Mailer,
-    settings: Arc<crate::config::Settings>,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let requeued = blocking(&db, |db| db.requeue_in_flight()).await?;
-    if requeued > 0 {
-        tracing::warn!(requeued, "mail that was being sent during a crash is queued again");
-    }
-    loop {
-        if *shutdown.borrow() {
-            return Ok(());
-        }
-        if let Err(e) = deliver_due(&db, &mailer, &settings.smtp).await {
-            tracing::error!(error = %format!("{e:#}"), "outbox pass failed");
-        }
-        let next = blocking(&db, |db| db.next_due()).await.ok().flatten();
-        let wait = next.map_or(Duration::from_secs(60), |t| {
-            (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(60))
-        });
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
-            _ = shutdown.changed() => return Ok(()),
-        }
-    }
+    Sent,
+    Retry(DateTime<Utc>, String),
+    Failed(String),
 }
 
 #[cfg(test)]

@@ -265,6 +265,15 @@ impl Db {
         Ok(())
     }
 
+    /// UIDs of filed messages whose move was not recorded, for this UIDVALIDITY.
+    pub fn unmoved_uids(&self, uidvalidity: u32) -> anyhow::Result<Vec<(i64, u32)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, uid FROM messages WHERE moved_at IS NULL AND uidvalidity = ?1 AND uid IS NOT NULL")?;
+        let rows = st.query_map([uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn list_messages(&self, filter: &MessageFilter) -> anyhow::Result<Vec<FiledMessage>> {
         let mut st = self.conn.prepare(&format!(
             "SELECT {FILED_COLUMNS} FROM messages

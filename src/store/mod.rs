@@ -69,6 +69,17 @@ impl Db {
         Ok(())
     }
 
+    /// For the outbox worker's connection: commits without an fsync (`synchronous=NORMAL`).
+    /// In WAL mode a commit is then still safe against a crash of the process (kill -9),
+    /// which is what the "sent" mark taken right before the end of an SMTP message must
+    /// survive; only a power loss can undo it, and then a mail may go out twice.
+    /// It also leaves WAL checkpoints to the other connections, so that no checkpoint runs
+    /// inside that commit, between the mark and the end of the message.
+    pub fn without_fsync_per_commit(self) -> anyhow::Result<Self> {
+        self.conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")?;
+        Ok(self)
+    }
+
     /// Starts an immediate (write) transaction.
     pub fn begin(&mut self) -> anyhow::Result<Tx<'_>> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

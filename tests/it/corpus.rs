@@ -25,14 +25,17 @@ fn corpus_mail_parses_and_automatic_mail_is_recognised() {
             continue;
         };
         let _ = detect_language(&m);
-        let verdict = detect_automatic(&m, &own);
-        if verdict.is_none() {
-            let _ = classify(&m);
-            if matches!(folder.as_str(), "autoreply" | "bounce" | "list") {
-                answered.push(format!("{}: {:?} from {:?}", f.display(), m.subject, m.from));
+        match detect_automatic(&m, &own) {
+            None => {
+                let _ = classify(&m);
+                if matches!(folder.as_str(), "autoreply" | "bounce" | "list") {
+                    answered.push(format!("{}: {:?} from {:?}", f.display(), m.subject, m.from));
+                }
             }
-        } else if folder == "bounce" && verdict.as_ref().unwrap().0 != Category::Bounce {
-            eprintln!("bounce folder, filed as automatic (not bounce): {} {:?}", f.display(), verdict);
+            Some((category, rule)) if folder == "bounce" && category != Category::Bounce => {
+                eprintln!("bounce folder, filed as automatic (not bounce): {} ({rule})", f.display());
+            }
+            Some(_) => {}
         }
     }
     eprintln!("{n} corpus files; unparsed (to review): {unparsed:?}");

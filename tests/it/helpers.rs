@@ -298,6 +298,15 @@ address = "coordinator@example.org"
         Daemon { child: Some(child), log: log_path }
     }
 
+    /// Starts `outreach run` and waits until it has taken over the database.
+    pub fn spawn_ready(&self) -> Daemon {
+        let d = self.spawn();
+        let pid = d.child.as_ref().unwrap().id();
+        let q = format!("SELECT COUNT(*) FROM daemon_state WHERE key = 'daemon' AND value = 'running (pid {pid})'");
+        assert_eq!(self.wait_sql(&q, 1, Duration::from_secs(20)), 1, "daemon did not start:\n{}", d.log_text());
+        d
+    }
+
     /// A read-only look at the database.
     pub fn sql<T: rusqlite::types::FromSql>(&self, q: &str) -> T {
         let c = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();

@@ -80,9 +80,12 @@ fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
     eprintln!("{} kills:\n{}", kills.len(), kills.join("\n"));
     assert!(kills.len() >= 3, "the test must kill the daemon mid-work a few times");
     // Restart once more and let it finish.
-    let mut d = app.spawn();
+    let mut d = app.spawn_ready();
     let sent = app.wait_sql("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", N as i64, Duration::from_secs(180));
     assert_eq!(sent, N as i64, "all replies sent; log:\n{}", d.log_text());
+    let moved =
+        app.wait_sql("SELECT COUNT(*) FROM messages WHERE moved_at IS NOT NULL", N as i64, Duration::from_secs(60));
+    assert_eq!(moved, N as i64, "every move recorded, also those a kill interrupted; log:\n{}", d.log_text());
     assert!(d.terminate().success(), "clean exit on SIGTERM; log:\n{}", d.log_text());
 
     let filed: i64 = app.sql("SELECT COUNT(*) FROM messages");
@@ -113,6 +116,12 @@ fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
         per_original.len()
     );
     let missing: Vec<&String> = ids.iter().filter(|id| !per_original.contains_key(*id)).collect();
+    for id in &missing {
+        let row: String = app.sql(&format!(
+            "SELECT o.id || ' attempts=' || o.attempts || ' status=' || o.status || ' created=' || o.created_at || ' sent=' || COALESCE(o.sent_at, '') || ' err=' || COALESCE(o.last_error, '') || ' rcpt=' || o.rcpt FROM outbox o JOIN messages m ON m.id = o.reply_to_msg WHERE m.message_id = '{id}'"
+        ));
+        eprintln!("no reply for {id}: outbox {row}");
+    }
     assert!(missing.is_empty(), "{} mails got no reply, e.g. {:?}", missing.len(), missing.first());
     assert_eq!(duplicates, 0, "duplicate replies");
     assert_eq!(replies.len(), N);
@@ -133,7 +142,12 @@ fn daemon_survives_an_imap_server_restart() {
     let sent = app.wait_sql("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", 40, T);
     let outbox: String = app.sql("SELECT group_concat(status || ':' || COALESCE(last_error, ''), ' | ') FROM outbox");
     assert_eq!(sent, 40, "{outbox}\n{}", d.log_text());
-    assert_eq!(wait_count("catchall", "INBOX", 40, T), 40);
+    // Dovecot restarted mid-LMTP may get a mail twice from Postfix (the stack's own
+    // at-least-once); what we sent is one reply per original.
+    assert!(wait_count("catchall", "INBOX", 40, T) >= 40);
+    let originals: std::collections::HashSet<String> =
+        crate::helpers::parsed("catchall", "INBOX").iter().filter_map(|m| m.in_reply_to.first().cloned()).collect();
+    assert_eq!(originals.len(), 40);
     let log = d.log_text();
     assert!(log.contains("IMAP connected"), "{log}");
     assert!(log.matches("IMAP connected").count() >= 2, "the daemon reconnected:\n{log}");
