@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Backlog benchmark: 10,000 mixed mails (3-30 KB, ~3% with a ~200 KB attachment) in
+# contact@'s INBOX. Times, in one run and on the same mailbox:
+#   1. mbsync (isync) copying the mailbox to a local Maildir (the baseline),
+#   2. outreach poll --once filing all of it (auto-replies off: filing only),
+#   3. outreach poll --once filing all of it and sending every auto-reply to smtp-sink.
+# Prints wall time, messages per second and peak memory (max RSS) of each.
+#   bash bench/backlog.sh [COUNT]          (default 10000; needs root, installs packages)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+COUNT=${1:-10000}
+export OUTREACH_MAILSTACK_DIR=${OUTREACH_MAILSTACK_DIR:-/tmp/outreach-mailstack}
+STACK=$OUTREACH_MAILSTACK_DIR
+WORK=$(mktemp -d /tmp/outreach-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+command -v /usr/bin/time >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+bash deploy/mailstack/install.sh >/dev/null
+bash deploy/mailstack/start.sh "$STACK" >/dev/null
+cargo build --release --locked --quiet
+BIN=$ROOT/target/release/outreach
+MAILDIR=$STACK/mail/example.org/contact/Maildir
+
+# Generate the backlog once; each run below starts from a copy of it.
+python3 deploy/mailstack/gen_mailbox.py maildir "$WORK/backlog" --count "$COUNT" >"$WORK/summary.json"
+echo "backlog: $(cat "$WORK/summary.json")"
+
+load_backlog() {
+    # Replace contact's mailbox with the backlog; let Dovecot index it before timing.
+    rm -rf "$MAILDIR"
+    mkdir -p "$MAILDIR"
+    cp -a "$WORK/backlog/." "$MAILDIR/"
+    chown -R mail:mail "$STACK/mail/example.org/contact"
+    python3 - <<'PY'
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", 1143); m.login("contact@example.org", "secret")
+typ, data = m.select("INBOX"); print("  INBOX holds", data[0].decode(), "messages"); m.logout()
+PY
+}
+
+measure() {  # measure NAME CMD...: prints seconds, msg/s and max RSS
+    local name=$1; shift
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/time -f "%M" -o "$WORK/rss" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || { echo "$name failed:"; tail -5 "$WORK/$name.err"; exit 1; }
+    t1=$(date +%s.%N)
+    python3 - "$name" "$t0" "$t1" "$(cat "$WORK/rss")" "$COUNT" <<'PY'
+import sys
+name, t0, t1, rss_kb, n = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+s = t1 - t0
+print(f"  {name:28s} {s:7.2f} s  {n / s:8.0f} msg/s  peak RSS {rss_kb / 1024:6.1f} MB")
+PY
+}
+
+# 1. mbsync: IMAP -> local Maildir.
+cat >"$WORK/mbsyncrc" <<EOF2
+IMAPAccount contact
+Host 127.0.0.1
+Port 1143
+User contact@example.org
+Pass secret
+TLSType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account contact
+
+MaildirStore local
+Path $WORK/mbsync/
+Inbox $WORK/mbsync/INBOX
+
+Channel inbox
+Far :remote:INBOX
+Near :local:
+Sync Pull
+Create Near
+EOF2
+echo "run 1: mbsync copies the mailbox"
+load_backlog
+mkdir -p "$WORK/mbsync"
+measure "mbsync (copy only)" mbsync -c "$WORK/mbsyncrc" inbox
+
+# 2. outreach, filing only.
+cat >"$WORK/outreach.toml" <<EOF2
+[database]
+path = "$WORK/filing.db"
+[imap]
+host = "127.0.0.1"
+port = 1143
+security = "none"
+username = "contact@example.org"
+password = "secret"
+[smtp]
+host = "127.0.0.1"
+port = 2526
+security = "none"
+from = "Netwerk Met Andere Ogen <contact@example.org>"
+[autoreply]
+enabled = false
+EOF2
+echo "run 2: outreach files the mailbox (auto-replies off)"
+load_backlog
+measure "outreach poll (filing)" "$BIN" --config "$WORK/outreach.toml" poll --once
+tail -1 "$WORK/outreach poll (filing).out" | sed 's/^/  /'
+
+# 3. outreach, filing and answering every mail (replies to smtp-sink).
+echo "run 3: outreach files the mailbox and sends every auto-reply (to smtp-sink)"
+load_backlog
+sed -e "s|filing.db|replies.db|" -e "s|enabled = false|max_per_hour = 1000000|" "$WORK/outreach.toml" >"$WORK/replies.toml"
+measure "outreach poll (+ replies)" "$BIN" --config "$WORK/replies.toml" poll --once
+tail -1 "$WORK/outreach poll (+ replies).out" | sed 's/^/  /'
+
+# Leave contact's mailbox empty for whatever runs next.
+rm -rf "$MAILDIR"; mkdir -p "$MAILDIR"; chown -R mail:mail "$STACK/mail/example.org/contact"
