@@ -317,12 +317,156 @@ pub fn own_words(text: &str) -> String {
     out
 }
 
-/// Dutch unless the text is clearly English.
+/// Function words that only one of the two languages uses (no overlap such as "is", "we").
+const DUTCH_WORDS: &[&str] = &[
+    "de",
+    "het",
+    "een",
+    "ik",
+    "je",
+    "jij",
+    "jou",
+    "jouw",
+    "u",
+    "uw",
+    "wij",
+    "ons",
+    "onze",
+    "jullie",
+    "en",
+    "van",
+    "niet",
+    "wel",
+    "met",
+    "voor",
+    "op",
+    "zijn",
+    "ben",
+    "bent",
+    "heb",
+    "hebt",
+    "heeft",
+    "wil",
+    "wilt",
+    "graag",
+    "dat",
+    "die",
+    "dit",
+    "deze",
+    "er",
+    "maar",
+    "ook",
+    "om",
+    "te",
+    "naar",
+    "bij",
+    "hoe",
+    "wat",
+    "waar",
+    "wanneer",
+    "kan",
+    "kun",
+    "kunnen",
+    "mijn",
+    "mij",
+    "me",
+    "hallo",
+    "hoi",
+    "beste",
+    "groet",
+    "groeten",
+    "dank",
+    "bedankt",
+    "vraag",
+    "vragen",
+    "aanmelding",
+    "aanmelden",
+    "meedoen",
+    "ouders",
+    "werk",
+    "als",
+    "ambassadeur",
+    "nog",
+    "al",
+    "zou",
+    "zal",
+    "over",
+];
+const ENGLISH_WORDS: &[&str] = &[
+    "the",
+    "a",
+    "an",
+    "i",
+    "you",
+    "your",
+    "our",
+    "and",
+    "of",
+    "not",
+    "with",
+    "for",
+    "on",
+    "are",
+    "am",
+    "have",
+    "has",
+    "want",
+    "would",
+    "like",
+    "that",
+    "this",
+    "these",
+    "there",
+    "but",
+    "also",
+    "to",
+    "how",
+    "what",
+    "where",
+    "when",
+    "can",
+    "could",
+    "my",
+    "hello",
+    "hi",
+    "dear",
+    "thanks",
+    "thank",
+    "regards",
+    "question",
+    "please",
+    "join",
+    "joining",
+    "parents",
+    "work",
+    "as",
+    "ambassador",
+    "about",
+    "will",
+    "should",
+    "take",
+    "part",
+    "me",
+    "it",
+    "do",
+    "does",
+];
+
+/// Dutch unless the sender's own words are clearly English. Short mails fool statistical
+/// detectors ("Hallo, ik wil meedoen" reads as English to whatlang), so function words vote
+/// first; whatlang decides only when they say nothing.
 pub fn detect_language(mail: &ParsedMail) -> Language {
     let text = format!("{}\n{}", mail.subject, own_words(&mail.text));
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).take(400).collect();
+    let nl = words.iter().filter(|w| DUTCH_WORDS.contains(w)).count();
+    let en = words.iter().filter(|w| ENGLISH_WORDS.contains(w)).count();
+    if nl + en > 0 {
+        return if en > nl && en >= 2 { Language::English } else { Language::Dutch };
+    }
     let detector = Detector::with_allowlist(vec![Lang::Nld, Lang::Eng]);
     match detector.detect(&text) {
-        Some(info) if info.lang() == Lang::Eng && info.confidence() >= 0.5 => Language::English,
+        Some(info) if info.lang() == Lang::Eng && info.confidence() >= 0.8 => Language::English,
         _ => Language::Dutch,
     }
 }
@@ -531,6 +675,21 @@ mod tests {
         assert_eq!(detect_language(&nl), Language::Dutch);
         let unsure = mail("From: a@b.nl\nSubject: ok\n\n:)\n");
         assert_eq!(detect_language(&unsure), Language::Dutch);
+        let cases = [
+            ("Question", "Hello, how can I take part in the network meetings? Thanks!", Language::English),
+            ("Joining", "Hi, I want to join", Language::English),
+            ("Aanmelding", "Hallo, ik wil meedoen", Language::Dutch),
+            ("Vraag", "Hoe gaat het?", Language::Dutch),
+            ("", "Dank je wel!", Language::Dutch),
+            ("", "Thanks!", Language::Dutch),
+            ("Re: Aanmelding", "Thanks! Ik kom graag.", Language::Dutch),
+            ("Joining", "Hi there, count me in!", Language::English),
+            ("Ambassadeursnetwerk Inclusieve Samenwerking met Ouders", "", Language::Dutch),
+        ];
+        for (subject, body, expect) in cases {
+            let m = mail(&format!("From: a@b.nl\nSubject: {subject}\n\n{body}\n"));
+            assert_eq!(detect_language(&m), expect, "{subject} / {body}");
+        }
     }
 
     #[test]

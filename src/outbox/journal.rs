@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -27,9 +28,7 @@ pub struct SentJournal {
 impl SentJournal {
     /// Opens (creating) the journal beside the database: `<db>.sent-journal`.
     pub fn open(db_path: &Path) -> anyhow::Result<Self> {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".sent-journal");
-        let path = PathBuf::from(name);
+        let path = crate::store::beside_database(db_path, ".sent-journal")?;
         let file = File::options()
             .create(true)
             .append(true)

@@ -34,11 +34,7 @@ pub struct Tx<'a> {
 impl Db {
     /// Opens (creating when missing) the database and applies pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).with_context(|| format!("Failed to create the folder {}", dir.display()))?;
-        }
+        beside_database(path, "")?;
         let conn = Connection::open(path).with_context(|| format!("Failed to open the database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -179,16 +175,22 @@ pub struct DaemonLock {
     path: PathBuf,
 }
 
+/// The path of a file kept beside the database (`<db><suffix>`), its folder created.
+pub fn beside_database(db_path: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(suffix);
+    let path = PathBuf::from(name);
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("Failed to create the folder {}", dir.display()))?;
+    }
+    Ok(path)
+}
+
 impl DaemonLock {
     pub fn acquire(db_path: &Path) -> anyhow::Result<Self> {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).with_context(|| format!("Failed to create the folder {}", dir.display()))?;
-        }
+        let path = beside_database(db_path, ".lock")?;
         let file = File::options()
             .create(true)
             .truncate(false)

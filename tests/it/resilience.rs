@@ -362,3 +362,41 @@ fn tls_and_starttls_work_with_a_private_ca_and_fail_without_it() {
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
     assert_eq!(count("contact", "INBOX"), 1, "nothing moved");
 }
+
+#[test]
+fn a_5xx_answer_is_a_visible_permanent_failure() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    // ghost@example.org has no mailbox: Postfix answers our reply with 550.
+    send_mail("ghost@example.org", "Vraag", "Hallo, ik heb een vraag.", &[]);
+    send_mail("alice@example.org", "Vraag", "Hallo, ik ook.", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 2, T), 2);
+    let out = app.run_cli(&["poll", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 failed permanently") && stderr.contains("550"), "{stderr}");
+    let failed: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND last_error LIKE '%550%'");
+    assert_eq!(failed, 1);
+    let status = app.status_json();
+    assert_eq!(status["outbox"]["failed"], 1, "{status:#}");
+    assert_eq!(status["outbox"]["sent"], 1, "{status:#}");
+    assert!(status["failed_recent"][0]["error"].as_str().unwrap().contains("550"), "{status:#}");
+    // The other reply went out, and a later pass does not retry the failed one.
+    assert_eq!(wait_count("alice", "INBOX", 1, T), 1);
+    app.poll();
+    let attempts: i64 = app.sql("SELECT MAX(attempts) FROM outbox");
+    assert_eq!(attempts, 1);
+}
+
+#[test]
+fn without_idle_the_daemon_polls() {
+    let _g = fresh();
+    let app =
+        TestApp::new("contact").with_env("OUTREACH_IMAP__IDLE", "false").with_env("OUTREACH_IMAP__POLL_INTERVAL", "1");
+    let mut d = app.spawn_ready();
+    assert_eq!(app.wait_sql("SELECT COUNT(*) FROM daemon_state WHERE key = 'imap' AND value = 'polling'", 1, T), 1);
+    send_mail("bob@example.org", "Question", "Hello, how can I take part in the network meetings? Thanks!", &[]);
+    assert_eq!(wait_count("bob", "INBOX", 1, T), 1, "{}", d.log_text());
+    assert!(parsed("bob", "INBOX")[0].text.contains("Thank you"));
+    assert!(d.terminate().success());
+}
