@@ -24,7 +24,7 @@ use crate::templates::{ReplyData, Templates};
 
 /// Bytes fetched per IMAP command and filed per transaction (bounds memory).
 const BATCH_BYTES: u64 = 8 * 1024 * 1024;
-const BATCH_MESSAGES: usize = 100;
+const BATCH_MESSAGES: usize = 200;
 
 /// The filing rules, built once from the settings.
 pub struct Pipeline<'a> {
@@ -463,9 +463,12 @@ pub fn process_mailbox(
         if bytes >= BATCH_BYTES || batch.len() >= BATCH_MESSAGES || i + 1 == metas.len() {
             let (big, small): (Vec<_>, Vec<_>) = batch.drain(..).partition(|m| m.size > max_size);
             bytes = 0;
+            let t0 = std::time::Instant::now();
             let mut fetched = src.fetch_bodies(&small)?;
             fetched.extend(src.fetch_headers(&big)?);
+            let t1 = std::time::Instant::now();
             let filed = pipeline.file_batch(db, &fetched, src.uidvalidity, Utc::now())?;
+            let t2 = std::time::Instant::now();
             drop(fetched);
             for f in &filed {
                 if f.new {
@@ -487,11 +490,20 @@ pub fn process_mailbox(
                     None => by_folder.push((&f.folder, vec![f.uid], vec![f.message_row])),
                 }
             }
+            let mut moved_rows = Vec::with_capacity(filed.len());
             for (folder, uids, rows) in by_folder {
                 src.move_to(&uids, folder)?;
-                db.mark_moved(&rows)?;
                 stats.moved += uids.len();
+                moved_rows.extend(rows);
             }
+            db.mark_moved(&moved_rows)?;
+            tracing::debug!(
+                messages = filed.len(),
+                fetch_ms = (t1 - t0).as_millis(),
+                file_ms = (t2 - t1).as_millis(),
+                move_ms = t2.elapsed().as_millis(),
+                "batch"
+            );
         }
     }
     db.set_mailbox_state(&mailbox, src.uidvalidity, highest)?;

@@ -290,7 +290,8 @@ fn contains_words(hay: &str, needle: &str) -> bool {
 }
 
 /// The sender's own words: the body without quoted lines and without what follows a
-/// reply header or signature marker, bounded in length.
+/// reply header or signature marker, bounded in length (what someone asks is in their first
+/// lines; scanning more only costs time).
 pub fn own_words(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
@@ -310,7 +311,7 @@ pub fn own_words(text: &str) -> String {
         }
         out.push_str(t);
         out.push('\n');
-        if out.len() > 4000 {
+        if out.len() > 1500 {
             break;
         }
     }
@@ -465,7 +466,8 @@ pub fn detect_language(mail: &ParsedMail) -> Language {
         return if en > nl && en >= 2 { Language::English } else { Language::Dutch };
     }
     let detector = Detector::with_allowlist(vec![Lang::Nld, Lang::Eng]);
-    match detector.detect(&text) {
+    let head = text.char_indices().nth(1000).map_or(text.as_str(), |(i, _)| &text[..i]);
+    match detector.detect(head) {
         Some(info) if info.lang() == Lang::Eng && info.confidence() >= 0.8 => Language::English,
         _ => Language::Dutch,
     }

@@ -14,6 +14,7 @@
 
 pub mod compose;
 pub mod journal;
+mod net;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,7 +45,10 @@ pub struct Mailer {
     port: u16,
     timeout: Duration,
     security: Security,
+    /// STARTTLS parameters (lettre upgrades the connection).
     tls: Option<TlsParameters>,
+    /// Implicit TLS (SMTPS) configuration.
+    wrapper: Option<Arc<rustls::ClientConfig>>,
     credentials: Option<Credentials>,
     hello: ClientId,
     pool_size: usize,
@@ -121,12 +125,17 @@ impl Mailer {
             (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose_secret().to_string())),
             _ => None,
         };
+        let wrapper = match s.security {
+            Security::Tls => Some(crate::tls::client_config(s.ca_file.as_deref())?),
+            _ => None,
+        };
         Ok(Self {
             host: s.host.clone(),
             port: s.port,
             timeout: Duration::from_secs(s.timeout),
             security: s.security,
             tls,
+            wrapper,
             credentials,
             hello: ClientId::default(),
             pool_size: s.pool_size as usize,
@@ -134,23 +143,31 @@ impl Mailer {
         })
     }
 
-    /// A new connection: TCP, TLS (implicit, or STARTTLS which is then required), EHLO, AUTH.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SmtpError> {
-        let wrapper = if self.security == Security::Tls { self.tls.clone() } else { None };
-        let server = (self.host.as_str(), self.port);
-        let mut conn =
-            AsyncSmtpConnection::connect_tokio1(server, Some(self.timeout), &self.hello, wrapper, None).await?;
+    /// A new connection: TCP (no Nagle, see [`net`]), TLS (implicit, or STARTTLS which is
+    /// then required), EHLO, AUTH.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+        let smtp = |e: SmtpError| error_text(&e);
+        let mut conn = match &self.wrapper {
+            Some(config) => {
+                let stream = net::tls(&self.host, self.port, config.clone()).await.map_err(|e| e.to_string())?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await.map_err(smtp)?
+            }
+            None => {
+                let stream = net::tcp(&self.host, self.port).await.map_err(|e| e.to_string())?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await.map_err(smtp)?
+            }
+        };
         if let (Security::Starttls, Some(tls)) = (self.security, &self.tls) {
-            conn.starttls(tls.clone(), &self.hello).await?;
+            conn.starttls(tls.clone(), &self.hello).await.map_err(smtp)?;
         }
         if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(smtp)?;
         }
         Ok(conn)
     }
 
     /// A pooled connection when a fresh one is idle, else a new one; `true` when reused.
-    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), SmtpError> {
+    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), String> {
         loop {
             let pooled = self.idle.lock().expect("pool lock").pop();
             match pooled {
@@ -202,12 +219,7 @@ impl Mailer {
             let (mut conn, reused) = match self.checkout().await {
                 Ok(c) => c,
                 Err(e) => {
-                    return Outcome::Transient(format!(
-                        "cannot connect to {}:{}: {}",
-                        self.host,
-                        self.port,
-                        error_text(&e)
-                    ));
+                    return Outcome::Transient(format!("cannot connect to {}:{}: {e}", self.host, self.port));
                 }
             };
             let mut opts = Vec::new();
@@ -368,8 +380,20 @@ impl Outbox {
             };
             let id = row.id;
             let journal = &self.journal;
+            let recorded = std::sync::atomic::AtomicBool::new(false);
+            let record = || {
+                recorded.store(true, std::sync::atomic::Ordering::SeqCst);
+                journal.record(id)
+            };
             tracing::debug!(id, attempt = row.attempts, "claimed");
-            let outcome = self.mailer.deliver(&row, || journal.record(id)).await;
+            // lettre has no per-command timeout on a custom transport: bound the whole
+            // transaction. Timed out after the end of the message went out: counted as sent.
+            let limit = self.mailer.timeout * 4;
+            let outcome = match tokio::time::timeout(limit, self.mailer.deliver(&row, record)).await {
+                Ok(outcome) => outcome,
+                Err(_) if recorded.load(std::sync::atomic::Ordering::SeqCst) => Outcome::Sent,
+                Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
+            };
             let domain = row.rcpt.rsplit_once('@').map_or("", |(_, d)| d).to_string();
             let now = Utc::now();
             let update = match outcome {

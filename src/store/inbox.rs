@@ -253,15 +253,17 @@ impl Tx<'_> {
 
 impl Db {
     /// Records that these messages were moved to their folder on the server.
-    pub fn mark_moved(&self, ids: &[i64]) -> anyhow::Result<()> {
+    pub fn mark_moved(&mut self, ids: &[i64]) -> anyhow::Result<()> {
         let now = ts(Utc::now());
+        let tx = self.conn.transaction()?;
         for chunk in ids.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");
             let sql = format!("UPDATE messages SET moved_at = ? WHERE moved_at IS NULL AND id IN ({placeholders})");
             let mut values: Vec<rusqlite::types::Value> = vec![now.clone().into()];
             values.extend(chunk.iter().map(|&i| i.into()));
-            self.conn.execute(&sql, params_from_iter(values))?;
+            tx.execute(&sql, params_from_iter(values))?;
         }
+        tx.commit()?;
         Ok(())
     }
 
