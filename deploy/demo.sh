@@ -25,7 +25,8 @@ cleanup() {
     [ -n "$DAEMON" ] && kill -TERM "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
     say "Stopped the daemon. The mail stack keeps running; stop it with: bash deploy/mailstack/stop.sh"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM
 
 say "Starting the daemon: $BIN --config deploy/dev.toml run"
 "$BIN" --config "$CONFIG" run &
