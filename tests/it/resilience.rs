@@ -400,3 +400,37 @@ fn without_idle_the_daemon_polls() {
     assert!(parsed("bob", "INBOX")[0].text.contains("Thank you"));
     assert!(d.terminate().success());
 }
+
+#[test]
+fn a_4xx_answer_is_retried_with_back_off_then_given_up() {
+    let _g = fresh();
+    // The stack answers 451 for every recipient at tempfail.test.
+    let app =
+        TestApp::new("contact").with_env("OUTREACH_SMTP__MAX_ATTEMPTS", "3").with_env("OUTREACH_SMTP__RETRY_BASE", "1");
+    send_mail("someone@tempfail.test", "Vraag", "Hallo, ik heb een vraag over het netwerk.", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    let out = app.run_cli(&["poll", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 will be retried") && stderr.contains("451"), "{stderr}");
+    let status = app.status_json();
+    assert_eq!(
+        (status["outbox"]["queued"].as_i64(), status["outbox"]["retrying"].as_i64()),
+        (Some(1), Some(1)),
+        "{status:#}"
+    );
+    // Retried after about 1 s, then about 2 s; the third 451 ends it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'failed'") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = app.run_cli(&["poll", "--once"]);
+    }
+    let attempts: i64 = app.sql("SELECT attempts FROM outbox");
+    let error: String = app.sql("SELECT last_error FROM outbox");
+    assert_eq!(attempts, 3);
+    assert!(error.starts_with("gave up after 3 attempts") && error.contains("451"), "{error}");
+    let created: String = app.sql("SELECT created_at FROM outbox");
+    let last: String = app.sql("SELECT next_attempt_at FROM outbox");
+    let waited = outreach::store::parse_ts(&last).unwrap() - outreach::store::parse_ts(&created).unwrap();
+    assert!(waited >= chrono::Duration::milliseconds(2000), "the back-off grows: waited {waited}");
+}
