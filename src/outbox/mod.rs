@@ -305,7 +305,7 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
 }
 
 /// The outbox store handle shared by the worker's blocking calls.
-pub type SharedDb = Arc<Mutex<Db>>;
+type SharedDb = Arc<Mutex<Db>>;
 
 async fn blocking<T: Send + 'static>(
     db: &SharedDb,
