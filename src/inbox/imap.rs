@@ -312,7 +312,11 @@ impl ImapSource {
             .wait_while(|r| !matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)));
         interrupter.disarm();
         match res {
-            Ok(WaitOutcome::TimedOut | WaitOutcome::MailboxChanged) => Ok(()),
+            Ok(WaitOutcome::TimedOut) => {
+                tracing::debug!(after = ?timeout, "IDLE timed out; re-issuing");
+                Ok(())
+            }
+            Ok(WaitOutcome::MailboxChanged) => Ok(()),
             Err(e) => Err(e).context("IDLE failed"),
         }
     }

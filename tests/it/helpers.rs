@@ -129,6 +129,16 @@ pub fn fetch_all(user: &str, folder: &str) -> Vec<Vec<u8>> {
     out
 }
 
+/// The flags of every message in a folder.
+pub fn flags(user: &str, folder: &str) -> Vec<Vec<String>> {
+    let mut s = imap(user);
+    s.examine(folder).unwrap();
+    let out =
+        s.fetch("1:*", "FLAGS").unwrap().iter().map(|f| f.flags().iter().map(|x| format!("{x:?}")).collect()).collect();
+    let _ = s.logout();
+    out
+}
+
 pub fn count(user: &str, folder: &str) -> u32 {
     let mut s = imap(user);
     let n = s.examine(folder).map(|m| m.exists).unwrap_or(0);

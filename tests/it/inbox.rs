@@ -47,6 +47,17 @@ fn each_category_is_filed_and_answered_in_the_senders_language() {
     assert_eq!(count("contact", "Aanmeldingen"), 1);
     assert_eq!(count("contact", "Vragen"), 1);
     assert_eq!(count("contact", "Afmeldingen"), 1);
+    // Fetched with BODY.PEEK[]: a person still sees the mails as unread.
+    for folder in ["Aanmeldingen", "Vragen", "Afmeldingen"] {
+        let f = crate::helpers::flags("contact", folder);
+        assert!(f.iter().all(|m| !m.iter().any(|x| x.contains("Seen"))), "{folder}: {f:?}");
+    }
+    // (and the check above can see a \Seen flag when there is one)
+    let mut s = crate::helpers::imap("contact");
+    s.select("Vragen").unwrap();
+    s.store("1", "+FLAGS (\\Seen)").unwrap();
+    let _ = s.logout();
+    assert!(crate::helpers::flags("contact", "Vragen")[0].iter().any(|x| x.contains("Seen")));
     let rows = app.list(&[]);
     assert_eq!(rows.len(), 3);
     let join = by_subject(&rows, "Ambassadeursnetwerk Inclusieve Samenwerking met Ouders");

@@ -187,13 +187,16 @@ fn daemon_retries_while_the_smtp_server_is_down() {
 #[test]
 fn idle_daemon_answers_new_mail_and_stops_cleanly() {
     let _g = fresh();
-    let app = TestApp::new("contact");
+    // IDLE re-issued every second here (600 s by default; RFC 2177 asks < 29 min).
+    let app = TestApp::new("contact").with_env("OUTREACH_IMAP__IDLE_REFRESH", "1");
     let mut d = app.spawn();
     assert!(
         app.wait_sql("SELECT COUNT(*) FROM daemon_state WHERE key = 'imap' AND value = 'idle'", 1, T) == 1,
         "{}",
         d.log_text()
     );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(d.log_text().contains("IDLE timed out; re-issuing"), "{}", d.log_text());
     let id = send_mail("alice@example.org", "Vraag", "Hoe kan ik meedoen aan een bijeenkomst? Groet, Alice", &[]);
     assert_eq!(wait_count("alice", "INBOX", 1, T), 1, "{}", d.log_text());
     assert_eq!(parsed("alice", "INBOX")[0].in_reply_to, vec![id]);
