@@ -38,16 +38,20 @@ impl SentJournal {
         Ok(Self { file: Mutex::new(file), path })
     }
 
+    fn file(&self) -> anyhow::Result<std::sync::MutexGuard<'_, File>> {
+        self.file.lock().map_err(|_| anyhow::anyhow!("journal lock poisoned"))
+    }
+
     /// Records that the end of row `id`'s message is about to be written. One write call.
     pub fn record(&self, id: i64) -> anyhow::Result<()> {
         let line = format!("{id}\n");
-        let mut f = self.file.lock().map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
+        let mut f = self.file()?;
         f.write_all(line.as_bytes()).with_context(|| format!("Failed to append to {}", self.path.display()))
     }
 
     /// The ids recorded since the journal was last emptied.
     pub fn ids(&self) -> anyhow::Result<HashSet<i64>> {
-        let mut f = self.file.lock().map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
+        let mut f = self.file()?;
         let mut text = String::new();
         f.rewind()?;
         f.read_to_string(&mut text).with_context(|| format!("Failed to read {}", self.path.display()))?;
@@ -57,7 +61,7 @@ impl SentJournal {
 
     /// Empties the journal; only when no delivery is in flight.
     pub fn clear(&self) -> anyhow::Result<()> {
-        let f = self.file.lock().map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
+        let f = self.file()?;
         f.set_len(0).with_context(|| format!("Failed to empty {}", self.path.display()))
     }
 }
