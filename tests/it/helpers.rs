@@ -319,16 +319,25 @@ address = "coordinator@example.org"
 
     /// A read-only look at the database.
     pub fn sql<T: rusqlite::types::FromSql>(&self, q: &str) -> T {
-        let c = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c.query_row(q, [], |r| r.get(0)).unwrap()
+        self.try_sql(q).unwrap()
     }
 
-    /// Waits until the SQL count query returns at least `n`.
+    fn try_sql<T: rusqlite::types::FromSql>(&self, q: &str) -> rusqlite::Result<T> {
+        let c = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        c.busy_timeout(Duration::from_secs(10))?;
+        c.query_row(q, [], |r| r.get(0))
+    }
+
+    /// Waits until the SQL count query returns at least `n`. A database that a starting daemon has
+    /// created but not yet migrated counts as 0.
     pub fn wait_sql(&self, q: &str, n: i64, timeout: Duration) -> i64 {
         let deadline = Instant::now() + timeout;
         loop {
-            let v: i64 = if self.db.exists() { self.sql(q) } else { 0 };
+            let v: i64 = match self.try_sql(q) {
+                Ok(v) => v,
+                Err(e) if !self.db.exists() || e.to_string().contains("no such table") => 0,
+                Err(e) => panic!("{q}: {e}"),
+            };
             if v >= n || Instant::now() > deadline {
                 return v;
             }
