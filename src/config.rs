@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -32,6 +32,15 @@ pub struct Settings {
     pub coordinator: CoordinatorSettings,
     #[serde(default)]
     pub templates: TemplateSettings,
+    #[serde(default)]
+    pub newsletter: NewsletterSettings,
+    #[serde(default)]
+    pub web: WebSettings,
+    /// Signs the tokens in confirm and unsubscribe links (HMAC-SHA256). Give it from the
+    /// environment in production (`OUTREACH_SECRET`); at least 32 characters. When it is
+    /// missing, a random secret is generated once and kept in the database.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +132,8 @@ pub struct FilingSettings {
     pub automatic: String,
     pub bounce: String,
     pub review: String,
+    /// Stories sent in by ambassadors ("Verhaal: ..." / "Story: ...").
+    pub story: String,
 }
 
 impl Default for FilingSettings {
@@ -134,6 +145,7 @@ impl Default for FilingSettings {
             automatic: "Automatisch".into(),
             bounce: "Automatisch".into(),
             review: "Te beoordelen".into(),
+            story: "Verhalen".into(),
         }
     }
 }
@@ -172,6 +184,89 @@ pub struct CoordinatorSettings {
 pub struct TemplateSettings {
     /// A folder with templates that override the built-in ones, file by file.
     pub dir: Option<PathBuf>,
+}
+
+/// What to do with a proof nobody answered before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProofDeadlineAction {
+    Send,
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NewsletterSettings {
+    /// When issues are made: a cron expression (`sec min hour day month weekday`, or the
+    /// usual five fields without seconds), in `timezone`. Empty: no schedule.
+    pub schedule: String,
+    /// IANA time zone of the schedule, e.g. `Europe/Amsterdam`.
+    pub timezone: String,
+    /// At most this many approved stories per issue.
+    #[serde(deserialize_with = "flex")]
+    pub max_stories: u32,
+    /// Sending rate in messages per minute; 0 = as fast as the relay takes them.
+    #[serde(deserialize_with = "flex")]
+    pub rate_per_minute: u32,
+    /// SMTP transactions at the same time while sending an issue.
+    #[serde(deserialize_with = "flex")]
+    pub concurrency: u32,
+    /// Mail a proof of each scheduled issue to the coordinator first; it goes out when approved.
+    #[serde(deserialize_with = "flex")]
+    pub proof: bool,
+    /// Hours a proof waits for an answer.
+    #[serde(deserialize_with = "flex")]
+    pub proof_deadline_hours: u64,
+    /// What happens to an unanswered proof at its deadline: `send` or `drop`.
+    pub proof_deadline_action: ProofDeadlineAction,
+    /// `List-Id` of the newsletter (RFC 2919), e.g. `Nieuwsbrief <nieuwsbrief.example.org>`.
+    /// Empty: derived from the From address.
+    pub list_id: String,
+    /// Envelope sender of newsletters; bounces come back here. Empty: the From address.
+    pub bounce_address: String,
+    /// Tag the bounce address per delivery (`contact+b-TOKEN@...`); needs plus addressing.
+    #[serde(deserialize_with = "flex")]
+    pub plus_addressing: bool,
+    /// Issues in a row with a soft bounce after which a subscriber counts as bounced.
+    #[serde(deserialize_with = "flex")]
+    pub soft_bounce_limit: u32,
+    /// The newsletter's name, in subjects and pages.
+    pub title: String,
+}
+
+impl Default for NewsletterSettings {
+    fn default() -> Self {
+        Self {
+            schedule: "0 0 10 1 * *".into(),
+            timezone: "Europe/Amsterdam".into(),
+            max_stories: 3,
+            rate_per_minute: 0,
+            concurrency: 4,
+            proof: true,
+            proof_deadline_hours: 48,
+            proof_deadline_action: ProofDeadlineAction::Drop,
+            list_id: String::new(),
+            bounce_address: String::new(),
+            plus_addressing: true,
+            soft_bounce_limit: 3,
+            title: "Nieuwsbrief Netwerk Met Andere Ogen".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Address the web endpoints (confirm, unsubscribe, archive) listen on.
+    pub listen: String,
+    /// The public URL of those endpoints, used in links in mail.
+    pub base_url: String,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), base_url: "http://127.0.0.1:8080".into() }
+    }
 }
 
 fn default_mailbox() -> String {
@@ -283,6 +378,10 @@ impl Settings {
                 bail!("key `{key}`: the folder must differ from the watched mailbox `{}`", self.imap.mailbox);
             }
         }
+        if !f.story.trim().is_empty() && f.story.contains(['*', '%', '"', '\\', '\r', '\n']) {
+            bail!("key `filing.story`: expected a folder name without * % \" \\ or line breaks, found {:?}", f.story);
+        }
+        self.validate_newsletter()?;
         for (key, file) in [("imap.ca_file", &self.imap.ca_file), ("smtp.ca_file", &self.smtp.ca_file)] {
             if let Some(file) = file
                 && !file.is_file()
@@ -291,6 +390,46 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    fn validate_newsletter(&self) -> anyhow::Result<()> {
+        let n = &self.newsletter;
+        n.timezone()?;
+        if !n.schedule.trim().is_empty() {
+            crate::newsletter::schedule::parse_cron(&n.schedule)
+                .map_err(|e| anyhow::anyhow!("key `newsletter.schedule`: {e}"))?;
+        }
+        if n.concurrency == 0 || n.max_stories == 0 || n.soft_bounce_limit == 0 || n.proof_deadline_hours == 0 {
+            bail!(
+                "keys `newsletter.concurrency`, `newsletter.max_stories`, `newsletter.soft_bounce_limit` and `newsletter.proof_deadline_hours`: expected a number greater than 0"
+            );
+        }
+        if !n.bounce_address.is_empty() {
+            EmailAddress::parse(&n.bounce_address)
+                .map_err(|e| anyhow::anyhow!("key `newsletter.bounce_address`: {e}"))?;
+        }
+        if !n.list_id.is_empty() && !(n.list_id.contains('<') && n.list_id.ends_with('>')) {
+            bail!("key `newsletter.list_id`: expected `Name <id.example.org>`, found {:?}", n.list_id);
+        }
+        self.web
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| anyhow::anyhow!("key `web.listen`: expected an address like 127.0.0.1:8080: {e}"))?;
+        let base = self.web.base_url.trim_end_matches('/');
+        if !(base.starts_with("https://") || base.starts_with("http://")) || base.contains(['"', '<', '>', ' ']) {
+            bail!("key `web.base_url`: expected an http(s) URL like https://nieuwsbrief.example.org, found {base:?}");
+        }
+        if let Some(s) = &self.secret
+            && s.expose_secret().len() < 32
+        {
+            bail!("key `secret`: expected at least 32 characters (e.g. from `openssl rand -hex 32`)");
+        }
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.web.base_url.trim_end_matches('/')
     }
 
     /// The From mailbox of every mail we send.
@@ -322,9 +461,13 @@ fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, Stri
     let overrides: BTreeMap<String, String> = env
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix(ENV_PREFIX).map(|rest| (rest.to_string(), v)))
-        .filter(|(k, _)| k.contains("__"))
+        .filter(|(k, _)| k.contains("__") || k == "SECRET")
         .collect();
     for (name, value) in overrides {
+        if name == "SECRET" {
+            root.insert("secret".into(), toml::Value::String(value));
+            continue;
+        }
         let (section, key) = name.split_once("__").expect("filtered above");
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         if section.is_empty() || key.is_empty() {
@@ -384,6 +527,14 @@ where
         }
     }
     d.deserialize_any(V(std::marker::PhantomData))
+}
+
+impl NewsletterSettings {
+    pub fn timezone(&self) -> anyhow::Result<chrono_tz::Tz> {
+        self.timezone.parse().map_err(|_| {
+            anyhow::anyhow!("key `newsletter.timezone`: expected an IANA time zone like Europe/Amsterdam, found {:?}", self.timezone)
+        })
+    }
 }
 
 /// The commented example config that `outreach init` writes.

@@ -16,6 +16,8 @@
 //! - [`store`]: SQLite (WAL) and the embedded migrations; the only module with SQL.
 //! - [`inbox`]: IMAP source, parsing (mail-parser), triage (pure), filing pipeline.
 //! - [`outbox`]: composing mail with lettre and delivering it with retries.
+//! - [`newsletter`]: subscribers (double opt-in, unsubscribe), stories, issues: rendering,
+//!   scheduling, delivery per (issue, subscriber), bounces, and the web endpoints.
 //! - [`templates`]: handlebars texts, built in and overridable.
 //! - [`tls`]: rustls client config with an optional private CA.
 //! - [`app`]: the daemon (`run`) and a single pass (`poll --once`).
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod inbox;
+pub mod newsletter;
 pub mod outbox;
 pub mod store;
 pub mod telemetry;

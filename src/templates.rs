@@ -19,7 +19,17 @@ const BUILTIN: &[(&str, &str)] = &[
     ("reply/question.en.txt", include_str!("../templates/reply/question.en.txt")),
     ("reply/unsubscribe.nl.txt", include_str!("../templates/reply/unsubscribe.nl.txt")),
     ("reply/unsubscribe.en.txt", include_str!("../templates/reply/unsubscribe.en.txt")),
+    ("reply/story.nl.txt", include_str!("../templates/reply/story.nl.txt")),
+    ("reply/story.en.txt", include_str!("../templates/reply/story.en.txt")),
     ("notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
+    ("notice/no_stories.nl.txt", include_str!("../templates/notice/no_stories.nl.txt")),
+    ("notice/proof.nl.txt", include_str!("../templates/notice/proof.nl.txt")),
+    ("subscribe/confirm.nl.txt", include_str!("../templates/subscribe/confirm.nl.txt")),
+    ("subscribe/confirm.en.txt", include_str!("../templates/subscribe/confirm.en.txt")),
+    ("subscribe/welcome.nl.txt", include_str!("../templates/subscribe/welcome.nl.txt")),
+    ("subscribe/welcome.en.txt", include_str!("../templates/subscribe/welcome.en.txt")),
+    ("subscribe/unsubscribed.nl.txt", include_str!("../templates/subscribe/unsubscribed.nl.txt")),
+    ("subscribe/unsubscribed.en.txt", include_str!("../templates/subscribe/unsubscribed.en.txt")),
 ];
 
 pub struct Templates {

@@ -346,6 +346,7 @@ impl<'a> Pipeline<'a> {
                 envelope_from: self.settings.smtp.envelope_from.clone(),
                 rcpt: to.to_string(),
                 raw,
+                ..Default::default()
             },
             now,
         )?;
@@ -395,6 +396,7 @@ impl<'a> Pipeline<'a> {
                 envelope_from: self.from.email.to_string(),
                 rcpt: addr.to_string(),
                 raw,
+                ..Default::default()
             },
             now,
         )?;

@@ -46,6 +46,48 @@ impl Header for AutoResponseSuppress {
     }
 }
 
+/// Defines a header with a fixed name and a plain ASCII value (lettre encodes it).
+macro_rules! text_header {
+    ($(#[$doc:meta])* $ty:ident, $name:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $ty(pub String);
+
+        impl Header for $ty {
+            fn name() -> HeaderName {
+                HeaderName::new_from_ascii_str($name)
+            }
+            fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(Self(s.to_string()))
+            }
+            fn display(&self) -> HeaderValue {
+                HeaderValue::new(Self::name(), self.0.clone())
+            }
+        }
+    };
+}
+
+text_header!(
+    /// RFC 2369: `<https://...>, <mailto:...>`.
+    ListUnsubscribe,
+    "List-Unsubscribe"
+);
+text_header!(
+    /// RFC 8058: `List-Unsubscribe=One-Click`.
+    ListUnsubscribePost,
+    "List-Unsubscribe-Post"
+);
+text_header!(
+    /// RFC 2919.
+    ListId,
+    "List-Id"
+);
+text_header!(
+    /// `bulk` on newsletters.
+    Precedence,
+    "Precedence"
+);
+
 /// A new Message-ID (without angle brackets) in the domain of our From address.
 pub fn new_message_id(from: &Mailbox) -> String {
     let mut bytes = [0u8; 16];

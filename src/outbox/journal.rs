@@ -28,7 +28,12 @@ pub struct SentJournal {
 impl SentJournal {
     /// Opens (creating) the journal beside the database: `<db>.sent-journal`.
     pub fn open(db_path: &Path) -> anyhow::Result<Self> {
-        let path = crate::store::beside_database(db_path, ".sent-journal")?;
+        Self::open_named(db_path, ".sent-journal")
+    }
+
+    /// A journal beside the database with its own suffix (one per kind of row).
+    pub fn open_named(db_path: &Path, suffix: &str) -> anyhow::Result<Self> {
+        let path = crate::store::beside_database(db_path, suffix)?;
         let file = File::options()
             .create(true)
             .append(true)

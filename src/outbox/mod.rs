@@ -108,6 +108,11 @@ impl<'a, F: FnOnce() -> anyhow::Result<()>> Iterator for RecordBeforeEnd<'a, F> 
 }
 
 impl Mailer {
+    /// The SMTP command timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn new(s: &SmtpSettings) -> anyhow::Result<Self> {
         let tls = match s.security {
             Security::None => None,
@@ -201,11 +206,22 @@ impl Mailer {
     /// terminating `.` is written (see the module doc).
     #[tracing::instrument(skip_all, fields(id = row.id, kind = %row.kind))]
     pub async fn deliver(&self, row: &OutboxRow, record_end: impl FnOnce() -> anyhow::Result<()>) -> Outcome {
-        let rcpt = match EmailAddress::parse(&row.rcpt) {
+        self.send_raw(&row.envelope_from, &row.rcpt, &row.raw, record_end).await
+    }
+
+    /// One SMTP transaction: `envelope_from` (empty: the null sender) to `rcpt`.
+    pub async fn send_raw(
+        &self,
+        envelope_from: &str,
+        rcpt: &str,
+        raw: &[u8],
+        record_end: impl FnOnce() -> anyhow::Result<()>,
+    ) -> Outcome {
+        let rcpt = match EmailAddress::parse(rcpt) {
             Ok(a) => a.to_lettre(),
             Err(e) => return Outcome::Permanent(format!("bad recipient: {e}")),
         };
-        let from = match row.envelope_from.as_str() {
+        let from = match envelope_from {
             "" => None,
             f => match EmailAddress::parse(f) {
                 Ok(a) => Some(a.to_lettre()),
@@ -223,7 +239,7 @@ impl Mailer {
                 }
             };
             let mut opts = Vec::new();
-            if !row.raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+            if !raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
                 opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
             }
             let envelope = async {
@@ -243,7 +259,7 @@ impl Mailer {
             }
             tracing::debug!(reused, "envelope accepted; sending the message");
             let mut committed = None;
-            let iter = RecordBeforeEnd { data: Some(&row.raw), commit: commit.take(), committed: &mut committed };
+            let iter = RecordBeforeEnd { data: Some(raw), commit: commit.take(), committed: &mut committed };
             let result = conn.message_iter(iter).await;
             tracing::debug!(ok = result.is_ok(), committed = committed.is_some(), "message answered");
             return match result {
@@ -305,9 +321,9 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
 }
 
 /// The outbox store handle shared by the worker's blocking calls.
-type SharedDb = Arc<Mutex<Db>>;
+pub(crate) type SharedDb = Arc<Mutex<Db>>;
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     db: &SharedDb,
     f: impl FnOnce(&mut Db) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {

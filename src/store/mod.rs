@@ -5,6 +5,7 @@
 //! record of what was filed and what was sent.
 
 mod inbox;
+pub mod news;
 mod outbox;
 
 use std::fs::File;
@@ -16,10 +17,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use inbox::{ConversationRef, FiledMessage, MessageFilter, NewMessage};
+pub(crate) use outbox::enqueue;
 pub use outbox::{NewOutgoing, OutboxCounts, OutboxRow};
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/0001_init.sql")),
+    ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
+];
 
 /// A connection to the store. Each thread opens its own.
 pub struct Db {
@@ -75,6 +80,19 @@ impl Db {
         Ok(self)
     }
 
+    /// The connection, for the query functions in [`news`].
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in an immediate (write) transaction and commits it.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let v = f(&tx)?;
+        tx.commit().context("Failed to commit to the database")?;
+        Ok(v)
+    }
+
     /// Starts an immediate (write) transaction.
     pub fn begin(&mut self) -> anyhow::Result<Tx<'_>> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -119,6 +137,11 @@ impl Db {
 }
 
 impl Tx<'_> {
+    /// The transaction's connection, for the query functions in [`news`].
+    pub fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
     pub fn commit(self) -> anyhow::Result<()> {
         self.tx.commit().context("Failed to commit to the database")
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Db, Tx, ts};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewOutgoing {
     pub kind: String,
     pub message_id: String,
@@ -19,6 +19,31 @@ pub struct NewOutgoing {
     pub envelope_from: String,
     pub rcpt: String,
     pub raw: Vec<u8>,
+    pub subscriber_id: Option<i64>,
+    pub issue_id: Option<i64>,
+    pub story_id: Option<i64>,
+}
+
+/// Queues a mail (inside the caller's transaction).
+pub(crate) fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    c.execute(
+        "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at, subscriber_id, issue_id, story_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?9, ?10, ?11)",
+        params![
+            m.kind,
+            m.message_id,
+            m.reply_to_msg,
+            m.conversation_id,
+            m.envelope_from,
+            m.rcpt,
+            m.raw,
+            ts(now),
+            m.subscriber_id,
+            m.issue_id,
+            m.story_id
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
 }
 
 #[derive(Debug, Clone)]
@@ -45,12 +70,7 @@ pub struct OutboxCounts {
 
 impl Tx<'_> {
     pub fn enqueue(&self, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<i64> {
-        self.tx.execute(
-            "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)",
-            params![m.kind, m.message_id, m.reply_to_msg, m.conversation_id, m.envelope_from, m.rcpt, m.raw, ts(now)],
-        )?;
-        Ok(self.tx.last_insert_rowid())
+        enqueue(&self.tx, m, now)
     }
 
     /// Auto-replies queued since `since` (for the global circuit breaker).

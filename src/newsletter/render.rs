@@ -1,0 +1,416 @@
+//! Renders newsletter issues: handlebars templates from `templates/newsletter/`, story
+//! Markdown through pulldown-cmark and ammonia, CSS inlined with css-inline.
+//!
+//! An issue is rendered once per language into a [`Skeleton`] in which the personal
+//! parts (name, unsubscribe link) are markers; at send time [`Skeleton::personalize`]
+//! fills them in for one subscriber. So every subscriber's copy is made when it is sent
+//! (none is stored), and the expensive steps (templates, CSS inlining) run once.
+
+use std::path::Path;
+
+use anyhow::Context;
+use handlebars::Handlebars;
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use serde::Serialize;
+
+use crate::domain::Language;
+use crate::store::news::Story;
+
+const NAME_MARK: &str = "OUTREACHxNAMExMARK";
+const UNSUB_MARK: &str = "OUTREACHxUNSUBxMARK";
+
+const BUILTIN: &[(&str, &str)] = &[
+    ("newsletter/layout.html", include_str!("../../templates/newsletter/layout.html.hbs")),
+    ("newsletter/intro.html", include_str!("../../templates/newsletter/intro.html.hbs")),
+    ("newsletter/story.html", include_str!("../../templates/newsletter/story.html.hbs")),
+    ("newsletter/footer.html", include_str!("../../templates/newsletter/footer.html.hbs")),
+    ("newsletter/layout.txt", include_str!("../../templates/newsletter/layout.txt.hbs")),
+    ("newsletter/intro.txt", include_str!("../../templates/newsletter/intro.txt.hbs")),
+    ("newsletter/story.txt", include_str!("../../templates/newsletter/story.txt.hbs")),
+    ("newsletter/footer.txt", include_str!("../../templates/newsletter/footer.txt.hbs")),
+    ("web/page.html", include_str!("../../templates/web/page.html.hbs")),
+];
+
+/// The newsletter and web page templates (HTML-escaping for `.html`, none for `.txt`).
+pub struct Renderer {
+    html: Handlebars<'static>,
+    text: Handlebars<'static>,
+}
+
+/// An issue's content, the same for every subscriber.
+#[derive(Debug, Clone)]
+pub struct IssueContent {
+    pub title: String,
+    pub subject: String,
+    pub issue_label: String,
+    pub stories: Vec<Story>,
+    pub archive_url: String,
+    pub from_address: String,
+}
+
+/// One issue in one language, with markers for the personal parts.
+#[derive(Debug, Clone)]
+pub struct Skeleton {
+    pub language: Language,
+    html: String,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct StoryView {
+    title: String,
+    ambassador: String,
+    role: String,
+    photo_url: Option<String>,
+    photo_alt: String,
+    body_html: String,
+    body_text: String,
+}
+
+#[derive(Serialize)]
+struct IssueView<'a> {
+    lang: &'a str,
+    title: &'a str,
+    subject: &'a str,
+    issue_label: &'a str,
+    name: &'a str,
+    unsubscribe_url: &'a str,
+    archive_url: &'a str,
+    from_address: &'a str,
+    stories: Vec<StoryView>,
+}
+
+impl Renderer {
+    /// Loads the built-in templates, with overrides from `dir` (same names plus `.hbs`).
+    pub fn load(dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+        let mut text = Handlebars::new();
+        text.set_strict_mode(true);
+        text.register_escape_fn(handlebars::no_escape);
+        for (name, builtin) in BUILTIN {
+            let file = format!("{name}.hbs");
+            let body = match dir.map(|d| d.join(&file)).filter(|p| p.is_file()) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("Failed to read template {}", path.display()))?,
+                None => (*builtin).to_string(),
+            };
+            let reg = if name.ends_with(".txt") { &mut text } else { &mut html };
+            reg.register_template_string(name, body).with_context(|| format!("Template {file} does not parse"))?;
+        }
+        Ok(Self { html, text })
+    }
+
+    /// Renders an issue for one language, markers in place of the personal parts.
+    pub fn skeleton(&self, c: &IssueContent, language: Language) -> anyhow::Result<Skeleton> {
+        let stories: Vec<StoryView> = c
+            .stories
+            .iter()
+            .map(|s| StoryView {
+                title: s.title.clone(),
+                ambassador: s.ambassador.clone(),
+                role: s.role.clone(),
+                photo_url: s.photo_url.clone().filter(|u| safe_url(u)),
+                photo_alt: s.photo_alt.clone().unwrap_or_else(|| match language {
+                    Language::English => format!("Photo of {}", s.ambassador),
+                    Language::Dutch => format!("Foto van {}", s.ambassador),
+                }),
+                body_html: markdown_to_html(&s.body_md),
+                body_text: markdown_to_text(&s.body_md),
+            })
+            .collect();
+        let view = IssueView {
+            lang: language.code(),
+            title: &c.title,
+            subject: &c.subject,
+            issue_label: &c.issue_label,
+            name: NAME_MARK,
+            unsubscribe_url: UNSUB_MARK,
+            archive_url: &c.archive_url,
+            from_address: &c.from_address,
+            stories,
+        };
+        let html = self.html.render("newsletter/layout.html", &view).context("Failed to render the newsletter HTML")?;
+        let inliner = css_inline::CSSInliner::options()
+            .load_remote_stylesheets(false)
+            .keep_style_tags(false)
+            .keep_at_rules(true)
+            .build();
+        let html = inliner.inline(&html).context("Failed to inline the newsletter CSS")?;
+        let text = self.text.render("newsletter/layout.txt", &view).context("Failed to render the newsletter text")?;
+        Ok(Skeleton { language, html, text: tidy_text(&text) })
+    }
+
+    /// Renders a web page from `templates/web/page.html.hbs`.
+    pub fn page(&self, data: &impl Serialize) -> anyhow::Result<String> {
+        self.html.render("web/page.html", data).context("Failed to render a web page")
+    }
+}
+
+impl Skeleton {
+    /// One subscriber's copy: `(html, text)`. `name` is shown when known, else a
+    /// friendly generic word; `unsubscribe_url` is theirs.
+    pub fn personalize(&self, name: Option<&str>, unsubscribe_url: &str) -> (String, String) {
+        let name = name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            match self.language {
+                Language::English => "reader",
+                Language::Dutch => "lezer",
+            }
+            .to_string()
+        });
+        let html = self.html.replace(NAME_MARK, &html_escape(&name)).replace(UNSUB_MARK, &html_escape(unsubscribe_url));
+        let text = self.text.replace(NAME_MARK, &name).replace(UNSUB_MARK, unsubscribe_url);
+        (html, text)
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Only `https:` (and `mailto:`) URLs from data go into links and images (MAIL-RULES 5).
+pub fn safe_url(u: &str) -> bool {
+    let u = u.trim();
+    (u.starts_with("https://") || u.starts_with("mailto:")) && !u.contains(['"', '<', '>', ' ', '\n', '\r'])
+}
+
+fn shifted(level: HeadingLevel) -> HeadingLevel {
+    // A story's own headings sit below its title (h2).
+    match level {
+        HeadingLevel::H1 => HeadingLevel::H3,
+        HeadingLevel::H2 => HeadingLevel::H4,
+        HeadingLevel::H3 => HeadingLevel::H5,
+        _ => HeadingLevel::H6,
+    }
+}
+
+/// Story Markdown to HTML that is safe to put in the newsletter: rendered by
+/// pulldown-cmark, then sanitized by ammonia (no scripts, styles, event handlers,
+/// images or non-https links).
+pub fn markdown_to_html(md: &str) -> String {
+    let events = Parser::new_ext(md, Options::ENABLE_STRIKETHROUGH).map(|e| match e {
+        Event::Start(Tag::Heading { level, id, classes, attrs }) => {
+            Event::Start(Tag::Heading { level: shifted(level), id, classes, attrs })
+        }
+        Event::End(TagEnd::Heading(level)) => Event::End(TagEnd::Heading(shifted(level))),
+        e => e,
+    });
+    let mut raw = String::with_capacity(md.len() * 2);
+    pulldown_cmark::html::push_html(&mut raw, events);
+    ammonia::Builder::default()
+        .rm_tags(&["img"])
+        .url_schemes(["https", "mailto"].into_iter().collect())
+        .link_rel(Some("noopener noreferrer"))
+        .clean(&raw)
+        .to_string()
+}
+
+/// Story Markdown to plain text written for reading: paragraphs, "- " lists, quotes
+/// with "> ", links as "text (url)", wrapped at 72 characters; no markup.
+pub fn markdown_to_text(md: &str) -> String {
+    let mut blocks: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut prefix: Vec<&str> = Vec::new();
+    let mut list_depth = 0usize;
+    let mut link: Option<String> = None;
+    let flush = |cur: &mut String, blocks: &mut Vec<String>, prefix: &[&str]| {
+        let t = cur.trim();
+        if !t.is_empty() {
+            blocks.push(wrap(t, 72, &prefix.concat()));
+        }
+        cur.clear();
+    };
+    for e in Parser::new_ext(md, Options::ENABLE_STRIKETHROUGH) {
+        match e {
+            Event::Start(Tag::Item) => {
+                flush(&mut cur, &mut blocks, &prefix);
+                cur.push_str(&"  ".repeat(list_depth.saturating_sub(1)));
+                cur.push_str("- ");
+            }
+            Event::Start(Tag::List(_)) => {
+                flush(&mut cur, &mut blocks, &prefix);
+                list_depth += 1;
+            }
+            Event::End(TagEnd::List(_)) => {
+                flush(&mut cur, &mut blocks, &prefix);
+                list_depth = list_depth.saturating_sub(1);
+            }
+            Event::Start(Tag::BlockQuote(_)) => {
+                flush(&mut cur, &mut blocks, &prefix);
+                prefix.push("> ");
+            }
+            Event::End(TagEnd::BlockQuote(_)) => {
+                flush(&mut cur, &mut blocks, &prefix);
+                prefix.pop();
+            }
+            Event::Start(Tag::Link { dest_url, .. }) => link = Some(dest_url.to_string()),
+            Event::End(TagEnd::Link) => {
+                if let Some(url) = link.take().filter(|u| safe_url(u) && !cur.ends_with(u.as_str())) {
+                    cur.push_str(&format!(" ({})", url.trim_start_matches("mailto:")));
+                }
+            }
+            Event::End(TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::Item | TagEnd::CodeBlock) => {
+                flush(&mut cur, &mut blocks, &prefix)
+            }
+            Event::Text(t) | Event::Code(t) => cur.push_str(&t),
+            // Raw HTML in a story: keep only its text.
+            Event::Html(h) | Event::InlineHtml(h) => cur.push_str(&strip_tags(&h)),
+            Event::SoftBreak => cur.push(' '),
+            Event::HardBreak => cur.push('\n'),
+            Event::Rule => {
+                flush(&mut cur, &mut blocks, &prefix);
+                blocks.push("* * *".into());
+            }
+            _ => {}
+        }
+    }
+    flush(&mut cur, &mut blocks, &prefix);
+    // List items follow each other without blank lines.
+    let mut out = String::new();
+    for (i, b) in blocks.iter().enumerate() {
+        if i > 0 {
+            let tight = b.trim_start().starts_with("- ") && blocks[i - 1].trim_start().starts_with("- ");
+            out.push_str(if tight { "\n" } else { "\n\n" });
+        }
+        out.push_str(b);
+    }
+    out
+}
+
+fn strip_tags(h: &str) -> String {
+    let cleaned = ammonia::Builder::empty().clean(h).to_string();
+    // ammonia keeps text but escapes it; undo the escaping for plain text.
+    cleaned.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+}
+
+fn wrap(text: &str, width: usize, prefix: &str) -> String {
+    let mut out = Vec::new();
+    for hard in text.split('\n') {
+        let indent: String = hard.chars().take_while(|c| *c == ' ').collect();
+        let mut line = String::new();
+        for word in hard.split_whitespace() {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+                out.push(format!("{prefix}{line}"));
+                line = format!("{indent}  ");
+            } else if !line.is_empty() && !line.ends_with(' ') {
+                line.push(' ');
+            } else if line.is_empty() {
+                line.push_str(&indent);
+            }
+            line.push_str(word);
+        }
+        out.push(format!("{prefix}{line}"));
+    }
+    out.join("\n")
+}
+
+/// At most one blank line in a row, no trailing spaces.
+fn tidy_text(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    let mut blank = 0;
+    for line in t.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim_start_matches('\n').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn story(body: &str) -> Story {
+        Story {
+            id: 1,
+            title: "Ga naast de ouders staan".into(),
+            ambassador: "Fatima <b>".into(),
+            role: "leerkracht".into(),
+            body_md: body.into(),
+            photo_url: Some("https://example.org/f.jpg".into()),
+            photo_alt: None,
+            status: "approved".into(),
+            source: "x".into(),
+            consent_at: None,
+            consent_source: None,
+            created_at: String::new(),
+            approved_at: None,
+            published_at: None,
+            issue_id: None,
+        }
+    }
+
+    fn content(body: &str) -> IssueContent {
+        IssueContent {
+            title: "Nieuwsbrief".into(),
+            subject: "Nieuwsbrief december".into(),
+            issue_label: "Nummer 1".into(),
+            stories: vec![story(body)],
+            archive_url: "https://n.example.org/archive/1".into(),
+            from_address: "contact@example.org".into(),
+        }
+    }
+
+    #[test]
+    fn scripts_and_raw_html_in_a_story_are_removed() {
+        let html = markdown_to_html(
+            "Hallo <script>alert(1)</script> <b onclick=\"x()\">vet</b> [klik](javascript:alert(1)) [ok](https://a.nl)\n\n<iframe src=\"https://evil\"></iframe><img src=\"https://t.example/pixel.gif\">",
+        );
+        assert!(!html.contains("<script") && !html.contains("alert(1)</script>"), "{html}");
+        assert!(!html.contains("onclick") && !html.contains("javascript:") && !html.contains("<iframe"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains("<b>vet</b>") && html.contains("href=\"https://a.nl\""), "{html}");
+    }
+
+    #[test]
+    fn markdown_becomes_readable_text() {
+        let t = markdown_to_text(
+            "# Kop\n\nEen *eerste* alinea met een [link](https://a.nl).\n\n- een\n- twee\n\n> citaat\n\n<div>ruw</div>",
+        );
+        assert_eq!(t, "Kop\n\nEen eerste alinea met een link (https://a.nl).\n\n- een\n- twee\n\n> citaat\n\nruw");
+        let long = markdown_to_text(&"woord ".repeat(40));
+        assert!(long.lines().all(|l| l.chars().count() <= 72), "{long}");
+    }
+
+    #[test]
+    fn an_issue_renders_accessible_html_and_text_in_both_languages() {
+        let r = Renderer::load(None).unwrap();
+        for lang in [Language::Dutch, Language::English] {
+            let s = r.skeleton(&content("Werk **mensgericht** en vanuit je hart."), lang).unwrap();
+            let (html, text) = s.personalize(Some("Ann <x>\r\nBcc: y"), "https://n.example.org/unsubscribe/T0K");
+            assert!(html.contains(&format!("<html lang=\"{}\"", lang.code())), "{html}");
+            assert!(html.contains("<h1") && html.contains("<h2"), "real headings");
+            assert!(html.contains("alt=\"") && html.contains("Fatima &lt;b&gt;"), "alt text and escaping");
+            assert!(html.contains("style=\""), "CSS is inlined");
+            assert!(html.contains("prefers-color-scheme: dark"), "dark mode kept");
+            assert!(html.contains("<strong>mensgericht</strong>"));
+            assert!(html.contains("Ann &lt;x&gt; Bcc: y"), "{html}");
+            assert!(html.contains("href=\"https://n.example.org/unsubscribe/T0K\""));
+            assert!(!text.contains('<') || text.contains("Fatima <b>"), "{text}");
+            assert!(text.contains("Werk mensgericht en vanuit je hart."), "{text}");
+            assert!(text.contains("https://n.example.org/unsubscribe/T0K"));
+            assert!(!text.contains(NAME_MARK) && !html.contains(UNSUB_MARK));
+        }
+        let s = r.skeleton(&content("x"), Language::Dutch).unwrap();
+        assert!(s.personalize(None, "u").1.contains("Beste lezer,"));
+    }
+}

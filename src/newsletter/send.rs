@@ -1,0 +1,315 @@
+//! Delivers newsletter issues: one row per (issue, subscriber), claimed (`sending`,
+//! committed) before any network I/O, rendered at send time from the issue's
+//! [`Skeleton`], sent over pooled SMTP connections with a rate limit and a fixed number
+//! of lanes, and settled per row: `sent`, `retry` (4xx, with back-off), `failed` (5xx or
+//! too many attempts), `skipped` (unsubscribed meanwhile).
+//!
+//! Crash safety is the outbox's: each delivery's id is appended to a journal
+//! (`<db>.newsletter-journal`) right before the end of its message goes out, so after
+//! a crash a `sending` row counts as sent exactly when its end was written. Rows claimed
+//! but not started are simply sent again: duplicates are bounded by the lanes, and in
+//! practice none occur (see docs/BENCHMARKS.md).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, Message, MultiPart};
+
+use super::Ctx;
+use super::render::Skeleton;
+use crate::domain::{EmailAddress, Language};
+use crate::outbox::compose::{AutoResponseSuppress, ListId, ListUnsubscribe, ListUnsubscribePost, Precedence};
+use crate::outbox::journal::SentJournal;
+use crate::outbox::{DeliveryStats, Mailer, Outcome, SharedDb, backoff, blocking};
+use crate::store::Db;
+use crate::store::news::{self, Claimed, DeliveryUpdate};
+
+/// Deliveries a lane claims at a time.
+const BATCH: u32 = 16;
+
+/// Who a newsletter message goes to and what it is.
+pub struct Envelope<'a> {
+    pub to: &'a EmailAddress,
+    pub to_name: Option<&'a str>,
+    pub subject: &'a str,
+    pub message_id: &'a str,
+    /// The subscriber's own unsubscribe link; `None` for a proof.
+    pub unsubscribe_url: Option<&'a str>,
+}
+
+/// The `List-Id` value: configured, or derived from the From address.
+pub fn list_id(ctx: &Ctx) -> String {
+    let n = &ctx.settings.newsletter;
+    if n.list_id.is_empty() {
+        format!("\"{}\" <nieuwsbrief.{}>", n.title.replace('"', ""), ctx.from.email.domain())
+    } else {
+        n.list_id.clone()
+    }
+}
+
+/// A newsletter message (multipart/alternative, text and HTML) with the list headers
+/// (RFC 2369, 2919, 8058), built with lettre's types.
+pub fn build_message(ctx: &Ctx, e: &Envelope<'_>, text: &str, html: &str, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
+    let name = e.to_name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty());
+    let mut b = Message::builder()
+        .from(ctx.from.clone())
+        .to(Mailbox::new(name, e.to.to_lettre()))
+        .subject(crate::inbox::parse::clean_text(e.subject))
+        .message_id(Some(format!("<{}>", e.message_id)))
+        .date(SystemTime::from(now))
+        .header(ListId(list_id(ctx)))
+        .header(Precedence("bulk".into()))
+        .header(AutoResponseSuppress);
+    if let Some(url) = e.unsubscribe_url {
+        let token = url.rsplit('/').next().unwrap_or("");
+        b = b
+            .header(ListUnsubscribe(format!("<{url}>, <mailto:{}?subject=afmelden%20{token}>", ctx.contact_address())))
+            .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
+    }
+    let msg = b.multipart(MultiPart::alternative_plain_html(text.to_string(), html.to_string()))?;
+    Ok(msg.formatted())
+}
+
+/// Spaces sends evenly to stay under `rate_per_minute` (0: no limit).
+struct Pacer {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(rate_per_minute: u32) -> Self {
+        let interval = (rate_per_minute > 0).then(|| Duration::from_secs(60) / rate_per_minute);
+        Self { interval, next: Mutex::new(Instant::now()) }
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else { return };
+        let slot = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+/// Sends due deliveries of issues that are `sending`.
+pub struct Sender {
+    ctx: Ctx,
+    db: SharedDb,
+    mailer: Mailer,
+    journal: SentJournal,
+    skeletons: Mutex<HashMap<(i64, Language), Arc<(Skeleton, String)>>>,
+    pacer: Pacer,
+    sent_total: AtomicUsize,
+}
+
+impl Sender {
+    /// Opens the sender on the database and settles what a crash left in flight.
+    pub async fn open(ctx: Ctx, db_path: &std::path::Path) -> anyhow::Result<Self> {
+        let db: SharedDb = Arc::new(Mutex::new(Db::open(db_path)?.without_fsync_per_commit()?));
+        let journal = SentJournal::open_named(db_path, ".newsletter-journal")?;
+        let ended = journal.ids()?;
+        let (sent, requeued) =
+            blocking(&db, move |db| db.write(|c| news::recover_deliveries(c, &ended, Utc::now()))).await?;
+        journal.clear()?;
+        if sent + requeued > 0 {
+            tracing::warn!(sent, requeued, "settled newsletter deliveries that were in flight during a crash");
+        }
+        let mut smtp = ctx.settings.smtp.clone();
+        smtp.pool_size = ctx.settings.newsletter.concurrency;
+        let mailer = Mailer::new(&smtp)?;
+        let pacer = Pacer::new(ctx.settings.newsletter.rate_per_minute);
+        Ok(Self {
+            ctx,
+            db,
+            mailer,
+            journal,
+            skeletons: Mutex::new(HashMap::new()),
+            pacer,
+            sent_total: AtomicUsize::new(0),
+        })
+    }
+
+    /// Messages sent by this sender so far (for progress output).
+    pub fn sent_total(&self) -> usize {
+        self.sent_total.load(Ordering::Relaxed)
+    }
+
+    /// Sends everything due now with `concurrency` lanes, until nothing is left; then
+    /// marks finished issues `sent`.
+    pub async fn deliver_due(&self) -> anyhow::Result<DeliveryStats> {
+        let lanes = (0..self.ctx.settings.newsletter.concurrency.max(1)).map(|_| self.lane());
+        let mut stats = DeliveryStats::default();
+        for lane in futures_util::future::join_all(lanes).await {
+            let lane = lane?;
+            stats.sent += lane.sent;
+            stats.deferred += lane.deferred;
+            stats.failed += lane.failed;
+            if lane.last_error.is_some() {
+                stats.last_error = lane.last_error;
+            }
+        }
+        self.journal.clear()?;
+        let finished = blocking(&self.db, |db| db.write(|c| news::finish_issues(c, Utc::now()))).await?;
+        for id in finished {
+            tracing::info!(issue = id, "newsletter issue finished");
+            self.skeletons.lock().expect("skeleton cache").retain(|(i, _), _| *i != id);
+        }
+        Ok(stats)
+    }
+
+    /// When the next delivery is due (a retry), if any.
+    pub async fn next_due(&self) -> Option<DateTime<Utc>> {
+        blocking(&self.db, |db| news::next_delivery_due(db.conn())).await.ok().flatten()
+    }
+
+    async fn skeleton(&self, issue_id: i64, lang: Language) -> anyhow::Result<Arc<(Skeleton, String)>> {
+        if let Some(s) = self.skeletons.lock().expect("skeleton cache").get(&(issue_id, lang)) {
+            return Ok(s.clone());
+        }
+        let ctx = self.ctx.clone();
+        let built = blocking(&self.db, move |db| {
+            let issue = news::issue(db.conn(), issue_id)?.context("issue vanished")?;
+            let content = ctx.issue_content(db.conn(), &issue)?;
+            Ok(Arc::new((ctx.renderer.skeleton(&content, lang)?, issue.subject)))
+        })
+        .await?;
+        self.skeletons.lock().expect("skeleton cache").insert((issue_id, lang), built.clone());
+        Ok(built)
+    }
+
+    fn envelope_from(&self, delivery_id: i64) -> String {
+        let n = &self.ctx.settings.newsletter;
+        let base = if n.bounce_address.is_empty() { self.ctx.contact_address() } else { n.bounce_address.clone() };
+        match (n.plus_addressing, base.rsplit_once('@')) {
+            (true, Some((local, domain))) => {
+                let local = local.split_once('+').map_or(local, |(l, _)| l);
+                format!("{local}+{}@{domain}", self.ctx.signer.bounce_tag(delivery_id))
+            }
+            _ => base,
+        }
+    }
+
+    /// Renders one subscriber's copy.
+    async fn render(&self, d: &Claimed, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
+        let lang = Language::parse(&d.language).unwrap_or(Language::Dutch);
+        let sk = self.skeleton(d.issue_id, lang).await?;
+        let (skeleton, subject) = (&sk.0, &sk.1);
+        let unsub = self.ctx.unsubscribe_url(d.subscriber_id, &d.nonce, now);
+        let (html, text) = skeleton.personalize(d.name.as_deref(), &unsub);
+        let to = EmailAddress::parse(&d.email).map_err(|e| anyhow::anyhow!(e))?;
+        build_message(
+            &self.ctx,
+            &Envelope {
+                to: &to,
+                to_name: d.name.as_deref(),
+                subject,
+                message_id: &d.message_id,
+                unsubscribe_url: Some(&unsub),
+            },
+            &text,
+            &html,
+            now,
+        )
+    }
+
+    async fn lane(&self) -> anyhow::Result<DeliveryStats> {
+        let mut stats = DeliveryStats::default();
+        let mut queue: VecDeque<Claimed> = VecDeque::new();
+        let mut done: Option<(i64, DeliveryUpdate)> = None;
+        let settings = &self.ctx.settings.smtp;
+        let (base, max_attempts) = (Duration::from_secs(settings.retry_base), settings.max_attempts);
+        loop {
+            // One store round trip: record the last outcome, claim more when out, and
+            // check that the next subscriber is still subscribed right now.
+            let prev = done.take();
+            let refill = queue.is_empty();
+            let next_sub = queue.front().map(|d| d.subscriber_id);
+            let (claimed, next_active) = blocking(&self.db, move |db| {
+                let now = Utc::now();
+                if let Some((id, u)) = &prev {
+                    news::record_delivery(db.conn(), *id, u, now)?;
+                }
+                let claimed = if refill { db.write(|c| news::claim_deliveries(c, BATCH, now))? } else { Vec::new() };
+                let active = match next_sub {
+                    Some(s) => news::still_active(db.conn(), s)?,
+                    None => true,
+                };
+                Ok((claimed, active))
+            })
+            .await?;
+            if refill {
+                if claimed.is_empty() {
+                    return Ok(stats);
+                }
+                queue.extend(claimed);
+                continue;
+            }
+            let d = queue.pop_front().expect("checked non-empty");
+            if !next_active {
+                done = Some((d.id, DeliveryUpdate::Skipped("unsubscribed before it was sent".into())));
+                continue;
+            }
+            self.pacer.wait().await;
+            let now = Utc::now();
+            let raw = match self.render(&d, now).await {
+                Ok(raw) => raw,
+                Err(e) => {
+                    let e = format!("could not render: {e:#}");
+                    tracing::error!(delivery = d.id, error = %e, "newsletter delivery failed");
+                    stats.failed += 1;
+                    stats.last_error = Some(e.clone());
+                    done = Some((d.id, DeliveryUpdate::Failed(e)));
+                    continue;
+                }
+            };
+            let recorded = AtomicBool::new(false);
+            let record = || {
+                recorded.store(true, Ordering::SeqCst);
+                self.journal.record(d.id)
+            };
+            let limit = self.mailer.timeout() * 4;
+            let from = self.envelope_from(d.id);
+            let outcome = match tokio::time::timeout(limit, self.mailer.send_raw(&from, &d.email, &raw, record)).await {
+                Ok(o) => o,
+                Err(_) if recorded.load(Ordering::SeqCst) => Outcome::Sent,
+                Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
+            };
+            let update = match outcome {
+                Outcome::Sent => {
+                    stats.sent += 1;
+                    self.sent_total.fetch_add(1, Ordering::Relaxed);
+                    DeliveryUpdate::Sent
+                }
+                Outcome::Transient(e) if d.attempts < max_attempts => {
+                    let at = now + chrono::Duration::from_std(backoff(base, d.attempts)).unwrap_or_default();
+                    tracing::warn!(delivery = d.id, attempt = d.attempts, retry_at = %at, error = %e, "newsletter delivery deferred");
+                    stats.deferred += 1;
+                    stats.last_error = Some(e.clone());
+                    DeliveryUpdate::Retry(at, e)
+                }
+                Outcome::Transient(e) => {
+                    let e = format!("gave up after {} attempts: {e}", d.attempts);
+                    tracing::error!(delivery = d.id, error = %e, "newsletter delivery failed");
+                    stats.failed += 1;
+                    stats.last_error = Some(e.clone());
+                    DeliveryUpdate::Failed(e)
+                }
+                Outcome::Permanent(e) => {
+                    tracing::error!(delivery = d.id, error = %e, "newsletter delivery failed permanently");
+                    stats.failed += 1;
+                    stats.last_error = Some(e.clone());
+                    DeliveryUpdate::Failed(e)
+                }
+            };
+            done = Some((d.id, update));
+        }
+    }
+}

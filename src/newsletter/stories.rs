@@ -1,0 +1,115 @@
+//! Stories from files: Markdown with a front matter block.
+//!
+//! ```text
+//! ---
+//! title: Ga naast de ouders staan
+//! ambassador: Fatima El Amrani
+//! role: intern begeleider
+//! photo: https://example.org/fatima.jpg      (optional, https only)
+//! photo_alt: Fatima in de klas                (optional)
+//! email: fatima@example.org                   (optional: lets her send stories by mail)
+//! ---
+//! The story in Markdown.
+//! ```
+
+use anyhow::bail;
+
+/// A parsed story file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoryFile {
+    pub title: String,
+    pub ambassador: String,
+    pub role: String,
+    pub photo_url: Option<String>,
+    pub photo_alt: Option<String>,
+    pub email: Option<String>,
+    pub body: String,
+}
+
+/// Parses the front matter (`key: value` lines between `---` lines) and the body.
+pub fn parse(text: &str) -> anyhow::Result<StoryFile> {
+    let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n");
+    let Some(rest) = text.strip_prefix("---\n") else {
+        bail!("expected a front matter block first: a line `---`, then `title:`, `ambassador:` and `role:`, then `---`");
+    };
+    let Some((front, body)) = rest.split_once("\n---\n").or_else(|| rest.strip_suffix("\n---").map(|f| (f, ""))) else {
+        bail!("the front matter block is not closed with a line `---`");
+    };
+    let mut s = StoryFile { body: body.trim().to_string(), ..Default::default() };
+    for (i, line) in front.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once(':') else {
+            bail!("front matter line {}: expected `key: value`, found {line:?}", i + 2);
+        };
+        let v = v.trim().trim_matches('"').trim().to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "title" | "titel" => s.title = v,
+            "ambassador" | "ambassadeur" => s.ambassador = v,
+            "role" | "rol" => s.role = v,
+            "photo" | "photo_url" | "foto" => s.photo_url = Some(v).filter(|v| !v.is_empty()),
+            "photo_alt" | "foto_alt" => s.photo_alt = Some(v).filter(|v| !v.is_empty()),
+            "email" | "e-mail" => s.email = Some(v).filter(|v| !v.is_empty()),
+            other => bail!("front matter line {}: unknown key `{other}` (known: title, ambassador, role, photo, photo_alt, email)", i + 2),
+        }
+    }
+    for (key, v) in [("title", &s.title), ("ambassador", &s.ambassador)] {
+        if v.is_empty() {
+            bail!("front matter: `{key}` is required");
+        }
+    }
+    if s.body.is_empty() {
+        bail!("the story has no text after the front matter");
+    }
+    if let Some(p) = &s.photo_url
+        && !super::render::safe_url(p)
+    {
+        bail!("front matter: `photo` must be an https:// URL, found {p:?}");
+    }
+    Ok(s)
+}
+
+/// A story sent by mail: the subject after `Verhaal:` / `Story:`, when it starts so.
+pub fn mail_title(subject: &str) -> Option<String> {
+    let s = subject.trim();
+    for prefix in ["verhaal:", "story:"] {
+        if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            let t = s[prefix.len()..].trim();
+            return Some(if t.is_empty() { "(zonder titel)".to_string() } else { t.to_string() });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_matter_and_body_are_read() {
+        let s = parse("---\ntitle: Ga naast de ouders staan\nambassador: Fatima\nrole: leerkracht\nphoto: https://e.org/f.jpg\n---\n\nTekst *hier*.\n").unwrap();
+        assert_eq!(s.title, "Ga naast de ouders staan");
+        assert_eq!(s.ambassador, "Fatima");
+        assert_eq!(s.role, "leerkracht");
+        assert_eq!(s.photo_url.as_deref(), Some("https://e.org/f.jpg"));
+        assert_eq!(s.body, "Tekst *hier*.");
+    }
+
+    #[test]
+    fn bad_files_get_clear_errors() {
+        assert!(parse("geen front matter").unwrap_err().to_string().contains("front matter"));
+        assert!(parse("---\ntitle: x\n---\ntekst").unwrap_err().to_string().contains("ambassador"));
+        assert!(parse("---\ntitle: x\nambassador: y\nfoo: z\n---\nt").unwrap_err().to_string().contains("foo"));
+        assert!(parse("---\ntitle: x\nambassador: y\nphoto: javascript:alert(1)\n---\nt").is_err());
+        assert!(parse("---\ntitle: x\nambassador: y\n---\n").unwrap_err().to_string().contains("no text"));
+    }
+
+    #[test]
+    fn mail_subjects_with_story_prefixes() {
+        assert_eq!(mail_title("Verhaal: Samen aan tafel").as_deref(), Some("Samen aan tafel"));
+        assert_eq!(mail_title("STORY: Side by side").as_deref(), Some("Side by side"));
+        assert_eq!(mail_title("Re: Verhaal: x"), None);
+        assert_eq!(mail_title("Vraag"), None);
+    }
+}
