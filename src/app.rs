@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::Settings;
 use crate::inbox::imap::{ImapSource, Interrupter};
 use crate::inbox::{PassStats, Pipeline, process_mailbox};
+use crate::newsletter::{self, Ctx, send::Sender};
 use crate::outbox::{DeliveryStats, Outbox};
 use crate::store::{self, DaemonLock, Db};
 use crate::templates::Templates;
@@ -45,6 +46,14 @@ impl StopFlag {
 pub struct PollReport {
     pub inbox: PassStats,
     pub outbox: DeliveryStats,
+    pub newsletter: DeliveryStats,
+}
+
+/// The newsletter context on a fresh store connection.
+pub fn context(settings: Arc<Settings>) -> anyhow::Result<Ctx> {
+    let templates = Arc::new(Templates::load(settings.templates.dir.as_deref())?);
+    let mut db = Db::open(&settings.database.path)?;
+    Ctx::new(settings, templates, &mut db)
 }
 
 fn record_error(db: &Db, part: &str, e: &anyhow::Error) {
@@ -53,14 +62,16 @@ fn record_error(db: &Db, part: &str, e: &anyhow::Error) {
     let _ = db.set_state("last_error", &text);
 }
 
-/// Files everything in the mailbox, then delivers the outbox; once.
+/// Files everything in the mailbox, makes a scheduled newsletter that is due, then
+/// delivers the outbox and the newsletter; once.
 pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
     let _lock = DaemonLock::acquire(&settings.database.path)?;
-    let templates = Templates::load(settings.templates.dir.as_deref())?;
-    let s = settings.clone();
+    let ctx = context(settings.clone())?;
+    let c = ctx.clone();
     let inbox = tokio::task::spawn_blocking(move || -> anyhow::Result<PassStats> {
+        let s = &c.settings;
         let mut db = Db::open(&s.database.path)?;
-        let pipeline = Pipeline::new(&s, &templates)?;
+        let pipeline = Pipeline::new(&c)?;
         let pass = ImapSource::connect(&s.imap).and_then(|mut src| {
             let stats = process_mailbox(&mut src, &mut db, &pipeline, s.imap.max_message_size, |_| {});
             src.logout();
@@ -70,6 +81,9 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
             Ok(_) => db.set_state("imap", "ok (last poll)")?,
             Err(e) => record_error(&db, "imap", e),
         }
+        if let Err(e) = newsletter::schedule::housekeeping(&c, &mut db, chrono::Utc::now()) {
+            record_error(&db, "newsletter", &e);
+        }
         pass
     })
     .await
@@ -77,9 +91,12 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
     // Deliver what is queued even when IMAP failed: those replies were committed.
     let outbox = Outbox::open(&settings.database.path, settings.smtp.clone()).await?;
     let delivery = outbox.deliver_due().await;
+    let sender = Sender::open(ctx, &settings.database.path).await?;
+    let news = sender.deliver_due().await;
     let inbox = inbox.context("Reading the mailbox failed")?;
     let outbox = delivery.context("Delivering the outbox failed")?;
-    Ok(PollReport { inbox, outbox })
+    let newsletter = news.context("Sending the newsletter failed")?;
+    Ok(PollReport { inbox, outbox, newsletter })
 }
 
 /// The daemon: IMAP (IDLE, else polling) on a thread, the outbox worker beside it,
@@ -91,28 +108,43 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("Failed to install the SIGINT handler")?;
     let lock = DaemonLock::acquire(&settings.database.path)?;
-    let templates = Arc::new(Templates::load(settings.templates.dir.as_deref())?);
+    let ctx = context(settings.clone())?;
     let db = Db::open(&settings.database.path)?;
     db.set_state("daemon", &format!("running (pid {})", std::process::id()))?;
+    let listen = &settings.web.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("key `web.listen`: cannot listen on {listen}"))?;
     let outbox = Outbox::open(&settings.database.path, settings.smtp.clone()).await?;
+    let sender = Sender::open(ctx.clone(), &settings.database.path).await?;
+    let shared: crate::outbox::SharedDb = Arc::new(std::sync::Mutex::new(Db::open(&settings.database.path)?));
     let wake = Arc::new(Notify::new());
+    let wake_sender = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = Arc::new(StopFlag::default());
     let interrupter = Interrupter::default();
     tracing::info!(lock = %lock.path().display(), "outreach daemon started");
 
     let imap = {
-        let (settings, templates, wake, stop, interrupter) =
-            (settings.clone(), templates.clone(), wake.clone(), stop.clone(), interrupter.clone());
+        let (ctx, wake, stop, interrupter) = (ctx.clone(), wake.clone(), stop.clone(), interrupter.clone());
         let handle = std::thread::Builder::new()
             .name("imap".into())
-            .spawn(move || imap_loop(&settings, &templates, &wake, &stop, &interrupter))
+            .spawn(move || imap_loop(&ctx, &wake, &stop, &interrupter))
             .context("Failed to start the IMAP thread")?;
         tokio::task::spawn_blocking(move || {
             handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
         })
     };
-    let worker = tokio::spawn(outbox.run_worker(wake, stop_rx));
+    let worker = tokio::spawn(outbox.run_worker(wake.clone(), stop_rx.clone()));
+    let news_worker = tokio::spawn(sender.run_worker(wake_sender.clone(), stop_rx.clone()));
+    let scheduler = tokio::spawn(newsletter::schedule::run(
+        ctx.clone(),
+        shared.clone(),
+        wake_sender.clone(),
+        wake.clone(),
+        stop_rx.clone(),
+    ));
+    let web = tokio::spawn(newsletter::web::serve(listener, ctx.clone(), shared, wake.clone(), stop_rx));
 
     let mut imap = imap;
     let early = tokio::select! {
@@ -125,6 +157,9 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     interrupter.interrupt();
     let _ = stop_tx.send(true);
     let worker_result = worker.await.context("outbox worker panicked")?;
+    let news_result = news_worker.await.context("newsletter sender panicked")?;
+    let scheduler_result = scheduler.await.context("newsletter scheduler panicked")?;
+    let web_result = web.await.context("web server panicked")?;
     let imap_result = match early {
         Some(r) => r.context("IMAP task panicked")?,
         None => imap.await.context("IMAP task panicked")?,
@@ -132,21 +167,19 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = db.set_state("daemon", "stopped");
     imap_result.context("the IMAP side stopped")?;
     worker_result.context("the outbox worker stopped")?;
+    news_result.context("the newsletter sender stopped")?;
+    scheduler_result.context("the newsletter scheduler stopped")?;
+    web_result.context("the web server stopped")?;
     tracing::info!("outreach daemon stopped");
     Ok(())
 }
 
 /// Connect, file, wait (IDLE or poll), repeat; reconnect with back-off on errors.
 /// Only a broken store ends it: then nothing more may be acknowledged.
-fn imap_loop(
-    settings: &Settings,
-    templates: &Templates,
-    wake: &Notify,
-    stop: &StopFlag,
-    interrupter: &Interrupter,
-) -> anyhow::Result<()> {
+fn imap_loop(ctx: &Ctx, wake: &Notify, stop: &StopFlag, interrupter: &Interrupter) -> anyhow::Result<()> {
+    let settings = &*ctx.settings;
     let mut db = Db::open(&settings.database.path)?;
-    let pipeline = Pipeline::new(settings, templates)?;
+    let pipeline = Pipeline::new(ctx)?;
     let mut delay = Duration::from_secs(1);
     let idle_refresh = Duration::from_secs(settings.imap.idle_refresh);
     let poll = Duration::from_secs(settings.imap.poll_interval);

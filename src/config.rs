@@ -532,7 +532,10 @@ where
 impl NewsletterSettings {
     pub fn timezone(&self) -> anyhow::Result<chrono_tz::Tz> {
         self.timezone.parse().map_err(|_| {
-            anyhow::anyhow!("key `newsletter.timezone`: expected an IANA time zone like Europe/Amsterdam, found {:?}", self.timezone)
+            anyhow::anyhow!(
+                "key `newsletter.timezone`: expected an IANA time zone like Europe/Amsterdam, found {:?}",
+                self.timezone
+            )
         })
     }
 }

@@ -68,10 +68,12 @@ pub enum Category {
     Bounce,
     /// Could not be parsed or classified: a person must look.
     Review,
+    /// A story sent in by a known ambassador ("Verhaal: ..." / "Story: ...").
+    Story,
 }
 
 impl Category {
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 8] = [
         Category::Join,
         Category::Question,
         Category::Unsubscribe,
@@ -79,6 +81,7 @@ impl Category {
         Category::Automatic,
         Category::Bounce,
         Category::Review,
+        Category::Story,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +93,7 @@ impl Category {
             Category::Automatic => "automatic",
             Category::Bounce => "bounce",
             Category::Review => "review",
+            Category::Story => "story",
         }
     }
 

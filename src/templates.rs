@@ -43,6 +43,8 @@ pub struct ReplyData<'a> {
     pub name: &'a str,
     pub subject: &'a str,
     pub case_ref: &'a str,
+    /// For the story reply: whether consent for a photo is asked too.
+    pub has_photo: bool,
 }
 
 impl Templates {
@@ -82,20 +84,32 @@ mod tests {
     #[test]
     fn every_reply_template_renders_in_both_languages() {
         let t = Templates::load(None).unwrap();
-        for c in [Category::Join, Category::Question, Category::Unsubscribe] {
+        for c in [Category::Join, Category::Question, Category::Unsubscribe, Category::Story] {
             for l in [Language::Dutch, Language::English] {
-                let with = t.reply(c, l, &ReplyData { name: "Ann", subject: "x", case_ref: "[MAO-7]" }).unwrap();
+                let with = t
+                    .reply(c, l, &ReplyData { name: "Ann", subject: "x", case_ref: "[MAO-7]", has_photo: false })
+                    .unwrap();
                 assert!(with.contains("Ann") && with.contains("[MAO-7]"), "{c} {l:?}: {with}");
-                let without = t.reply(c, l, &ReplyData { name: "", subject: "x", case_ref: "[MAO-7]" }).unwrap();
+                let without = t
+                    .reply(c, l, &ReplyData { name: "", subject: "x", case_ref: "[MAO-7]", has_photo: false })
+                    .unwrap();
                 assert!(without.starts_with("Hallo,") || without.starts_with("Hello,"), "{without}");
             }
         }
         let nl = t
-            .reply(Category::Join, Language::Dutch, &ReplyData { name: "", subject: "", case_ref: "[MAO-1]" })
+            .reply(
+                Category::Join,
+                Language::Dutch,
+                &ReplyData { name: "", subject: "", case_ref: "[MAO-1]", has_photo: false },
+            )
             .unwrap();
         assert!(nl.contains("aanmelding") && nl.contains("automatisch antwoord"));
         let en = t
-            .reply(Category::Question, Language::English, &ReplyData { name: "", subject: "", case_ref: "[MAO-1]" })
+            .reply(
+                Category::Question,
+                Language::English,
+                &ReplyData { name: "", subject: "", case_ref: "[MAO-1]", has_photo: false },
+            )
             .unwrap();
         assert!(en.contains("automatic reply"));
     }
@@ -107,7 +121,11 @@ mod tests {
         std::fs::write(dir.path().join("reply/question.nl.txt"), "Eigen tekst {{case_ref}}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         let s = t
-            .reply(Category::Question, Language::Dutch, &ReplyData { name: "", subject: "", case_ref: "[MAO-2]" })
+            .reply(
+                Category::Question,
+                Language::Dutch,
+                &ReplyData { name: "", subject: "", case_ref: "[MAO-2]", has_photo: false },
+            )
             .unwrap();
         assert_eq!(s, "Eigen tekst [MAO-2]");
     }
@@ -119,7 +137,12 @@ mod tests {
         std::fs::write(dir.path().join("reply/question.nl.txt"), "{{typo}}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         assert!(
-            t.reply(Category::Question, Language::Dutch, &ReplyData { name: "", subject: "", case_ref: "" }).is_err()
+            t.reply(
+                Category::Question,
+                Language::Dutch,
+                &ReplyData { name: "", subject: "", case_ref: "", has_photo: false }
+            )
+            .is_err()
         );
     }
 }

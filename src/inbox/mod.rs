@@ -18,7 +18,9 @@ use self::parse::ParsedMail;
 use self::triage::{ReplyContext, ReplyDecision};
 use crate::config::Settings;
 use crate::domain::{Category, EmailAddress, Language, case_reference};
+use crate::newsletter::{self, Ctx, Subscribed, bounce};
 use crate::outbox::compose;
+use crate::store::news;
 use crate::store::{self, ConversationRef, Db, NewMessage, NewOutgoing, Tx};
 use crate::templates::{ReplyData, Templates};
 
@@ -30,6 +32,7 @@ const BATCH_MESSAGES: usize = 200;
 pub struct Pipeline<'a> {
     settings: &'a Settings,
     templates: &'a Templates,
+    news: &'a Ctx,
     own: Vec<EmailAddress>,
     from: Mailbox,
 }
@@ -58,8 +61,15 @@ pub struct PassStats {
 }
 
 impl<'a> Pipeline<'a> {
-    pub fn new(settings: &'a Settings, templates: &'a Templates) -> anyhow::Result<Self> {
-        Ok(Self { settings, templates, own: settings.own_addresses(), from: settings.from_mailbox()? })
+    pub fn new(news: &'a Ctx) -> anyhow::Result<Self> {
+        let settings = &*news.settings;
+        Ok(Self {
+            settings,
+            templates: &news.templates,
+            news,
+            own: settings.own_addresses(),
+            from: settings.from_mailbox()?,
+        })
     }
 
     /// Files a batch of fetched messages in one transaction, each in its own savepoint.
@@ -123,25 +133,89 @@ impl<'a> Pipeline<'a> {
 
         let subject_norm = triage::normalize_subject(&mail.subject);
         let mut contact: Option<(i64, Option<String>)> = None;
-        let (category, reason, conversation, new_conversation) = if let Some((cat, rule)) = automatic {
-            (cat, format!("{}: {rule}", cat.as_str()), by_ids, false)
+        // A story sent in by a known ambassador: (title, ambassador).
+        let mut story: Option<(String, news::Ambassador)> = None;
+        // Handled by the newsletter (a confirmation, a proof answer): filed as done, no reply.
+        let mut handled = false;
+        let (mut category, mut reason, conversation, new_conversation) = if let Some((cat, rule)) = automatic {
+            let mut reason = format!("{}: {rule}", cat.as_str());
+            if let Some(b) = bounce::find(tx.conn(), &self.news.signer, &m.raw)? {
+                let note = bounce::apply(tx.conn(), &b, self.settings.newsletter.soft_bounce_limit, now)?;
+                reason = format!("{reason}; newsletter: {note}");
+            }
+            (cat, reason, by_ids, false)
         } else {
             if let Some(from) = &mail.from {
                 contact =
                     Some(tx.upsert_contact(&from.normalized(), mail.from_name.as_deref(), language.code(), now)?);
             }
-            match self.follow_up(tx, &mail, by_ids, contact.as_ref().map(|c| c.0), &subject_norm)? {
-                Some((conv, why)) => (Category::Followup, format!("followup: {why}"), Some(conv), false),
-                None => {
-                    let (cat, why) = triage::classify(&mail);
-                    let conv = ConversationRef {
-                        id: tx.create_conversation(contact.as_ref().map(|c| c.0), cat.as_str(), &subject_norm, now)?,
-                        category: cat.as_str().into(),
-                    };
-                    (cat, why, Some(conv), true)
+            if let Some((cat, why)) = self.newsletter_answer(tx, &mail, &ids, now)? {
+                handled = true;
+                (cat, why, by_ids, false)
+            } else if let Some((title, amb)) = newsletter::stories::mail_title(&mail.subject).zip(
+                mail.from.as_ref().map(|f| news::ambassador_by_email(tx.conn(), f.as_str())).transpose()?.flatten(),
+            ) {
+                let why = format!("story: \"Verhaal:\"/\"Story:\" subject from ambassador {}", amb.name);
+                story = Some((title, amb));
+                let conv = ConversationRef {
+                    id: tx.create_conversation(contact.as_ref().map(|c| c.0), "story", &subject_norm, now)?,
+                    category: "story".into(),
+                };
+                (Category::Story, why, Some(conv), true)
+            } else {
+                match self.follow_up(tx, &mail, by_ids, contact.as_ref().map(|c| c.0), &subject_norm)? {
+                    Some((conv, why)) => (Category::Followup, format!("followup: {why}"), Some(conv), false),
+                    None => {
+                        let (cat, why) = triage::classify(&mail);
+                        let conv = ConversationRef {
+                            id: tx.create_conversation(
+                                contact.as_ref().map(|c| c.0),
+                                cat.as_str(),
+                                &subject_norm,
+                                now,
+                            )?,
+                            category: cat.as_str().into(),
+                        };
+                        (cat, why, Some(conv), true)
+                    }
                 }
             }
         };
+        // Consent to publish: "ja" in answer to the reply to a story.
+        if category == Category::Followup
+            && let Some(conv) = conversation.as_ref().filter(|c| c.category == "story")
+            && triage::says_yes(&mail)
+            && let Some(story_id) = news::story_by_conversation(tx.conn(), conv.id)?
+        {
+            let source = format!("mail: \"ja\" in <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+            news::record_story_consent(tx.conn(), story_id, &source, now)?;
+            reason = format!("{reason}; story {story_id}: consent to publish recorded");
+        }
+        // A request for the newsletter: double opt-in. When the mail asks for nothing
+        // else, the confirmation mail is its answer.
+        let mut no_reply: Option<String> = None;
+        if matches!(category, Category::Join | Category::Question)
+            && new_conversation
+            && let Some(words) = triage::asks_for_newsletter(&mail)
+            && let Some(addr) = mail.reply_address().cloned()
+            && !self.own.iter().any(|o| o.normalized() == addr.normalized())
+        {
+            let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+            let outcome =
+                self.news.subscribe(tx.conn(), &addr, mail.from_name.as_deref(), language, &source, None, now)?;
+            let note = match outcome {
+                Subscribed::ConfirmationSent(_) => "confirmation mail queued",
+                Subscribed::ConfirmationRecent(_) => "pending; a confirmation went out less than a day ago",
+                Subscribed::AlreadyActive(_) => "already subscribed",
+                Subscribed::Activated(_) | Subscribed::Kept(..) => "subscription unchanged",
+                Subscribed::Suppressed => "address erased earlier on request; not subscribed",
+            };
+            reason = format!("{reason}; newsletter request ({words}): {note}");
+            if !triage::asks_to_join_network(&mail) {
+                category = Category::Join;
+                no_reply = Some(format!("newsletter request: {note}; no auto-reply"));
+            }
+        }
         if let Some(c) = &conversation {
             tx.touch_conversation(c.id, now)?;
         }
@@ -167,6 +241,22 @@ impl<'a> Pipeline<'a> {
             max_per_hour: self.settings.autoreply.max_per_hour,
             now,
         });
+        let decision = match (no_reply, handled) {
+            (Some(why), _) => ReplyDecision::NoReply(why),
+            (None, true) => ReplyDecision::NoReply("newsletter answer handled; no auto-reply".into()),
+            (None, false) => decision,
+        };
+        // "afmelden" by mail: unsubscribed at once. The auto-reply confirms it; without
+        // one, a short confirmation mail does.
+        if category == Category::Unsubscribe
+            && let Some(sub) = self.subscriber_leaving(tx, &mail)?
+        {
+            let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+            let replying = decision == ReplyDecision::Reply;
+            if self.news.unsubscribe(tx.conn(), sub, &source, !replying, now)? {
+                reason = format!("{reason}; newsletter: subscriber {sub} unsubscribed");
+            }
+        }
         let reply_note = match &decision {
             ReplyDecision::Reply => "auto-reply queued".to_string(),
             ReplyDecision::NoReply(why) | ReplyDecision::BreakerOpen(why) => why.clone(),
@@ -185,7 +275,7 @@ impl<'a> Pipeline<'a> {
                 category: category.as_str().into(),
                 reason,
                 language: language.code().into(),
-                status: if category.needs_person() { "new" } else { "done" }.into(),
+                status: if category.needs_person() && !handled { "new" } else { "done" }.into(),
                 folder: folder.clone(),
                 reply_note,
                 auto_replied: false,
@@ -198,12 +288,31 @@ impl<'a> Pipeline<'a> {
             },
             now,
         )?;
+        let mut story_id = None;
+        if let Some((title, amb)) = &story {
+            let body = mail.text.trim();
+            story_id = Some(news::insert_story(
+                tx.conn(),
+                &news::NewStory {
+                    title,
+                    ambassador_id: amb.id,
+                    body_md: if body.is_empty() { "(geen tekst)" } else { body },
+                    photo_url: None,
+                    photo_alt: None,
+                    source: "mail",
+                    message_id: Some(row),
+                    consent_source: None,
+                },
+                now,
+            )?);
+        }
         let mut replied = false;
         match decision {
             ReplyDecision::Reply => {
                 let (to, conv) =
                     (reply_addr.expect("decided with an address"), conversation.as_ref().expect("new conversation").id);
-                self.queue_reply(tx, &mail, &to, category, language, row, conv, now)?;
+                let has_photo = story.as_ref().is_some_and(|(_, a)| a.photo_url.is_some());
+                self.queue_reply(tx, &mail, &to, category, language, row, conv, has_photo, now)?;
                 if let Some((contact_id, _)) = contact {
                     tx.set_contact_replied(contact_id, now)?;
                 }
@@ -212,7 +321,85 @@ impl<'a> Pipeline<'a> {
             ReplyDecision::BreakerOpen(_) => self.tell_coordinator_breaker(tx, &mail, now)?,
             ReplyDecision::NoReply(_) => {}
         }
+        if let Some(id) = story_id {
+            tracing::info!(story = id, "story submitted by mail");
+        }
         Ok(Filed { uid: m.meta.uid, message_row: row, folder, new: true, category, replied })
+    }
+
+    /// A reply to one of our newsletter mails: "ja"/"yes" to a confirmation, or
+    /// VERZENDEN / STOP from the coordinator to a proof. `None`: not such an answer.
+    fn newsletter_answer(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<(Category, String)>> {
+        let c = tx.conn();
+        let from_coordinator =
+            mail.from.as_ref().zip(self.news.coordinator()).is_some_and(|(f, co)| f.normalized() == co.normalized());
+        for id in ids.iter().rev() {
+            let Some((kind, subscriber, issue, _)) = news::outgoing_by_message_id(c, id)? else { continue };
+            match (kind.as_str(), subscriber, issue) {
+                ("confirm", Some(sub), _) if triage::says_yes(mail) => {
+                    let source = format!("mail: \"ja\" in <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+                    let done = self.news.confirm(c, sub, &source, now)?;
+                    let note = if done { "confirmed by reply" } else { "already confirmed" };
+                    return Ok(Some((Category::Join, format!("newsletter: subscription {note}"))));
+                }
+                ("proof", _, Some(issue)) if from_coordinator => return self.proof_answer(c, mail, issue, now),
+                _ => {}
+            }
+        }
+        if from_coordinator
+            && let Some(issue) = proof_reference(&mail.subject)
+            && news::issue(c, issue)?.is_some_and(|i| i.status == "proof")
+        {
+            return self.proof_answer(c, mail, issue, now);
+        }
+        Ok(None)
+    }
+
+    fn proof_answer(
+        &self,
+        c: &rusqlite::Connection,
+        mail: &ParsedMail,
+        issue: i64,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<(Category, String)>> {
+        let by = format!("coordinator by mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+        let status = news::issue(c, issue)?.map(|i| i.status).unwrap_or_default();
+        let note = match (triage::proof_answer(mail), status.as_str()) {
+            (None, _) => return Ok(None),
+            (Some(_), s) if s != "proof" => format!("answer to the proof of issue {issue}, which is {s} already"),
+            (Some(triage::ProofAnswer::Send), _) => {
+                let n = self.news.approve(c, issue, &by, now)?;
+                format!("proof of issue {issue} approved (VERZENDEN): sending to {n} subscribers")
+            }
+            (Some(triage::ProofAnswer::Stop), _) => {
+                self.news.cancel(c, issue, &by, now)?;
+                format!("proof of issue {issue} cancelled (STOP)")
+            }
+        };
+        Ok(Some((Category::Question, format!("newsletter: {note}"))))
+    }
+
+    /// The subscriber an unsubscribe mail is about: by the token that our mailto link
+    /// puts in the subject, else by the sender's address.
+    fn subscriber_leaving(&self, tx: &Tx<'_>, mail: &ParsedMail) -> anyhow::Result<Option<i64>> {
+        use newsletter::tokens::{Purpose, Signer};
+        let c = tx.conn();
+        for word in mail.subject.split_whitespace() {
+            if let Ok(id) = Signer::claimed_id(word, Purpose::Unsubscribe)
+                && let Some(s) = news::subscriber_by_id(c, id)?
+                && self.news.signer.verify(word, Purpose::Unsubscribe, Some(&s.token_nonce), None, Utc::now()).is_ok()
+            {
+                return Ok(Some(s.id));
+            }
+        }
+        let Some(from) = &mail.from else { return Ok(None) };
+        Ok(news::subscriber_by_email(c, from.as_str())?.map(|s| s.id))
     }
 
     /// A message filed before (same dedupe key): move it where it went the first time.
@@ -313,6 +500,7 @@ impl<'a> Pipeline<'a> {
         language: Language,
         row: i64,
         conversation: i64,
+        has_photo: bool,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let case_ref = case_reference(conversation);
@@ -320,7 +508,7 @@ impl<'a> Pipeline<'a> {
         let body = self.templates.reply(
             category,
             language,
-            &ReplyData { name: &name, subject: &mail.subject, case_ref: &case_ref },
+            &ReplyData { name: &name, subject: &mail.subject, case_ref: &case_ref, has_photo },
         )?;
         let message_id = compose::new_message_id(&self.from);
         let raw = compose::auto_reply(
@@ -412,8 +600,16 @@ impl<'a> Pipeline<'a> {
             Category::Automatic => f.automatic.clone(),
             Category::Bounce => f.bounce.clone(),
             Category::Review => f.review.clone(),
+            Category::Story => f.story.clone(),
         }
     }
+}
+
+/// `[PROEF n]` in a subject: the issue a proof answer is about.
+fn proof_reference(subject: &str) -> Option<i64> {
+    let i = subject.find("[PROEF ")?;
+    let rest = &subject[i + 7..];
+    rest[..rest.find(']')?].trim().parse().ok()
 }
 
 fn automatic_category(c: Category) -> bool {

@@ -270,6 +270,90 @@ pub fn classify(mail: &ParsedMail) -> (Category, String) {
     }
 }
 
+/// A request for the newsletter: a newsletter word and the wish to get it, with the words.
+pub fn asks_for_newsletter(mail: &ParsedMail) -> Option<String> {
+    let subject = mail.subject.to_lowercase();
+    let body = own_words(&mail.text).to_lowercase();
+    const NEWSLETTER: &[&str] = &["nieuwsbrief", "nieuwsbrieven", "newsletter", "newsletters"];
+    const WISH: &[&str] = &[
+        "aanmelden",
+        "aanmelding",
+        "meld mij aan",
+        "meld me aan",
+        "inschrijven",
+        "schrijf mij in",
+        "schrijf me in",
+        "abonneren",
+        "abonnement",
+        "ontvangen",
+        "krijgen",
+        "graag",
+        "subscribe",
+        "subscription",
+        "sign up",
+        "sign me up",
+        "receive",
+        "get the",
+    ];
+    let n = find_phrase(&subject, &body, NEWSLETTER)?;
+    let w = find_phrase(&subject, &body, WISH)?;
+    Some(format!("{n} and {w}"))
+}
+
+/// Whether a mail asks to join the network itself, not only the newsletter.
+pub fn asks_to_join_network(mail: &ParsedMail) -> bool {
+    let subject = mail.subject.to_lowercase();
+    let body = own_words(&mail.text).to_lowercase();
+    const NETWORK: &[&str] = &[
+        "ambassadeur",
+        "ambassadeurs",
+        "ambassadeursnetwerk",
+        "netwerk",
+        "meedoen",
+        "mee doen",
+        "aansluiten",
+        "lid worden",
+        "ambassador",
+        "network",
+        "join",
+    ];
+    find_phrase(&subject, &body, NETWORK).is_some()
+}
+
+/// The first word of the sender's own first line, lower case, without punctuation.
+fn first_word(mail: &ParsedMail) -> String {
+    let own = own_words(&mail.text);
+    let line = own.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    line.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | ';' | ':'))
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_lowercase()
+}
+
+/// An answer "ja" / "yes" (to a confirmation or a request for consent).
+pub fn says_yes(mail: &ParsedMail) -> bool {
+    matches!(
+        first_word(mail).as_str(),
+        "ja" | "jazeker" | "jawel" | "akkoord" | "yes" | "agreed" | "ok" | "oké" | "okay"
+    )
+}
+
+/// The coordinator's answer to a newsletter proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofAnswer {
+    Send,
+    Stop,
+}
+
+/// "VERZENDEN" (send) or "STOP" (cancel) as the first word of the answer.
+pub fn proof_answer(mail: &ParsedMail) -> Option<ProofAnswer> {
+    match first_word(mail).as_str() {
+        "verzenden" | "versturen" | "verzend" | "send" => Some(ProofAnswer::Send),
+        "stop" | "stoppen" | "annuleren" | "cancel" => Some(ProofAnswer::Stop),
+        _ => None,
+    }
+}
+
 /// The first phrase found, subject first, described for the coordinator.
 fn find_phrase(subject: &str, body: &str, phrases: &[&str]) -> Option<String> {
     for (place, text) in [("subject", subject), ("body", body)] {
@@ -548,7 +632,7 @@ pub fn decide_reply(c: &ReplyContext) -> ReplyDecision {
     if c.automatic {
         return NoReply("automatic mail is never answered (RFC 3834)".into());
     }
-    if !matches!(c.category, Category::Join | Category::Question | Category::Unsubscribe) {
+    if !matches!(c.category, Category::Join | Category::Question | Category::Unsubscribe | Category::Story) {
         return NoReply(format!("no auto-reply for category {}", c.category));
     }
     if !c.new_conversation {
@@ -585,6 +669,26 @@ mod tests {
 
     fn own() -> Vec<EmailAddress> {
         vec![EmailAddress::parse("contact@example.org").unwrap()]
+    }
+
+    #[test]
+    fn newsletter_requests_answers_and_proof_commands() {
+        let m = mail("From: a@b.nl\nSubject: Nieuwsbrief\n\nIk wil graag de nieuwsbrief ontvangen.\n");
+        assert!(asks_for_newsletter(&m).is_some());
+        assert!(!asks_to_join_network(&m));
+        let m = mail("From: a@b.nl\nSubject: Aanmelding\n\nIk wil ambassadeur worden en graag ook de nieuwsbrief.\n");
+        assert!(asks_for_newsletter(&m).is_some() && asks_to_join_network(&m));
+        let m = mail("From: a@b.nl\nSubject: Vraag\n\nWanneer is de volgende bijeenkomst?\n");
+        assert!(asks_for_newsletter(&m).is_none());
+        let yes = mail("From: a@b.nl\nSubject: Re: x\n\nJa!\n\n> Beantwoord met ja\n");
+        assert!(says_yes(&yes));
+        let no = mail("From: a@b.nl\nSubject: Re: x\n\nLiever niet, ja toch niet.\n");
+        assert!(!says_yes(&no));
+        let send = mail("From: c@b.nl\nSubject: Re: [PROEF 1] x\n\nVERZENDEN\n\nOp 1 dec schreef outreach:\n> STOP\n");
+        assert_eq!(proof_answer(&send), Some(ProofAnswer::Send));
+        let stop = mail("From: c@b.nl\nSubject: Re: [PROEF 1] x\n\nstop.\n");
+        assert_eq!(proof_answer(&stop), Some(ProofAnswer::Stop));
+        assert_eq!(proof_answer(&no), None);
     }
 
     #[test]

@@ -51,7 +51,13 @@ fn language(s: &str) -> Option<Language> {
 }
 
 /// Imports the file; `source` is the import's own consent source (e.g. "ledenlijst 2025").
-pub fn import(ctx: &Ctx, db: &mut Db, path: &Path, source: &str, now: DateTime<Utc>) -> anyhow::Result<Vec<ImportLine>> {
+pub fn import(
+    ctx: &Ctx,
+    db: &mut Db,
+    path: &Path,
+    source: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<ImportLine>> {
     let file = std::fs::File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
     let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(file);
     let headers: Vec<String> = rdr
@@ -66,10 +72,14 @@ pub fn import(ctx: &Ctx, db: &mut Db, path: &Path, source: &str, now: DateTime<U
     };
     for h in &headers {
         if !["email", "name", "language", "consent_source", "consent_at"].contains(&h.as_str()) {
-            bail!("{}: unknown column `{h}` (known: email, name, language, consent_source, consent_at)", path.display());
+            bail!(
+                "{}: unknown column `{h}` (known: email, name, language, consent_source, consent_at)",
+                path.display()
+            );
         }
     }
-    let (name_col, lang_col, src_col, at_col) = (col("name"), col("language"), col("consent_source"), col("consent_at"));
+    let (name_col, lang_col, src_col, at_col) =
+        (col("name"), col("language"), col("consent_source"), col("consent_at"));
     let mut records = Vec::new();
     for rec in rdr.records() {
         let rec = rec.with_context(|| format!("{}: unreadable CSV", path.display()))?;
@@ -101,7 +111,12 @@ pub fn import(ctx: &Ctx, db: &mut Db, path: &Path, source: &str, now: DateTime<U
                 s => match parse_time(s) {
                     Some(t) if t <= now => Some(t),
                     _ => {
-                        report("rejected", format!("line {line}: consent_at {s:?} is not a date in the past (use 2025-03-01 or RFC 3339)"));
+                        report(
+                            "rejected",
+                            format!(
+                                "line {line}: consent_at {s:?} is not a date in the past (use 2025-03-01 or RFC 3339)"
+                            ),
+                        );
                         continue;
                     }
                 },
@@ -114,10 +129,16 @@ pub fn import(ctx: &Ctx, db: &mut Db, path: &Path, source: &str, now: DateTime<U
             let consent = consent_at.map(|t| (consent_source.as_str(), t));
             let (action, detail) = match ctx.subscribe(c, &email, name, lang, "import", consent, now)? {
                 Subscribed::Activated(_) => ("added", "active: consent given at the time in the file".to_string()),
-                Subscribed::ConfirmationSent(_) => ("confirmation_sent", "pending: no consent_at, so a confirmation mail was queued".into()),
-                Subscribed::ConfirmationRecent(_) => ("unchanged", "pending: a confirmation went out less than a day ago".into()),
+                Subscribed::ConfirmationSent(_) => {
+                    ("confirmation_sent", "pending: no consent_at, so a confirmation mail was queued".into())
+                }
+                Subscribed::ConfirmationRecent(_) => {
+                    ("unchanged", "pending: a confirmation went out less than a day ago".into())
+                }
                 Subscribed::AlreadyActive(_) => ("unchanged", "already active".into()),
-                Subscribed::Kept(_, status) => ("unchanged", format!("kept as {status}: an import does not change this")),
+                Subscribed::Kept(_, status) => {
+                    ("unchanged", format!("kept as {status}: an import does not change this"))
+                }
                 Subscribed::Suppressed => ("unchanged", "erased earlier on request: never mailed again".into()),
             };
             report(action, detail);

@@ -73,8 +73,20 @@ pub fn email_hash(email: &str) -> String {
 }
 
 /// Months in Dutch, for subjects and labels.
-const MAANDEN: [&str; 12] =
-    ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober", "november", "december"];
+const MAANDEN: [&str; 12] = [
+    "januari",
+    "februari",
+    "maart",
+    "april",
+    "mei",
+    "juni",
+    "juli",
+    "augustus",
+    "september",
+    "oktober",
+    "november",
+    "december",
+];
 
 impl Ctx {
     /// Builds the context; the token secret comes from the config, or is generated once
@@ -366,7 +378,14 @@ impl Ctx {
                     "notice/no_stories.nl.txt",
                     &Data { slot: slot.with_timezone(&tz).format("%d-%m-%Y %H:%M").to_string() },
                 )?;
-                self.notify_coordinator(c, "notice_no_stories", "Nieuwsbrief niet verstuurd: geen verhalen", body, Some(id), now)?;
+                self.notify_coordinator(
+                    c,
+                    "notice_no_stories",
+                    "Nieuwsbrief niet verstuurd: geen verhalen",
+                    body,
+                    Some(id),
+                    now,
+                )?;
                 tracing::info!(slot = %slot, "scheduled newsletter skipped: no approved stories");
                 return Ok(MadeIssue::Skipped(id));
             }
@@ -389,7 +408,9 @@ impl Ctx {
     pub fn send_proof(&self, c: &Connection, issue_id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
         let issue = news::issue(c, issue_id)?.context("no such issue")?;
         let Some(to) = self.coordinator() else {
-            bail!("key `coordinator.address`: a proof needs the coordinator's address (or set newsletter.proof = false)");
+            bail!(
+                "key `coordinator.address`: a proof needs the coordinator's address (or set newsletter.proof = false)"
+            );
         };
         let content = self.issue_content(c, &issue)?;
         let skeleton = self.renderer.skeleton(&content, Language::Dutch)?;
@@ -422,7 +443,13 @@ impl Ctx {
         let subject = format!("[PROEF {issue_id}] {}", issue.subject);
         let raw = send::build_message(
             self,
-            &send::Envelope { to: &to, to_name: None, subject: &subject, message_id: &message_id, unsubscribe_url: None },
+            &send::Envelope {
+                to: &to,
+                to_name: None,
+                subject: &subject,
+                message_id: &message_id,
+                unsubscribe_url: None,
+            },
             &format!("{intro}{text}"),
             &html,
             now,
@@ -478,7 +505,13 @@ impl Ctx {
                 )?;
             }
             "sending" => {
-                news::transition_issue(c, issue_id, &["sending"], "cancelled", &format!("cancelled by {by} while sending"))?;
+                news::transition_issue(
+                    c,
+                    issue_id,
+                    &["sending"],
+                    "cancelled",
+                    &format!("cancelled by {by} while sending"),
+                )?;
                 c.execute(
                     "UPDATE deliveries SET status = 'skipped', last_error = 'issue cancelled' WHERE issue_id = ?1 AND status IN ('pending', 'retry')",
                     [issue_id],
@@ -486,7 +519,10 @@ impl Ctx {
             }
             s => bail!("issue {issue_id} is {s}; only a proof or an issue being sent can be cancelled"),
         }
-        c.execute("UPDATE issues SET cancelled_at = ?2 WHERE id = ?1", rusqlite::params![issue_id, crate::store::ts(now)])?;
+        c.execute(
+            "UPDATE issues SET cancelled_at = ?2 WHERE id = ?1",
+            rusqlite::params![issue_id, crate::store::ts(now)],
+        )?;
         tracing::info!(issue = issue_id, by, "newsletter cancelled");
         Ok(())
     }
@@ -505,7 +541,10 @@ impl Ctx {
                 }
                 ProofDeadlineAction::Drop => {
                     news::transition_issue(c, issue.id, &["proof"], "dropped", "nobody answered the proof in time")?;
-                    c.execute("UPDATE stories SET issue_id = NULL WHERE issue_id = ?1 AND status = 'approved'", [issue.id])?;
+                    c.execute(
+                        "UPDATE stories SET issue_id = NULL WHERE issue_id = ?1 AND status = 'approved'",
+                        [issue.id],
+                    )?;
                     tracing::info!(issue = issue.id, "proof unanswered; issue dropped");
                 }
             }
@@ -549,7 +588,9 @@ impl SubscriberMail {
             (Self::Welcome, Language::Dutch) => ("subscribe/welcome", format!("Welkom bij de {title}")),
             (Self::Welcome, Language::English) => ("subscribe/welcome", format!("Welcome to the {title}")),
             (Self::Unsubscribed, Language::Dutch) => ("subscribe/unsubscribed", format!("Je bent afgemeld: {title}")),
-            (Self::Unsubscribed, Language::English) => ("subscribe/unsubscribed", format!("You have unsubscribed: {title}")),
+            (Self::Unsubscribed, Language::English) => {
+                ("subscribe/unsubscribed", format!("You have unsubscribed: {title}"))
+            }
         }
     }
 }

@@ -291,7 +291,12 @@ pub fn markdown_to_text(md: &str) -> String {
 fn strip_tags(h: &str) -> String {
     let cleaned = ammonia::Builder::empty().clean(h).to_string();
     // ammonia keeps text but escapes it; undo the escaping for plain text.
-    cleaned.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+    cleaned
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 fn wrap(text: &str, width: usize, prefix: &str) -> String {

@@ -53,7 +53,13 @@ pub fn list_id(ctx: &Ctx) -> String {
 
 /// A newsletter message (multipart/alternative, text and HTML) with the list headers
 /// (RFC 2369, 2919, 8058), built with lettre's types.
-pub fn build_message(ctx: &Ctx, e: &Envelope<'_>, text: &str, html: &str, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
+pub fn build_message(
+    ctx: &Ctx,
+    e: &Envelope<'_>,
+    text: &str,
+    html: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<u8>> {
     let name = e.to_name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty());
     let mut b = Message::builder()
         .from(ctx.from.clone())
@@ -163,6 +169,35 @@ impl Sender {
             self.skeletons.lock().expect("skeleton cache").retain(|(i, _), _| *i != id);
         }
         Ok(stats)
+    }
+
+    /// The daemon's newsletter worker: sends what is due, then waits for a wake-up, the
+    /// next retry, or 2 s (issues approved from the CLI or by mail are picked up then).
+    pub async fn run_worker(
+        self,
+        wake: Arc<tokio::sync::Notify>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            match self.deliver_due().await {
+                Ok(s) if s.sent + s.deferred + s.failed > 0 => {
+                    tracing::info!(sent = s.sent, deferred = s.deferred, failed = s.failed, "newsletter pass");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "newsletter pass failed"),
+            }
+            let wait = self.next_due().await.map_or(Duration::from_secs(2), |t| {
+                (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
+            });
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
     }
 
     /// When the next delivery is due (a retry), if any.

@@ -30,7 +30,9 @@ pub struct StoryFile {
 pub fn parse(text: &str) -> anyhow::Result<StoryFile> {
     let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n");
     let Some(rest) = text.strip_prefix("---\n") else {
-        bail!("expected a front matter block first: a line `---`, then `title:`, `ambassador:` and `role:`, then `---`");
+        bail!(
+            "expected a front matter block first: a line `---`, then `title:`, `ambassador:` and `role:`, then `---`"
+        );
     };
     let Some((front, body)) = rest.split_once("\n---\n").or_else(|| rest.strip_suffix("\n---").map(|f| (f, ""))) else {
         bail!("the front matter block is not closed with a line `---`");
@@ -51,7 +53,10 @@ pub fn parse(text: &str) -> anyhow::Result<StoryFile> {
             "photo" | "photo_url" | "foto" => s.photo_url = Some(v).filter(|v| !v.is_empty()),
             "photo_alt" | "foto_alt" => s.photo_alt = Some(v).filter(|v| !v.is_empty()),
             "email" | "e-mail" => s.email = Some(v).filter(|v| !v.is_empty()),
-            other => bail!("front matter line {}: unknown key `{other}` (known: title, ambassador, role, photo, photo_alt, email)", i + 2),
+            other => bail!(
+                "front matter line {}: unknown key `{other}` (known: title, ambassador, role, photo, photo_alt, email)",
+                i + 2
+            ),
         }
     }
     for (key, v) in [("title", &s.title), ("ambassador", &s.ambassador)] {

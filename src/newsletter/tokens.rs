@@ -209,7 +209,10 @@ mod tests {
         let s = Signer::new(b"0123456789abcdef0123456789abcdef");
         let t = s.token(Purpose::Confirm, 7, "n", now());
         let later = now() + chrono::Duration::hours(i64::from(CONFIRM_VALID_HOURS) + 2);
-        assert_eq!(s.verify(&t, Purpose::Confirm, Some("n"), Some(CONFIRM_VALID_HOURS), later), Err(TokenError::Expired));
+        assert_eq!(
+            s.verify(&t, Purpose::Confirm, Some("n"), Some(CONFIRM_VALID_HOURS), later),
+            Err(TokenError::Expired)
+        );
         assert!(s.verify(&t, Purpose::Confirm, Some("n"), Some(CONFIRM_VALID_HOURS), now()).is_ok());
     }
 

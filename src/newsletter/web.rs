@@ -95,7 +95,9 @@ fn html_headers() -> [(header::HeaderName, HeaderValue); 4] {
         (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
         (
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'"),
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'",
+            ),
         ),
         // Tokens are in the URL: never send it on.
         (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
@@ -210,34 +212,58 @@ fn respond(st: &AppState, r: anyhow::Result<Done>) -> Response {
         Ok(Done::Confirmed(l)) => page(
             l,
             t(l, "Je aanmelding is bevestigd", "Your subscription is confirmed"),
-            t(l, "Dank je wel! Je krijgt vanaf nu de nieuwsbrief. We sturen je ook een korte welkomstmail.", "Thank you! From now on you will receive the newsletter. We are also sending you a short welcome e-mail."),
+            t(
+                l,
+                "Dank je wel! Je krijgt vanaf nu de nieuwsbrief. We sturen je ook een korte welkomstmail.",
+                "Thank you! From now on you will receive the newsletter. We are also sending you a short welcome e-mail.",
+            ),
         ),
         Ok(Done::AlreadyActive(l)) => page(
             l,
             t(l, "Je was al aangemeld", "You were already subscribed"),
-            t(l, "Je aanmelding was al bevestigd. Je hoeft niets meer te doen.", "Your subscription was already confirmed. There is nothing more to do."),
+            t(
+                l,
+                "Je aanmelding was al bevestigd. Je hoeft niets meer te doen.",
+                "Your subscription was already confirmed. There is nothing more to do.",
+            ),
         ),
         Ok(Done::NotPending(l)) => page(
             l,
             t(l, "Deze link werkt niet meer", "This link no longer works"),
-            t(l, "Je bent afgemeld. Wil je de nieuwsbrief weer? Mail ons, dan sturen we een nieuwe link.", "You have unsubscribed. Want the newsletter again? E-mail us and we will send a new link."),
+            t(
+                l,
+                "Je bent afgemeld. Wil je de nieuwsbrief weer? Mail ons, dan sturen we een nieuwe link.",
+                "You have unsubscribed. Want the newsletter again? E-mail us and we will send a new link.",
+            ),
         ),
         Ok(Done::Unsubscribed(l)) => page(
             l,
             t(l, "Je bent afgemeld", "You have unsubscribed"),
-            t(l, "Je krijgt de nieuwsbrief niet meer. We sturen je nog één korte mail als bevestiging.", "You will not receive the newsletter any more. We will send one short e-mail to confirm."),
+            t(
+                l,
+                "Je krijgt de nieuwsbrief niet meer. We sturen je nog één korte mail als bevestiging.",
+                "You will not receive the newsletter any more. We will send one short e-mail to confirm.",
+            ),
         ),
         Ok(Done::AlreadyOut(l)) => page(
             l,
             t(l, "Je bent al afgemeld", "You have already unsubscribed"),
-            t(l, "Je krijgt de nieuwsbrief niet meer. Je hoeft niets te doen.", "You no longer receive the newsletter. There is nothing more to do."),
+            t(
+                l,
+                "Je krijgt de nieuwsbrief niet meer. Je hoeft niets te doen.",
+                "You no longer receive the newsletter. There is nothing more to do.",
+            ),
         ),
         Ok(Done::UnsubscribePage(l)) => st.render(
             StatusCode::OK,
             l,
             Page {
                 title: t(l, "Afmelden voor de nieuwsbrief", "Unsubscribe from the newsletter"),
-                paragraphs: vec![t(l, "Wil je de nieuwsbrief niet meer ontvangen? Klik dan op de knop.", "Don't want to receive the newsletter any more? Then click the button.")],
+                paragraphs: vec![t(
+                    l,
+                    "Wil je de nieuwsbrief niet meer ontvangen? Klik dan op de knop.",
+                    "Don't want to receive the newsletter any more? Then click the button.",
+                )],
                 form_action: Some(String::new()),
                 button: Some(t(l, "Afmelden", "Unsubscribe")),
                 ..Default::default()
@@ -268,11 +294,20 @@ async fn archive_index(State(st): State<AppState>) -> Response {
     .await;
     match r {
         Ok(issues) => {
-            let text = if issues.is_empty() { "Er is nog geen nieuwsbrief verschenen." } else { "Alle nummers van de nieuwsbrief:" };
+            let text = if issues.is_empty() {
+                "Er is nog geen nieuwsbrief verschenen."
+            } else {
+                "Alle nummers van de nieuwsbrief:"
+            };
             st.render(
                 StatusCode::OK,
                 Language::Dutch,
-                Page { title: st.ctx.settings.newsletter.title.clone(), paragraphs: vec![text.into()], issues, ..Default::default() },
+                Page {
+                    title: st.ctx.settings.newsletter.title.clone(),
+                    paragraphs: vec![text.into()],
+                    issues,
+                    ..Default::default()
+                },
             )
         }
         Err(e) => respond(&st, Err(e)),
@@ -293,7 +328,11 @@ fn not_found(st: &AppState) -> Response {
     st.render(
         StatusCode::NOT_FOUND,
         Language::Dutch,
-        Page { title: "Niet gevonden".into(), paragraphs: vec!["Deze pagina bestaat niet. (Not found.)".into()], ..Default::default() },
+        Page {
+            title: "Niet gevonden".into(),
+            paragraphs: vec!["Deze pagina bestaat niet. (Not found.)".into()],
+            ..Default::default()
+        },
     )
 }
 
@@ -315,18 +354,15 @@ pub fn router(ctx: Ctx, db: SharedDb, wake_outbox: Arc<Notify>) -> Router {
         .with_state(state)
 }
 
-/// Serves the endpoints until shutdown.
+/// Serves the endpoints on `listener` until shutdown.
 pub async fn serve(
+    listener: tokio::net::TcpListener,
     ctx: Ctx,
     db: SharedDb,
     wake_outbox: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let listen = ctx.settings.web.listen.clone();
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("key `web.listen`: cannot listen on {listen}: {e}"))?;
-    tracing::info!(listen = %listen, base_url = %ctx.base_url(), "web endpoints listening");
+    tracing::info!(listen = %ctx.settings.web.listen, base_url = %ctx.base_url(), "web endpoints listening");
     axum::serve(listener, router(ctx, db, wake_outbox))
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;

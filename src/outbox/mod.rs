@@ -459,8 +459,9 @@ impl Outbox {
                 tracing::error!(error = %format!("{e:#}"), "outbox pass failed");
             }
             let next = blocking(&self.db, |db| db.next_due()).await.ok().flatten();
-            let wait = next.map_or(Duration::from_secs(60), |t| {
-                (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(60))
+            // At most 2 s: mail queued by another process (the CLI, the web page) goes out soon.
+            let wait = next.map_or(Duration::from_secs(2), |t| {
+                (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
             });
             tokio::select! {
                 _ = wake.notified() => {}

@@ -163,9 +163,11 @@ pub fn mark_bounced(c: &Connection, id: i64, reason: &str, now: DateTime<Utc>) -
 
 /// Counts a soft bounce; returns the new count.
 pub fn add_soft_bounce(c: &Connection, id: i64) -> anyhow::Result<i64> {
-    Ok(c.query_row("UPDATE subscribers SET soft_bounces = soft_bounces + 1 WHERE id = ?1 RETURNING soft_bounces", [id], |r| {
-        r.get(0)
-    })?)
+    Ok(c.query_row(
+        "UPDATE subscribers SET soft_bounces = soft_bounces + 1 WHERE id = ?1 RETURNING soft_bounces",
+        [id],
+        |r| r.get(0),
+    )?)
 }
 
 /// Erases a subscriber's personal data, keeping a hash of the address so it is never
@@ -200,7 +202,10 @@ pub fn subscriber_counts(c: &Connection) -> anyhow::Result<Vec<(String, i64)>> {
 }
 
 /// The subscriber a mail we sent (by its Message-ID) was about, and its kind.
-pub fn outgoing_by_message_id(c: &Connection, message_id: &str) -> anyhow::Result<Option<(String, Option<i64>, Option<i64>, Option<i64>)>> {
+pub fn outgoing_by_message_id(
+    c: &Connection,
+    message_id: &str,
+) -> anyhow::Result<Option<(String, Option<i64>, Option<i64>, Option<i64>)>> {
     Ok(c.query_row(
         "SELECT kind, subscriber_id, issue_id, story_id FROM outbox WHERE message_id = ?1",
         [message_id],
@@ -212,7 +217,12 @@ pub fn outgoing_by_message_id(c: &Connection, message_id: &str) -> anyhow::Resul
 // ---------------------------------------------------------------- secrets
 
 /// A generated secret, created on first use.
-pub fn secret(c: &Connection, name: &str, fresh: impl FnOnce() -> String, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub fn secret(
+    c: &Connection,
+    name: &str,
+    fresh: impl FnOnce() -> String,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
     c.execute(
         "INSERT INTO secrets(name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![name, fresh(), ts(now)],
@@ -627,7 +637,9 @@ pub fn record_delivery(c: &Connection, id: i64, u: &DeliveryUpdate, now: DateTim
             .prepare_cached("UPDATE deliveries SET status = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1")?
             .execute(params![id, ts(now)])?,
         DeliveryUpdate::Retry(at, e) => c
-            .prepare_cached("UPDATE deliveries SET status = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
+            .prepare_cached(
+                "UPDATE deliveries SET status = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+            )?
             .execute(params![id, ts(*at), e])?,
         DeliveryUpdate::Failed(e) => c
             .prepare_cached("UPDATE deliveries SET status = 'failed', last_error = ?2 WHERE id = ?1")?
@@ -678,7 +690,8 @@ pub fn next_delivery_due(c: &Connection) -> anyhow::Result<Option<DateTime<Utc>>
 
 /// Per status counts of an issue's deliveries.
 pub fn delivery_counts(c: &Connection, issue_id: i64) -> anyhow::Result<Vec<(String, i64)>> {
-    let mut st = c.prepare("SELECT status, COUNT(*) FROM deliveries WHERE issue_id = ?1 GROUP BY status ORDER BY status")?;
+    let mut st =
+        c.prepare("SELECT status, COUNT(*) FROM deliveries WHERE issue_id = ?1 GROUP BY status ORDER BY status")?;
     let rows = st.query_map([issue_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -725,13 +738,20 @@ pub fn requeue_missed(c: &Connection, issue_id: i64, now: DateTime<Utc>) -> anyh
         params![issue_id, ts(now)],
     )?;
     if n > 0 {
-        c.execute("UPDATE issues SET status = 'sending', finished_at = NULL WHERE id = ?1 AND status = 'sent'", [issue_id])?;
+        c.execute(
+            "UPDATE issues SET status = 'sending', finished_at = NULL WHERE id = ?1 AND status = 'sent'",
+            [issue_id],
+        )?;
     }
     Ok(n)
 }
 
 /// A delivery by id or by our Message-ID: `(delivery id, issue id, subscriber id)`.
-pub fn delivery_ref(c: &Connection, id: Option<i64>, message_id: Option<&str>) -> anyhow::Result<Option<(i64, i64, i64)>> {
+pub fn delivery_ref(
+    c: &Connection,
+    id: Option<i64>,
+    message_id: Option<&str>,
+) -> anyhow::Result<Option<(i64, i64, i64)>> {
     Ok(c.query_row(
         "SELECT id, issue_id, subscriber_id FROM deliveries WHERE id = ?1 OR message_id = ?2",
         params![id, message_id],
@@ -752,7 +772,13 @@ pub fn last_delivery_to(c: &Connection, email: &str) -> anyhow::Result<Option<(i
 }
 
 /// Records a bounce on a delivery; false when it had one already (a second DSN).
-pub fn record_bounce(c: &Connection, delivery_id: i64, status: &str, detail: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+pub fn record_bounce(
+    c: &Connection,
+    delivery_id: i64,
+    status: &str,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
     let n = c.execute(
         "UPDATE deliveries SET status = 'bounced', bounced_at = ?2, bounce_status = ?3, last_error = ?4 WHERE id = ?1 AND bounced_at IS NULL",
         params![delivery_id, ts(now), status, detail],

@@ -179,6 +179,30 @@ pub fn send_raw(envelope_from: Option<&str>, to: &str, raw: &[u8]) {
     smtp().send_raw(&env, raw).expect("SMTP send");
 }
 
+static WEB_SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// A minimal HTTP/1.1 client for the daemon's pages: `(status, body)`; status 0 when
+/// nothing answers.
+pub fn http(method: &str, url: &str, body: &str) -> (u16, String) {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let Ok(mut s) = std::net::TcpStream::connect(host) else { return (0, String::new()) };
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
 static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A unique Message-ID for test mail.
@@ -213,6 +237,8 @@ pub fn send_mail(from_user: &str, subject: &str, body: &str, headers: &[&str]) -
 
 /// An outreach instance: its own folder, database and config.
 pub struct TestApp {
+    /// Base URL of the daemon's web endpoints.
+    pub web: String,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub db: PathBuf,
@@ -226,10 +252,12 @@ impl TestApp {
         let db = dir.path().join("outreach.db");
         let config = dir.path().join("outreach.toml");
         let st = stack();
+        let web_port = 18200 + WEB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 500;
         std::fs::write(
             &config,
             format!(
-                r#"[database]
+                r#"secret = "integration-test-secret-0123456789abcdef"
+[database]
 path = "{db}"
 [imap]
 host = "127.0.0.1"
@@ -246,7 +274,11 @@ from = "Netwerk Met Andere Ogen <{user}>"
 retry_base = 1
 [coordinator]
 address = "coordinator@example.org"
+[web]
+listen = "127.0.0.1:{web}"
+base_url = "http://127.0.0.1:{web}"
 "#,
+                web = web_port,
                 db = db.display(),
                 imap = st.imap_port,
                 smtp = st.smtp_port,
@@ -254,7 +286,36 @@ address = "coordinator@example.org"
             ),
         )
         .unwrap();
-        Self { dir, config, db, env: Vec::new() }
+        Self { dir, config, db, env: Vec::new(), web: format!("http://127.0.0.1:{web_port}") }
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run_cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "outreach {} failed: {stdout}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// A statement on the database (read-write), for setting up a test.
+    pub fn exec(&self, q: &str) {
+        let c = rusqlite::Connection::open(&self.db).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.execute_batch(q).unwrap();
+    }
+
+    /// Waits until the daemon's web endpoints answer.
+    pub fn wait_web(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http("GET", &format!("{}/health", self.web), "").0 != 200 {
+            assert!(Instant::now() < deadline, "web endpoints did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Adds an `OUTREACH_*` override.

@@ -4,4 +4,5 @@
 mod corpus;
 mod helpers;
 mod inbox;
+mod newsletter;
 mod resilience;

@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use chrono_tz::Europe::Amsterdam;
 use clap::{Args, Parser, Subcommand};
 
+mod news;
+
 use crate::config::{self, Settings};
 use crate::domain::Category;
 use crate::store::{self, DaemonLock, Db, MessageFilter};
@@ -54,6 +56,18 @@ pub enum Command {
     },
     /// Check the config file and print the effective settings (secrets hidden).
     CheckConfig,
+    /// Newsletter subscribers: list, add, remove, import, export.
+    #[command(subcommand)]
+    Subscribers(news::SubscribersCommand),
+    /// Ambassadors (who write stories).
+    #[command(subcommand)]
+    Ambassadors(news::AmbassadorsCommand),
+    /// Ambassador stories: add, list, show, approve, reject.
+    #[command(subcommand)]
+    Stories(news::StoriesCommand),
+    /// Newsletter issues: preview, send, status, approve, cancel, resend-missed.
+    #[command(subcommand)]
+    Newsletter(news::NewsletterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +134,10 @@ impl Cli {
             }
             Command::Inbox(cmd) => inbox(&self.settings()?, cmd),
             Command::Status { json } => status(&self.settings()?, *json),
+            Command::Subscribers(cmd) => news::subscribers(self.settings()?, cmd).await,
+            Command::Ambassadors(cmd) => news::ambassadors(self.settings()?, cmd),
+            Command::Stories(cmd) => news::stories(self.settings()?, cmd),
+            Command::Newsletter(cmd) => news::newsletter(self.settings()?, cmd).await,
         }
     }
 }
@@ -139,10 +157,20 @@ fn init(path: &Path, force: bool) -> anyhow::Result<i32> {
 
 async fn poll(settings: Arc<Settings>) -> anyhow::Result<i32> {
     let r = crate::app::poll_once(settings).await?;
-    let (i, o) = (&r.inbox, &r.outbox);
+    let (i, o, n) = (&r.inbox, &r.outbox, &r.newsletter);
     println!(
-        "inbox: {} in mailbox, {} filed, {} already filed, {} moved, {} auto-replies queued; outbox: {} sent, {} deferred, {} failed",
-        i.seen, i.filed, i.replayed, i.moved, i.replies_queued, o.sent, o.deferred, o.failed
+        "inbox: {} in mailbox, {} filed, {} already filed, {} moved, {} auto-replies queued; outbox: {} sent, {} deferred, {} failed; newsletter: {} sent, {} deferred, {} failed",
+        i.seen,
+        i.filed,
+        i.replayed,
+        i.moved,
+        i.replies_queued,
+        o.sent,
+        o.deferred,
+        o.failed,
+        n.sent,
+        n.deferred,
+        n.failed
     );
     if i.left > 0 {
         eprintln!("error: {} message(s) could not be filed and are still in the mailbox (see the log)", i.left);
@@ -161,7 +189,7 @@ async fn poll(settings: Arc<Settings>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn local_time(ts: &str) -> String {
+pub(crate) fn local_time(ts: &str) -> String {
     store::parse_ts(ts)
         .map_or_else(|| ts.to_string(), |t| t.with_timezone(&Amsterdam).format("%Y-%m-%d %H:%M").to_string())
 }
@@ -257,6 +285,14 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let counts = db.message_counts()?;
     let unmoved = db.unmoved_count()?;
     let failed = db.failed_outgoing(5)?;
+    let subscribers: std::collections::BTreeMap<String, i64> =
+        store::news::subscriber_counts(db.conn())?.into_iter().collect();
+    let mut issues = Vec::new();
+    for i in store::news::list_issues(db.conn())?.into_iter().take(5) {
+        let counts: std::collections::BTreeMap<String, i64> =
+            store::news::delivery_counts(db.conn(), i.id)?.into_iter().collect();
+        issues.push((i, counts));
+    }
     let get = |k: &str| states.get(k).map(|(v, t)| (v.clone(), t.clone()));
     if json {
         let v = serde_json::json!({
@@ -268,6 +304,8 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
             "messages": counts.iter().map(|(c, s, n)| serde_json::json!({"category": c, "status": s, "count": n})).collect::<Vec<_>>(),
             "not_moved": unmoved,
             "failed_recent": failed.iter().map(|(id, rcpt, e)| serde_json::json!({"id": id, "to": rcpt, "error": e})).collect::<Vec<_>>(),
+            "subscribers": subscribers,
+            "newsletter": issues.iter().map(|(i, c)| serde_json::json!({"issue": i.id, "status": i.status, "subject": i.subject, "deliveries": c})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -292,6 +330,23 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     println!("filed:    {total} messages, {unmoved} not moved to their folder yet");
     for (c, s, n) in &counts {
         println!("          {c:11} {s:5} {n}");
+    }
+    println!(
+        "subscribers: {}",
+        if subscribers.is_empty() {
+            "none".to_string()
+        } else {
+            subscribers.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+        }
+    );
+    for (i, c) in &issues {
+        let detail = c.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ");
+        println!(
+            "newsletter: issue {} {} {}",
+            i.id,
+            i.status,
+            if detail.is_empty() { String::new() } else { format!("({detail})") }
+        );
     }
     match get("last_error") {
         Some((v, t)) => println!("last error: {v} (at {})", local_time(&t)),
