@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use tokio::sync::{Notify, mpsc, watch};
@@ -41,12 +41,15 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
 
 /// The latest slot at or before `now`.
 pub fn latest_slot(cron: &Cron, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_previous_occurrence(&now.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc))
+    // croner keeps the sub-seconds of its start time; a slot is a whole second (it is a key).
+    let now = now.trunc_subsecs(0);
+    cron.find_previous_occurrence(&now.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc).trunc_subsecs(0))
 }
 
 /// The next slot after `now`.
 pub fn next_slot(cron: &Cron, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&now.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Utc))
+    let now = now.trunc_subsecs(0);
+    cron.find_next_occurrence(&now.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Utc).trunc_subsecs(0))
 }
 
 /// Which slot is due now and not older than the catch-up window or `since`.
@@ -172,6 +175,14 @@ mod tests {
         let first = next_slot(&cron, Amsterdam, ams(2026, 10, 25, 0, 0)).unwrap();
         let second = next_slot(&cron, Amsterdam, first).unwrap();
         assert!(second - first >= chrono::Duration::hours(23), "{first} then {second}");
+    }
+
+    #[test]
+    fn slots_are_whole_seconds_whatever_the_time_of_asking() {
+        let cron = parse_cron("*/10 * * * * *").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 7).unwrap() + chrono::Duration::milliseconds(272);
+        assert_eq!(latest_slot(&cron, Amsterdam, now), Some(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap()));
+        assert_eq!(next_slot(&cron, Amsterdam, now), Some(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 10).unwrap()));
     }
 
     #[test]

@@ -302,6 +302,19 @@ base_url = "http://127.0.0.1:{web}"
         stdout
     }
 
+    /// The same instance (folder, database, config) with a newsletter schedule.
+    pub fn clone_with_schedule(&self, cron: &str) -> TestApp {
+        let mut env = self.env.clone();
+        env.push(("OUTREACH_NEWSLETTER__SCHEDULE".into(), cron.into()));
+        TestApp {
+            web: self.web.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            config: self.config.clone(),
+            db: self.db.clone(),
+            env,
+        }
+    }
+
     /// A statement on the database (read-write), for setting up a test.
     pub fn exec(&self, q: &str) {
         let c = rusqlite::Connection::open(&self.db).unwrap();

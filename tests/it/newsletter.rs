@@ -318,3 +318,215 @@ fn kill_9_during_a_send_to_2000_subscribers_then_restart_delivers_all_with_few_d
     assert_eq!(unique.len(), 2000, "every subscriber got the issue");
     assert!(duplicates as i64 <= concurrency, "{duplicates} duplicates");
 }
+
+/// Rewrites the stack's recipient_access table (which domains get 4xx/5xx) until dropped.
+struct RecipientAccess {
+    path: std::path::PathBuf,
+    original: String,
+}
+
+impl RecipientAccess {
+    fn new() -> Self {
+        let path = stack().dir.join("etc/postfix/recipient_access");
+        let original = std::fs::read_to_string(&path).unwrap();
+        Self { path, original }
+    }
+    fn keep_only(&self, domains: &[&str]) {
+        let kept: String =
+            self.original.lines().filter(|l| domains.iter().any(|d| l.starts_with(d))).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&self.path, kept).unwrap();
+        stack_ctl("smtp", "restart");
+    }
+}
+
+impl Drop for RecipientAccess {
+    fn drop(&mut self) {
+        std::fs::write(&self.path, &self.original).unwrap();
+        stack_ctl("smtp", "restart");
+    }
+}
+
+#[test]
+fn smtp_4xx_is_retried_5xx_is_recorded_and_resend_missed_fixes_exactly_the_missed() {
+    let _g = fresh();
+    let access = RecipientAccess::new();
+    let app = TestApp::new("contact");
+    let mut csv = String::from("email,consent_at\n");
+    for i in 0..8 {
+        csv.push_str(&format!("ok{i}@fine.test,2025-01-01\n"));
+    }
+    csv.push_str("eve@tempfail.test,2025-01-01\nmallory@rejected.test,2025-01-01\n");
+    let file = app.dir.path().join("l.csv");
+    std::fs::write(&file, csv).unwrap();
+    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    approved_story(&app, "Een verhaal over wachten", "Geduld.");
+    let mut d = app.spawn_ready();
+    app.ok(&["newsletter", "send"]);
+    let q = |s: &str| format!("SELECT COUNT(*) FROM deliveries WHERE status = '{s}'");
+    assert_eq!(app.wait_sql(&q("sent"), 8, T), 8, "{}", d.log_text());
+    assert_eq!(app.wait_sql(&q("failed"), 1, T), 1);
+    assert_eq!(
+        app.wait_sql("SELECT COUNT(*) FROM deliveries WHERE status = 'retry' AND attempts >= 2", 1, T),
+        1,
+        "451 is retried\n{}",
+        d.log_text()
+    );
+    let status = app.ok(&["newsletter", "status", "1"]);
+    let line = |who: &str| status.lines().find(|l| l.starts_with(who)).unwrap_or_default().to_string();
+    assert!(line("eve@tempfail.test").contains("retrying") && line("eve@tempfail.test").contains("451"), "{status}");
+    assert!(line("mallory@rejected.test").contains("failed") && line("mallory@rejected.test").contains("550"), "{status}");
+    assert!(line("ok3@fine.test").contains("sent"), "{status}");
+    let missed: serde_json::Value =
+        serde_json::from_str(&app.ok(&["newsletter", "status", "1", "--missed", "--json"])).unwrap();
+    let mut who: Vec<&str> = missed.as_array().unwrap().iter().map(|l| l["email"].as_str().unwrap()).collect();
+    who.sort();
+    assert_eq!(who, ["eve@tempfail.test", "mallory@rejected.test"]);
+
+    // The 4xx stops: the retry gets through.
+    access.keep_only(&["rejected.test"]);
+    assert_eq!(app.wait_sql(&q("sent"), 9, Duration::from_secs(60)), 9, "{}", d.log_text());
+    // The 5xx stops too; resend-missed sends exactly the one that did not get it.
+    access.keep_only(&[]);
+    let out = app.ok(&["newsletter", "resend-missed", "1"]);
+    assert!(out.contains("1 delivery(ies) queued again"), "{out}");
+    assert_eq!(app.wait_sql(&q("sent"), 10, T), 10, "{}", d.log_text());
+    let again = app.ok(&["newsletter", "resend-missed", "1"]);
+    assert!(again.contains("0 delivery(ies)"), "{again}");
+    assert!(d.terminate().success());
+    drop(access);
+    let got = wait_subject("catchall", "Een verhaal over wachten", 10, T);
+    std::thread::sleep(Duration::from_secs(1));
+    let got = with_subject("catchall", "Een verhaal over wachten").len().max(got.len());
+    assert_eq!(got, 10, "each of the 10 exactly once");
+}
+
+fn dsn(to: &str, rcpt: &str, action: &str, status: &str, original_id: &str) -> Vec<u8> {
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@mx.elsewhere.test>\r\nTo: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <{}>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-replied\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"BND\"\r\n\r\n--BND\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nI'm sorry to have to inform you that your message could not be delivered.\r\n\r\n--BND\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.elsewhere.test\r\n\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: {action}\r\nStatus: {status}\r\nDiagnostic-Code: smtp; 550 {status} no such user\r\n\r\n--BND\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{original_id}>\r\nSubject: Nieuwsbrief\r\n\r\n--BND--\r\n",
+        new_id()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_dsn_for_one_delivery_marks_that_subscriber_bounced_and_gets_no_reply() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    for who in ["alice", "bob"] {
+        app.ok(&["subscribers", "add", &format!("{who}@example.org"), "--consent", "test"]);
+    }
+    approved_story(&app, "Een verhaal dat terugkaatst", "Tekst.");
+    app.ok(&["newsletter", "send"]);
+    let bob = wait_subject("bob", "terugkaatst", 1, T);
+    let alice = wait_subject("alice", "terugkaatst", 1, T);
+    assert_eq!((bob.len(), alice.len()), (1, 1));
+    // The envelope sender of each copy carries its delivery's tag.
+    let return_path = |m: &ParsedMail| m.header("return-path").unwrap().trim_matches(['<', '>', ' ']).to_string();
+    let bob_verp = return_path(&bob[0]);
+    assert!(bob_verp.starts_with("contact+b-") && bob_verp.ends_with("@example.org"), "{bob_verp}");
+    assert_ne!(bob_verp, return_path(&alice[0]));
+
+    // A hard bounce for Bob, a soft one (4.x.x) for Alice, and a delay warning for Alice.
+    send_raw(None, &bob_verp, &dsn(&bob_verp, "bob@example.org", "failed", "5.1.1", bob[0].message_id.as_deref().unwrap()));
+    let alice_verp = return_path(&alice[0]);
+    let alice_id = alice[0].message_id.clone().unwrap();
+    send_raw(None, &alice_verp, &dsn(&alice_verp, "alice@example.org", "failed", "4.2.2", &alice_id));
+    send_raw(None, &alice_verp, &dsn(&alice_verp, "alice@example.org", "delayed", "4.4.7", &alice_id));
+    assert_eq!(wait_count("contact", "INBOX", 3, T), 3);
+    app.poll();
+    assert_eq!(status_of(&app, "bob@example.org"), "bounced");
+    assert_eq!(status_of(&app, "alice@example.org"), "active", "one soft bounce is not enough");
+    let soft: i64 = app.sql("SELECT soft_bounces FROM subscribers WHERE email = 'alice@example.org'");
+    assert_eq!(soft, 1, "the delay warning does not count");
+    let filed = app.list(&[]);
+    assert_eq!(filed.len(), 3);
+    for m in &filed {
+        assert_eq!(m["category"], "bounce", "{m:#}");
+        assert_eq!(m["folder"], "Automatisch");
+        assert_eq!(m["auto_replied"], false);
+    }
+    assert!(filed.iter().any(|m| m["reason"].as_str().unwrap().contains("hard bounce 5.1.1")), "{filed:#?}");
+    let replies: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE kind = 'auto_reply'");
+    assert_eq!(replies, 0);
+    let status = app.ok(&["newsletter", "status", "1"]);
+    assert!(status.lines().any(|l| l.starts_with("bob@example.org") && l.contains("bounced")), "{status}");
+    // The next issue skips Bob.
+    approved_story(&app, "Een tweede verhaal", "Tekst.");
+    let out = app.ok(&["newsletter", "send"]);
+    assert!(out.contains("1 subscriber(s)"), "{out}");
+}
+
+/// A cron expression for `secs` seconds from now, in Europe/Amsterdam, and that slot in UTC.
+fn cron_soon(secs: i64) -> (String, chrono::DateTime<chrono::Utc>) {
+    use chrono::{SubsecRound, Timelike};
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(secs)).trunc_subsecs(0);
+    let local = at.with_timezone(&chrono_tz::Europe::Amsterdam);
+    (format!("{} {} {} * * *", local.second(), local.minute(), local.hour()), at)
+}
+
+#[test]
+fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof() {
+    let _g = fresh();
+    app_subscriber_alice_and_run(|app| {
+        // 1. No stories: skipped, and the coordinator hears about it.
+        let (cron, slot) = cron_soon(5);
+        let app1 = app.clone_with_schedule(&cron);
+        let mut d = app1.spawn_ready();
+        assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE status = 'skipped'", 1, T), 1, "{}", d.log_text());
+        let (got_slot, created): (String, String) = {
+            let c = rusqlite::Connection::open(&app.db).unwrap();
+            c.query_row("SELECT slot, created_at FROM issues", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+        };
+        assert_eq!(got_slot, outreach::store::ts(slot), "the slot is the cron time in Europe/Amsterdam");
+        let late = outreach::store::parse_ts(&created).unwrap() - slot;
+        assert!(late >= chrono::Duration::zero() && late < chrono::Duration::seconds(5), "fired {late} after the slot");
+        let notice = wait_subject("coordinator", "geen verhalen", 1, T);
+        assert_eq!(notice.len(), 1);
+        assert!(notice[0].text.contains("geen goedgekeurde verhalen"));
+        assert!(d.terminate().success());
+
+        // 2. A story: a proof for the coordinator, approved by a reply VERZENDEN.
+        approved_story(app, "Verhaal met proef", "Eerst de proef.");
+        let (cron, _) = cron_soon(4);
+        let app2 = app.clone_with_schedule(&cron);
+        let mut d = app2.spawn_ready();
+        let proof = wait_subject("coordinator", "[PROEF 2]", 1, T);
+        assert_eq!(proof.len(), 1, "{}", d.log_text());
+        assert!(proof[0].text.contains("VERZENDEN") && proof[0].text.contains("Eerst de proef"), "{}", proof[0].text);
+        assert!(with_subject("alice", "Verhaal met proef").is_empty(), "nothing before approval");
+        let mid = proof[0].message_id.clone().unwrap();
+        send_mail(
+            "coordinator",
+            &format!("Re: {}", proof[0].subject),
+            "VERZENDEN\n\nGroet, Co",
+            &[&format!("In-Reply-To: <{mid}>"), &format!("References: <{mid}>")],
+        );
+        assert_eq!(wait_subject("alice", "Verhaal met proef", 1, T).len(), 1, "{}", d.log_text());
+        assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE id = 2 AND status = 'sent'", 1, T), 1);
+        assert!(d.terminate().success());
+
+        // 3. Another proof, answered STOP: not sent.
+        approved_story(app, "Verhaal dat wacht", "Nog niet.");
+        let (cron, _) = cron_soon(4);
+        let app3 = app.clone_with_schedule(&cron);
+        let mut d = app3.spawn_ready();
+        let proof = wait_subject("coordinator", "[PROEF 3]", 1, T);
+        assert_eq!(proof.len(), 1, "{}", d.log_text());
+        let mid = proof[0].message_id.clone().unwrap();
+        send_mail("coordinator", &format!("Re: {}", proof[0].subject), "STOP", &[&format!("In-Reply-To: <{mid}>")]);
+        assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE id = 3 AND status = 'cancelled'", 1, T), 1, "{}", d.log_text());
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(with_subject("alice", "Verhaal dat wacht").is_empty(), "a stopped proof is not sent");
+        let free: i64 = app.sql("SELECT COUNT(*) FROM stories WHERE title = 'Verhaal dat wacht' AND status = 'approved' AND issue_id IS NULL");
+        assert_eq!(free, 1, "its story waits for the next issue");
+        // The coordinator's answers were filed without an auto-reply.
+        assert!(with_subject("coordinator", "Auto:").is_empty());
+        assert!(d.terminate().success());
+    });
+}
+
+fn app_subscriber_alice_and_run(f: impl FnOnce(&TestApp)) {
+    let app = TestApp::new("contact");
+    app.ok(&["subscribers", "add", "alice@example.org", "--consent", "test"]);
+    f(&app);
+}
