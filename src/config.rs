@@ -408,7 +408,7 @@ impl Settings {
             EmailAddress::parse(&n.bounce_address)
                 .map_err(|e| anyhow::anyhow!("key `newsletter.bounce_address`: {e}"))?;
         }
-        if !n.list_id.is_empty() && !(n.list_id.contains('<') && n.list_id.ends_with('>')) {
+        if !(n.list_id.is_empty() || n.list_id.contains('<') && n.list_id.ends_with('>')) {
             bail!("key `newsletter.list_id`: expected `Name <id.example.org>`, found {:?}", n.list_id);
         }
         self.web

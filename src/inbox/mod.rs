@@ -340,8 +340,8 @@ impl<'a> Pipeline<'a> {
         let from_coordinator =
             mail.from.as_ref().zip(self.news.coordinator()).is_some_and(|(f, co)| f.normalized() == co.normalized());
         for id in ids.iter().rev() {
-            let Some((kind, subscriber, issue, _)) = news::outgoing_by_message_id(c, id)? else { continue };
-            match (kind.as_str(), subscriber, issue) {
+            let Some(out) = news::outgoing_by_message_id(c, id)? else { continue };
+            match (out.kind.as_str(), out.subscriber_id, out.issue_id) {
                 ("confirm", Some(sub), _) if triage::says_yes(mail) => {
                     let source = format!("mail: \"ja\" in <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
                     let done = self.news.confirm(c, sub, &source, now)?;

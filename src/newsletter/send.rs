@@ -105,13 +105,16 @@ impl Pacer {
     }
 }
 
+/// An issue rendered for one language, and its subject.
+type Rendered = (Skeleton, String);
+
 /// Sends due deliveries of issues that are `sending`.
 pub struct Sender {
     ctx: Ctx,
     db: SharedDb,
     mailer: Mailer,
     journal: SentJournal,
-    skeletons: Mutex<HashMap<(i64, Language), Arc<(Skeleton, String)>>>,
+    skeletons: Mutex<HashMap<(i64, Language), Arc<Rendered>>>,
     pacer: Pacer,
     sent_total: AtomicUsize,
 }
@@ -205,7 +208,7 @@ impl Sender {
         blocking(&self.db, |db| news::next_delivery_due(db.conn())).await.ok().flatten()
     }
 
-    async fn skeleton(&self, issue_id: i64, lang: Language) -> anyhow::Result<Arc<(Skeleton, String)>> {
+    async fn skeleton(&self, issue_id: i64, lang: Language) -> anyhow::Result<Arc<Rendered>> {
         if let Some(s) = self.skeletons.lock().expect("skeleton cache").get(&(issue_id, lang)) {
             return Ok(s.clone());
         }

@@ -201,16 +201,18 @@ pub fn subscriber_counts(c: &Connection) -> anyhow::Result<Vec<(String, i64)>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The subscriber a mail we sent (by its Message-ID) was about, and its kind.
-pub fn outgoing_by_message_id(
-    c: &Connection,
-    message_id: &str,
-) -> anyhow::Result<Option<(String, Option<i64>, Option<i64>, Option<i64>)>> {
-    Ok(c.query_row(
-        "SELECT kind, subscriber_id, issue_id, story_id FROM outbox WHERE message_id = ?1",
-        [message_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )
+/// A mail we sent, found by its Message-ID: what it was and whom or what it was about.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub kind: String,
+    pub subscriber_id: Option<i64>,
+    pub issue_id: Option<i64>,
+}
+
+pub fn outgoing_by_message_id(c: &Connection, message_id: &str) -> anyhow::Result<Option<Outgoing>> {
+    Ok(c.query_row("SELECT kind, subscriber_id, issue_id FROM outbox WHERE message_id = ?1", [message_id], |r| {
+        Ok(Outgoing { kind: r.get(0)?, subscriber_id: r.get(1)?, issue_id: r.get(2)? })
+    })
     .optional()?)
 }
 

@@ -239,7 +239,10 @@ fn an_issue_to_200_subscribers_of_mixed_status_reaches_each_active_one_once() {
         let text = String::from_utf8_lossy(raw).to_string();
         let head = text.split("\r\n\r\n").next().unwrap();
         let lu = m.header("list-unsubscribe").unwrap();
-        assert!(lu.contains(&format!("<{}/unsubscribe/", app.web)) && lu.contains("<mailto:contact@example.org?subject="), "{lu}");
+        assert!(
+            lu.contains(&format!("<{}/unsubscribe/", app.web)) && lu.contains("<mailto:contact@example.org?subject="),
+            "{lu}"
+        );
         assert_eq!(m.header("list-unsubscribe-post"), Some("List-Unsubscribe=One-Click"));
         assert!(m.header("list-id").unwrap().contains("<nieuwsbrief.example.org>"));
         assert_eq!(m.header("precedence"), Some("bulk"));
@@ -253,7 +256,7 @@ fn an_issue_to_200_subscribers_of_mixed_status_reaches_each_active_one_once() {
             assert!(m.text.contains("Beste Eve Bcc: victim@evil.test,"), "{}", m.text);
         } else {
             let n: usize = to.trim_start_matches('s').split('@').next().unwrap().parse().unwrap();
-            let greeting = if n % 10 == 0 { format!("Dear S{n},") } else { format!("Beste S{n},") };
+            let greeting = if n.is_multiple_of(10) { format!("Dear S{n},") } else { format!("Beste S{n},") };
             assert!(m.text.contains(&greeting), "personalised: {}", m.text);
         }
     }
@@ -301,10 +304,7 @@ fn kill_9_during_a_send_to_2000_subscribers_then_restart_delivers_all_with_few_d
         let mut s = imap("catchall");
         s.examine("INBOX").unwrap();
         let fetched = s.fetch("1:*", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]").unwrap();
-        fetched
-            .iter()
-            .filter_map(|f| f.header().map(|h| String::from_utf8_lossy(h).trim().to_string()))
-            .collect()
+        fetched.iter().filter_map(|f| f.header().map(|h| String::from_utf8_lossy(h).trim().to_string())).collect()
     };
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     let duplicates = ids.len() - unique.len();
@@ -332,8 +332,12 @@ impl RecipientAccess {
         Self { path, original }
     }
     fn keep_only(&self, domains: &[&str]) {
-        let kept: String =
-            self.original.lines().filter(|l| domains.iter().any(|d| l.starts_with(d))).map(|l| format!("{l}\n")).collect();
+        let kept: String = self
+            .original
+            .lines()
+            .filter(|l| domains.iter().any(|d| l.starts_with(d)))
+            .map(|l| format!("{l}\n"))
+            .collect();
         std::fs::write(&self.path, kept).unwrap();
         stack_ctl("smtp", "restart");
     }
@@ -374,7 +378,10 @@ fn smtp_4xx_is_retried_5xx_is_recorded_and_resend_missed_fixes_exactly_the_misse
     let status = app.ok(&["newsletter", "status", "1"]);
     let line = |who: &str| status.lines().find(|l| l.starts_with(who)).unwrap_or_default().to_string();
     assert!(line("eve@tempfail.test").contains("retrying") && line("eve@tempfail.test").contains("451"), "{status}");
-    assert!(line("mallory@rejected.test").contains("failed") && line("mallory@rejected.test").contains("550"), "{status}");
+    assert!(
+        line("mallory@rejected.test").contains("failed") && line("mallory@rejected.test").contains("550"),
+        "{status}"
+    );
     assert!(line("ok3@fine.test").contains("sent"), "{status}");
     let missed: serde_json::Value =
         serde_json::from_str(&app.ok(&["newsletter", "status", "1", "--missed", "--json"])).unwrap();
@@ -427,7 +434,11 @@ fn a_dsn_for_one_delivery_marks_that_subscriber_bounced_and_gets_no_reply() {
     assert_ne!(bob_verp, return_path(&alice[0]));
 
     // A hard bounce for Bob, a soft one (4.x.x) for Alice, and a delay warning for Alice.
-    send_raw(None, &bob_verp, &dsn(&bob_verp, "bob@example.org", "failed", "5.1.1", bob[0].message_id.as_deref().unwrap()));
+    send_raw(
+        None,
+        &bob_verp,
+        &dsn(&bob_verp, "bob@example.org", "failed", "5.1.1", bob[0].message_id.as_deref().unwrap()),
+    );
     let alice_verp = return_path(&alice[0]);
     let alice_id = alice[0].message_id.clone().unwrap();
     send_raw(None, &alice_verp, &dsn(&alice_verp, "alice@example.org", "failed", "4.2.2", &alice_id));
@@ -514,7 +525,12 @@ fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof(
         assert_eq!(proof.len(), 1, "{}", d.log_text());
         let mid = proof[0].message_id.clone().unwrap();
         send_mail("coordinator", &format!("Re: {}", proof[0].subject), "STOP", &[&format!("In-Reply-To: <{mid}>")]);
-        assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE id = 3 AND status = 'cancelled'", 1, T), 1, "{}", d.log_text());
+        assert_eq!(
+            app.wait_sql("SELECT COUNT(*) FROM issues WHERE id = 3 AND status = 'cancelled'", 1, T),
+            1,
+            "{}",
+            d.log_text()
+        );
         std::thread::sleep(Duration::from_secs(3));
         assert!(with_subject("alice", "Verhaal dat wacht").is_empty(), "a stopped proof is not sent");
         let free: i64 = app.sql("SELECT COUNT(*) FROM stories WHERE title = 'Verhaal dat wacht' AND status = 'approved' AND issue_id IS NULL");
@@ -529,4 +545,95 @@ fn app_subscriber_alice_and_run(f: impl FnOnce(&TestApp)) {
     let app = TestApp::new("contact");
     app.ok(&["subscribers", "add", "alice@example.org", "--consent", "test"]);
     f(&app);
+}
+
+#[test]
+fn forged_truncated_and_replayed_tokens_get_clear_pages_never_a_500() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    let mut d = app.spawn_ready();
+    app.wait_web();
+    app.ok(&["subscribers", "add", "alice@example.org", "--name", "Alice"]);
+    let confirm = wait_subject("alice", "Bevestig je aanmelding", 1, T);
+    assert_eq!(confirm.len(), 1, "{}", d.log_text());
+    let link = url_in(&confirm[0].text, &format!("{}/confirm/", app.web));
+    let token = link.rsplit('/').next().unwrap().to_string();
+    let flip = |t: &str| {
+        let mut b = t.as_bytes().to_vec();
+        let i = b.len() - 3;
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let base = &app.web;
+    for (what, url) in [
+        ("forged", format!("{base}/confirm/{}", flip(&token))),
+        ("truncated", format!("{base}/confirm/{}", &token[..token.len() - 5])),
+        ("garbage", format!("{base}/confirm/%3Cscript%3E")),
+        ("too long", format!("{base}/confirm/{}", "A".repeat(3000))),
+        ("wrong purpose", format!("{base}/unsubscribe/{token}")),
+    ] {
+        let (code, page) = http("GET", &url, "");
+        assert_eq!(code, 404, "{what}: {page}");
+        assert!(page.contains("Deze link werkt niet"), "{what}: {page}");
+        let (code, _) = http("POST", &url, "List-Unsubscribe=One-Click");
+        assert!((400..500).contains(&code), "{what} POST: {code}");
+    }
+    assert_eq!(status_of(&app, "alice@example.org"), "pending", "no forged link did anything");
+    let (code, page) = http("GET", &link, "");
+    assert_eq!(code, 200, "{page}");
+    let (code, page) = http("GET", &link, "");
+    assert_eq!(code, 200);
+    assert!(page.contains("al aangemeld"), "replayed confirm: {page}");
+    let welcome = wait_subject("alice", "Welkom", 1, T);
+    let unsub = url_in(&welcome[0].text, &format!("{}/unsubscribe/", app.web));
+    assert_eq!(http("POST", &unsub, "").0, 200);
+    let (code, page) = http("POST", &unsub, "");
+    assert!(code == 200 && page.contains("al afgemeld"), "replayed unsubscribe: {page}");
+    // An old confirmation link does not bring an unsubscribed address back.
+    let (code, page) = http("GET", &link, "");
+    assert!(code == 200 && page.contains("werkt niet meer"), "{page}");
+    assert_eq!(status_of(&app, "alice@example.org"), "unsubscribed");
+    assert_eq!(http("GET", &format!("{base}/archive/999"), "").0, 404);
+    assert_eq!(http("GET", &format!("{base}/archive/abc"), "").0, 404);
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn a_known_ambassador_sends_a_story_by_mail_and_it_needs_consent_before_approval() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    app.ok(&["ambassadors", "add", "Bob de Boer", "--role", "jeugdarts", "--email", "bob@example.org"]);
+    let mut d = app.spawn_ready();
+    send_mail("Bob <bob@example.org>", "Verhaal: Samen aan tafel", "Ik **zat** naast de ouders.\n\nZo begon het.", &[]);
+    // Someone unknown with the same kind of subject is an ordinary question.
+    send_mail("Alice <alice@example.org>", "Verhaal: van mij", "Mag ik ook iets vertellen?", &[]);
+    assert_eq!(wait_count("contact", "Verhalen", 1, T), 1, "{}", d.log_text());
+    assert_eq!(wait_count("contact", "Vragen", 1, T), 1);
+    let reply = wait_subject("bob", "Samen aan tafel", 1, T);
+    assert_eq!(reply.len(), 1);
+    assert!(reply[0].text.contains("toestemming") && reply[0].text.contains("\"ja\""), "{}", reply[0].text);
+    let stories: serde_json::Value = serde_json::from_str(&app.ok(&["stories", "list", "--json"])).unwrap();
+    assert_eq!(stories[0]["title"], "Samen aan tafel");
+    assert_eq!(stories[0]["status"], "submitted");
+    assert_eq!(stories[0]["ambassador"], "Bob de Boer");
+    assert!(stories[0]["consent_at"].is_null());
+    let refused = app.run_cli(&["stories", "approve", "1"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no consent to publish"));
+    // Bob says yes to our reply: consent recorded with the story.
+    let mid = reply[0].message_id.clone().unwrap();
+    send_mail(
+        "Bob <bob@example.org>",
+        &format!("Re: {}", reply[0].subject),
+        "Ja, dat mag.\n\n> Mogen we je verhaal publiceren?",
+        &[&format!("In-Reply-To: <{mid}>")],
+    );
+    assert_eq!(app.wait_sql("SELECT COUNT(*) FROM stories WHERE consent_at IS NOT NULL", 1, T), 1, "{}", d.log_text());
+    let consent: String = app.sql("SELECT consent_source FROM stories WHERE id = 1");
+    assert!(consent.starts_with("mail:"), "{consent}");
+    assert_eq!(wait_count("contact", "Verhalen", 2, T), 2, "the answer joins the story's folder");
+    app.ok(&["stories", "approve", "1"]);
+    let show = app.ok(&["stories", "show", "1"]);
+    assert!(show.contains("approved") && show.contains("Ik **zat** naast de ouders."), "{show}");
+    assert!(d.terminate().success());
 }
