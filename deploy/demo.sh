@@ -68,5 +68,23 @@ else:
     print()
     print(msg.get_payload(decode=True).decode())
 PY
+say "The newsletter: an ambassador's story, Bob subscribed with recorded consent, one issue sent"
+"$BIN" --config "$CONFIG" stories add deploy/demo-story.md
+"$BIN" --config "$CONFIG" stories approve 1
+"$BIN" --config "$CONFIG" subscribers add bob@example.org --name "Bob Smith" --language en --consent "asked at the demo"
+"$BIN" --config "$CONFIG" newsletter send
+sleep 3
+"$BIN" --config "$CONFIG" newsletter status 1
+python3 - <<'PY'
+import imaplib, email
+m = imaplib.IMAP4("127.0.0.1", 1143); m.login("bob@example.org", "secret"); m.select("INBOX")
+for i in m.search(None, "ALL")[1][0].split():
+    msg = email.message_from_bytes(m.fetch(i, "(RFC822)")[1][0][1])
+    if msg["List-Id"]:
+        for h in ("From", "To", "Subject", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Precedence"):
+            print(f"{h}: {msg[h]}")
+PY
+echo "Archive: http://127.0.0.1:8080/archive (unsubscribe: the link in Bob's copy)"
+
 say "The daemon keeps running: mail contact@example.org on 127.0.0.1:2525 and watch it answer. Ctrl-C stops it."
 wait "$DAEMON"

@@ -568,6 +568,25 @@ from = "Netwerk <contact@example.org>"
     }
 
     #[test]
+    fn newsletter_keys_are_checked_and_the_secret_comes_from_the_environment() {
+        let s = Settings::from_toml(MINIMAL, env(&[])).unwrap();
+        assert_eq!(s.newsletter.timezone, "Europe/Amsterdam");
+        assert!(s.newsletter.proof);
+        assert_eq!(s.filing.story, "Verhalen");
+        assert!(s.secret.is_none());
+        let err = |pairs: &[(&str, &str)]| format!("{:#}", Settings::from_toml(MINIMAL, env(pairs)).unwrap_err());
+        assert!(err(&[("OUTREACH_NEWSLETTER__TIMEZONE", "Mars/Olympus")]).contains("newsletter.timezone"));
+        assert!(err(&[("OUTREACH_NEWSLETTER__SCHEDULE", "elke maandag")]).contains("newsletter.schedule"));
+        assert!(err(&[("OUTREACH_NEWSLETTER__CONCURRENCY", "0")]).contains("newsletter.concurrency"));
+        assert!(err(&[("OUTREACH_WEB__LISTEN", "overal")]).contains("web.listen"));
+        assert!(err(&[("OUTREACH_WEB__BASE_URL", "ftp://x")]).contains("web.base_url"));
+        assert!(err(&[("OUTREACH_SECRET", "kort")]).contains("secret"));
+        assert!(err(&[("OUTREACH_NEWSLETTER__PROOF_DEADLINE_ACTION", "maybe")]).contains("proof_deadline_action"));
+        let s = Settings::from_toml(MINIMAL, env(&[("OUTREACH_SECRET", &"x".repeat(40))])).unwrap();
+        assert_eq!(s.secret.as_ref().unwrap().expose_secret().len(), 40);
+    }
+
+    #[test]
     fn minimal_config_gets_dutch_defaults() {
         let s = Settings::from_toml(MINIMAL, env(&[])).unwrap();
         assert_eq!(s.filing.join, "Aanmeldingen");

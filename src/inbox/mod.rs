@@ -85,7 +85,20 @@ impl<'a> Pipeline<'a> {
         let mut tx = db.begin()?;
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {
-            match tx.savepoint(|tx| self.file_one(tx, m, uidvalidity, now)) {
+            // A bug while filing one message (a panic) must not stop the queue: that
+            // message's changes are rolled back and it is filed for review instead.
+            let filed = tx.savepoint(|tx| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.file_one(tx, m, uidvalidity, now)))
+                    .unwrap_or_else(|p| {
+                        let what = p
+                            .downcast_ref::<&str>()
+                            .map(ToString::to_string)
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(anyhow::anyhow!("internal error (panic): {what}"))
+                    })
+            });
+            match filed {
                 Ok(f) => out.push(f),
                 Err(e) if store::is_fatal_storage_error(&e) => return Err(e),
                 Err(e) => {

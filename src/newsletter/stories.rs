@@ -79,7 +79,7 @@ pub fn parse(text: &str) -> anyhow::Result<StoryFile> {
 pub fn mail_title(subject: &str) -> Option<String> {
     let s = subject.trim();
     for prefix in ["verhaal:", "story:"] {
-        if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        if s.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix)) {
             let t = s[prefix.len()..].trim();
             return Some(if t.is_empty() { "(zonder titel)".to_string() } else { t.to_string() });
         }
@@ -116,5 +116,7 @@ mod tests {
         assert_eq!(mail_title("STORY: Side by side").as_deref(), Some("Side by side"));
         assert_eq!(mail_title("Re: Verhaal: x"), None);
         assert_eq!(mail_title("Vraag"), None);
+        assert_eq!(mail_title("こんにちは"), None);
+        assert_eq!(mail_title("Verhaal:こんにちは").as_deref(), Some("こんにちは"));
     }
 }
