@@ -10,6 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use handlebars::Handlebars;
+use lettre::message::Body;
+use lettre::message::header::ContentTransferEncoding;
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use serde::Serialize;
 
@@ -54,6 +56,58 @@ pub struct Skeleton {
     pub language: Language,
     html: String,
     text: String,
+    /// The same, quoted-printable encoded once, in pieces around the markers.
+    html_qp: Vec<Piece>,
+    text_qp: Vec<Piece>,
+}
+
+/// A piece of a pre-encoded part: encoded text, or a personal value to fill in.
+#[derive(Debug, Clone)]
+enum Piece {
+    Encoded(Vec<u8>),
+    Name,
+    Unsubscribe,
+}
+
+/// Splits a rendered part at the markers and encodes the fixed pieces.
+fn pre_encode(s: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut rest = s;
+    loop {
+        let next = [(NAME_MARK, Piece::Name), (UNSUB_MARK, Piece::Unsubscribe)]
+            .into_iter()
+            .filter_map(|(m, p)| rest.find(m).map(|i| (i, m.len(), p)))
+            .min_by_key(|(i, _, _)| *i);
+        let Some((i, len, piece)) = next else { break };
+        if i > 0 {
+            pieces.push(Piece::Encoded(quoted_printable::encode(&rest[..i])));
+        }
+        pieces.push(piece);
+        rest = &rest[i + len..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Encoded(quoted_printable::encode(rest)));
+    }
+    pieces
+}
+
+/// Joins encoded pieces with soft line breaks (`=` CRLF), which a decoder removes.
+fn join_encoded(pieces: &[Piece], name: &str, unsubscribe: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pieces.iter().map(|p| if let Piece::Encoded(b) = p { b.len() } else { 64 }).sum());
+    let push = |out: &mut Vec<u8>, bytes: &[u8]| {
+        if !out.is_empty() && !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"=\r\n");
+        }
+        out.extend_from_slice(bytes);
+    };
+    for p in pieces {
+        match p {
+            Piece::Encoded(b) => push(&mut out, b),
+            Piece::Name => push(&mut out, &quoted_printable::encode(name)),
+            Piece::Unsubscribe => push(&mut out, &quoted_printable::encode(unsubscribe)),
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -137,8 +191,10 @@ impl Renderer {
             .keep_at_rules(true)
             .build();
         let html = inliner.inline(&html).context("Failed to inline the newsletter CSS")?;
-        let text = self.text.render("newsletter/layout.txt", &view).context("Failed to render the newsletter text")?;
-        Ok(Skeleton { language, html, text: tidy_text(&text) })
+        let text = tidy_text(
+            &self.text.render("newsletter/layout.txt", &view).context("Failed to render the newsletter text")?,
+        );
+        Ok(Skeleton { language, html_qp: pre_encode(&html), text_qp: pre_encode(&text), html, text })
     }
 
     /// Renders a web page from `templates/web/page.html.hbs`.
@@ -148,16 +204,32 @@ impl Renderer {
 }
 
 impl Skeleton {
-    /// One subscriber's copy: `(html, text)`. `name` is shown when known, else a
-    /// friendly generic word; `unsubscribe_url` is theirs.
-    pub fn personalize(&self, name: Option<&str>, unsubscribe_url: &str) -> (String, String) {
-        let name = name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty()).unwrap_or_else(|| {
+    fn display_name(&self, name: Option<&str>) -> String {
+        name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty()).unwrap_or_else(|| {
             match self.language {
                 Language::English => "reader",
                 Language::Dutch => "lezer",
             }
             .to_string()
-        });
+        })
+    }
+
+    /// One subscriber's copy as lettre bodies `(text, html)`, quoted-printable: the
+    /// issue was encoded once; only the personal values are encoded here.
+    pub fn personalize_encoded(&self, name: Option<&str>, unsubscribe_url: &str) -> (Body, Body) {
+        let name = self.display_name(name);
+        let text = join_encoded(&self.text_qp, &name, unsubscribe_url);
+        let html = join_encoded(&self.html_qp, &html_escape(&name), &html_escape(unsubscribe_url));
+        (
+            Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable),
+            Body::dangerous_pre_encoded(html, ContentTransferEncoding::QuotedPrintable),
+        )
+    }
+
+    /// One subscriber's copy: `(html, text)`. `name` is shown when known, else a
+    /// friendly generic word; `unsubscribe_url` is theirs.
+    pub fn personalize(&self, name: Option<&str>, unsubscribe_url: &str) -> (String, String) {
+        let name = self.display_name(name);
         let html = self.html.replace(NAME_MARK, &html_escape(&name)).replace(UNSUB_MARK, &html_escape(unsubscribe_url));
         let text = self.text.replace(NAME_MARK, &name).replace(UNSUB_MARK, unsubscribe_url);
         (html, text)
@@ -384,6 +456,26 @@ mod tests {
         assert!(!html.contains("onclick") && !html.contains("javascript:") && !html.contains("<iframe"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains("<b>vet</b>") && html.contains("href=\"https://a.nl\""), "{html}");
+    }
+
+    #[test]
+    fn the_pre_encoded_copy_decodes_to_the_personalized_one() {
+        let r = Renderer::load(None).unwrap();
+        let long = "Een heel lange zin met één accent en nog veel meer woorden erachter. ".repeat(20);
+        for lang in [Language::Dutch, Language::English] {
+            let s = r.skeleton(&content(&long), lang).unwrap();
+            for name in [Some("Zoë <&> \"x\""), None] {
+                let url = "https://n.example.org/unsubscribe/AbC-_123";
+                let (html, text) = s.personalize(name, url);
+                let (t, h) = s.personalize_encoded(name, url);
+                for (body, want) in [(t, text), (h, html)] {
+                    let raw: &[u8] = body.as_ref();
+                    assert!(raw.is_ascii() && raw.split(|b| *b == b'\n').all(|l| l.len() <= 78), "QP lines");
+                    let decoded = quoted_printable::decode(raw, quoted_printable::ParseMode::Strict).unwrap();
+                    assert_eq!(String::from_utf8(decoded).unwrap().replace("\r\n", "\n"), want.replace("\r\n", "\n"));
+                }
+            }
+        }
     }
 
     #[test]

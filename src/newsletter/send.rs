@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use lettre::message::{Mailbox, Message, MultiPart};
+use lettre::message::{Body, Mailbox, Message, MultiPart};
 
 use super::Ctx;
 use super::render::Skeleton;
@@ -29,7 +29,7 @@ use crate::store::Db;
 use crate::store::news::{self, Claimed, DeliveryUpdate};
 
 /// Deliveries a lane claims at a time.
-const BATCH: u32 = 16;
+const BATCH: u32 = 64;
 
 /// Who a newsletter message goes to and what it is.
 pub struct Envelope<'a> {
@@ -60,6 +60,17 @@ pub fn build_message(
     html: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<u8>> {
+    build_message_from(ctx, e, Body::new(text.to_string()), Body::new(html.to_string()), now)
+}
+
+/// [`build_message`] with bodies that may be encoded already.
+pub fn build_message_from(
+    ctx: &Ctx,
+    e: &Envelope<'_>,
+    text: Body,
+    html: Body,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<u8>> {
     let name = e.to_name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty());
     let mut b = Message::builder()
         .from(ctx.from.clone())
@@ -76,7 +87,7 @@ pub fn build_message(
             .header(ListUnsubscribe(format!("<{url}>, <mailto:{}?subject=afmelden%20{token}>", ctx.contact_address())))
             .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
     }
-    let msg = b.multipart(MultiPart::alternative_plain_html(text.to_string(), html.to_string()))?;
+    let msg = b.multipart(MultiPart::alternative_plain_html(text, html))?;
     Ok(msg.formatted())
 }
 
@@ -117,6 +128,7 @@ pub struct Sender {
     skeletons: Mutex<HashMap<(i64, Language), Arc<Rendered>>>,
     pacer: Pacer,
     sent_total: AtomicUsize,
+    db_path: std::path::PathBuf,
 }
 
 impl Sender {
@@ -143,6 +155,7 @@ impl Sender {
             skeletons: Mutex::new(HashMap::new()),
             pacer,
             sent_total: AtomicUsize::new(0),
+            db_path: db_path.to_path_buf(),
         })
     }
 
@@ -154,6 +167,7 @@ impl Sender {
     /// Sends everything due now with `concurrency` lanes, until nothing is left; then
     /// marks finished issues `sent`.
     pub async fn deliver_due(&self) -> anyhow::Result<DeliveryStats> {
+        blocking(&self.db, |db| news::skip_inactive(db.conn())).await?;
         let lanes = (0..self.ctx.settings.newsletter.concurrency.max(1)).map(|_| self.lane());
         let mut stats = DeliveryStats::default();
         for lane in futures_util::future::join_all(lanes).await {
@@ -241,9 +255,9 @@ impl Sender {
         let sk = self.skeleton(d.issue_id, lang).await?;
         let (skeleton, subject) = (&sk.0, &sk.1);
         let unsub = self.ctx.unsubscribe_url(d.subscriber_id, &d.nonce, now);
-        let (html, text) = skeleton.personalize(d.name.as_deref(), &unsub);
+        let (text, html) = skeleton.personalize_encoded(d.name.as_deref(), &unsub);
         let to = EmailAddress::parse(&d.email).map_err(|e| anyhow::anyhow!(e))?;
-        build_message(
+        build_message_from(
             &self.ctx,
             &Envelope {
                 to: &to,
@@ -252,37 +266,42 @@ impl Sender {
                 message_id: &d.message_id,
                 unsubscribe_url: Some(&unsub),
             },
-            &text,
-            &html,
+            text,
+            html,
             now,
         )
     }
 
     async fn lane(&self) -> anyhow::Result<DeliveryStats> {
+        let mut db = Db::open(&self.db_path)?.without_fsync_per_commit()?.memory_mapped()?;
         let mut stats = DeliveryStats::default();
         let mut queue: VecDeque<Claimed> = VecDeque::new();
-        let mut done: Option<(i64, DeliveryUpdate)> = None;
+        let mut done: Vec<(i64, DeliveryUpdate)> = Vec::with_capacity(BATCH as usize);
         let settings = &self.ctx.settings.smtp;
         let (base, max_attempts) = (Duration::from_secs(settings.retry_base), settings.max_attempts);
         loop {
-            // One store round trip: record the last outcome, claim more when out, and
-            // check that the next subscriber is still subscribed right now.
-            let prev = done.take();
+            // A short, inline store visit on this lane's own connection (no thread
+            // hand-off): when its batch is done, record the outcomes and claim the next
+            // batch in one transaction; before each message, check that the subscriber
+            // is still subscribed right now. Outcomes wait for the batch's end safely:
+            // after a crash the journal tells which of the `sending` rows went out.
+            let now = Utc::now();
             let refill = queue.is_empty();
-            let next_sub = queue.front().map(|d| d.subscriber_id);
-            let (claimed, next_active) = blocking(&self.db, move |db| {
-                let now = Utc::now();
-                if let Some((id, u)) = &prev {
-                    news::record_delivery(db.conn(), *id, u, now)?;
-                }
-                let claimed = if refill { db.write(|c| news::claim_deliveries(c, BATCH, now))? } else { Vec::new() };
-                let active = match next_sub {
-                    Some(s) => news::still_active(db.conn(), s)?,
-                    None => true,
-                };
-                Ok((claimed, active))
-            })
-            .await?;
+            let claimed = if refill {
+                let outcomes = std::mem::take(&mut done);
+                db.write(|c| {
+                    for (id, u) in &outcomes {
+                        news::record_delivery(c, *id, u, now)?;
+                    }
+                    news::claim_deliveries(c, BATCH, now)
+                })?
+            } else {
+                Vec::new()
+            };
+            let next_active = match queue.front() {
+                Some(d) => news::still_active(db.conn(), d.subscriber_id)?,
+                None => true,
+            };
             if refill {
                 if claimed.is_empty() {
                     return Ok(stats);
@@ -292,7 +311,7 @@ impl Sender {
             }
             let d = queue.pop_front().expect("checked non-empty");
             if !next_active {
-                done = Some((d.id, DeliveryUpdate::Skipped("unsubscribed before it was sent".into())));
+                done.push((d.id, DeliveryUpdate::Skipped("unsubscribed before it was sent".into())));
                 continue;
             }
             self.pacer.wait().await;
@@ -304,7 +323,7 @@ impl Sender {
                     tracing::error!(delivery = d.id, error = %e, "newsletter delivery failed");
                     stats.failed += 1;
                     stats.last_error = Some(e.clone());
-                    done = Some((d.id, DeliveryUpdate::Failed(e)));
+                    done.push((d.id, DeliveryUpdate::Failed(e)));
                     continue;
                 }
             };
@@ -347,7 +366,7 @@ impl Sender {
                     DeliveryUpdate::Failed(e)
                 }
             };
-            done = Some((d.id, update));
+            done.push((d.id, update));
         }
     }
 }
