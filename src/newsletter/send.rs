@@ -103,16 +103,20 @@ impl Pacer {
         Self { interval, next: Mutex::new(Instant::now()) }
     }
 
+    /// The moment the next send may start, reserved: never earlier than `now`, and one
+    /// interval after the previous reservation. `None` without a limit.
+    fn reserve(&self, now: Instant) -> Option<Instant> {
+        let interval = self.interval?;
+        let mut next = self.next.lock().expect("pacer lock");
+        let slot = (*next).max(now);
+        *next = slot + interval;
+        Some(slot)
+    }
+
     async fn wait(&self) {
-        let Some(interval) = self.interval else { return };
-        let slot = {
-            let mut next = self.next.lock().expect("pacer lock");
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + interval;
-            slot
-        };
-        tokio::time::sleep_until(slot.into()).await;
+        if let Some(slot) = self.reserve(Instant::now()) {
+            tokio::time::sleep_until(slot.into()).await;
+        }
     }
 }
 
@@ -368,5 +372,23 @@ impl Sender {
             };
             done.push((d.id, update));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_spaces_sends_evenly_across_lanes() {
+        let p = Pacer::new(120);
+        let t0 = Instant::now();
+        let slots: Vec<Duration> = (0..5).map(|_| p.reserve(t0).unwrap() - t0).collect();
+        assert_eq!(slots, (0..5).map(|i| Duration::from_millis(500 * i)).collect::<Vec<_>>());
+        // After a pause, no burst to catch up: the next slot is now.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(p.reserve(later), Some(later));
+        assert_eq!(p.reserve(later), Some(later + Duration::from_millis(500)));
+        assert_eq!(Pacer::new(0).reserve(t0), None);
     }
 }

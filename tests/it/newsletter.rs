@@ -115,6 +115,16 @@ fn lifecycle_by_mail_and_link_and_nothing_after_unsubscribing() {
     assert!(a[0].text.contains("Beste Alice"), "{}", a[0].text);
     assert!(b[0].text.contains("Dear Bob"), "English for Bob: {}", b[0].text);
 
+    // The archive page of the issue: the story, nobody's name or address.
+    let (code, archive) = http("GET", &format!("{}/archive/1", app.web), "");
+    assert_eq!(code, 200);
+    assert!(archive.contains("Ga naast de ouders staan") && archive.contains("mensgericht"), "{archive}");
+    for personal in ["Alice", "alice@", "Bob", "Dora", "/unsubscribe/"] {
+        assert!(!archive.contains(personal), "archive shows {personal}");
+    }
+    let (code, index) = http("GET", &format!("{}/archive", app.web), "");
+    assert!(code == 200 && index.contains("/archive/1"), "{index}");
+
     // Alice: one-click POST (RFC 8058) to her List-Unsubscribe URL.
     let lu = a[0].header("list-unsubscribe").unwrap().to_string();
     let https = url_in(&lu, &format!("{}/unsubscribe/", app.web));
@@ -636,4 +646,55 @@ fn a_known_ambassador_sends_a_story_by_mail_and_it_needs_consent_before_approval
     let show = app.ok(&["stories", "show", "1"]);
     assert!(show.contains("approved") && show.contains("Ik **zat** naast de ouders."), "{show}");
     assert!(d.terminate().success());
+}
+
+/// Runs `poll --once` with a schedule whose slot was a second ago (and a schedule that
+/// began long before), so a scheduled issue with a proof is made now.
+fn poll_with_a_due_slot(app: &TestApp) {
+    std::thread::sleep(Duration::from_millis(1100)); // a new slot each time
+    app.exec(
+        "INSERT OR REPLACE INTO secrets(name, value, created_at) VALUES ('schedule_since', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z')",
+    );
+    app.clone_with_schedule(&cron_soon(-1).0).poll();
+}
+
+#[test]
+fn an_unanswered_proof_is_sent_or_dropped_at_its_deadline_and_approve_and_cancel_work_from_the_cli() {
+    let _g = fresh();
+    let past = "UPDATE issues SET proof_deadline = '2020-01-01T00:00:00.000Z' WHERE status = 'proof'";
+    for (action, expected) in [("send", "sent"), ("drop", "dropped")] {
+        let app = TestApp::new("contact").with_env("OUTREACH_NEWSLETTER__PROOF_DEADLINE_ACTION", action);
+        app.ok(&["subscribers", "add", "alice@example.org", "--consent", "test"]);
+        approved_story(&app, &format!("Deadline {action}"), "Tekst.");
+        poll_with_a_due_slot(&app);
+        let proofs: i64 = app.sql("SELECT COUNT(*) FROM issues WHERE status = 'proof'");
+        assert_eq!(proofs, 1);
+        assert_eq!(wait_subject("coordinator", &format!("Deadline {action}"), 1, T).len(), 1, "the proof");
+        app.poll();
+        let status: String = app.sql("SELECT status FROM issues");
+        assert_eq!(status, "proof", "before the deadline nothing happens");
+        app.exec(past);
+        app.poll();
+        let status: String = app.sql("SELECT status FROM issues");
+        assert_eq!(status, expected, "{action}");
+        let want = usize::from(action == "send");
+        assert_eq!(wait_subject("alice", &format!("Deadline {action}"), want, Duration::from_secs(5)).len(), want);
+    }
+    // `newsletter approve` and `newsletter cancel` on proofs.
+    let app = TestApp::new("contact");
+    app.ok(&["subscribers", "add", "bob@example.org", "--consent", "test"]);
+    approved_story(&app, "Goedgekeurd via de opdrachtregel", "Tekst.");
+    poll_with_a_due_slot(&app);
+    let out = app.ok(&["newsletter", "approve"]);
+    assert!(out.contains("sending to 1 subscriber(s)"), "{out}");
+    assert_eq!(wait_subject("bob", "Goedgekeurd via de opdrachtregel", 1, T).len(), 1);
+    let refused = app.run_cli(&["newsletter", "approve"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("no issue is waiting"));
+    approved_story(&app, "Geannuleerd via de opdrachtregel", "Tekst.");
+    poll_with_a_due_slot(&app);
+    let out = app.ok(&["newsletter", "cancel"]);
+    assert!(out.contains("cancelled"), "{out}");
+    let free: i64 = app.sql("SELECT COUNT(*) FROM stories WHERE status = 'approved' AND issue_id IS NULL");
+    assert_eq!(free, 1, "the story of a cancelled proof waits for the next issue");
+    assert!(with_subject("bob", "Geannuleerd via de opdrachtregel").is_empty());
 }
