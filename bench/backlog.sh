@@ -19,6 +19,8 @@ command -v /usr/bin/time >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=non
 bash deploy/mailstack/install.sh >/dev/null
 bash deploy/mailstack/start.sh "$STACK" >/dev/null
 cargo build --release --locked --quiet
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 BIN=$ROOT/target/release/outreach
 MAILDIR=$STACK/mail/example.org/contact/Maildir
 
@@ -46,19 +48,6 @@ typ, data = m.select("INBOX"); print("  INBOX holds", data[0].decode(), "message
 PY
 }
 
-measure() {  # measure NAME CMD...: prints seconds, msg/s and max RSS
-    local name=$1; shift
-    local t0 t1
-    t0=$(date +%s.%N)
-    /usr/bin/time -f "%M" -o "$WORK/rss" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || { echo "$name failed:"; tail -5 "$WORK/$name.err"; exit 1; }
-    t1=$(date +%s.%N)
-    python3 - "$name" "$t0" "$t1" "$(cat "$WORK/rss")" "$COUNT" <<'PY'
-import sys
-name, t0, t1, rss_kb, n = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-s = t1 - t0
-print(f"  {name:28s} {s:7.2f} s  {n / s:8.0f} msg/s  peak RSS {rss_kb / 1024:6.1f} MB")
-PY
-}
 
 # 1. mbsync: IMAP -> local Maildir.
 cat >"$WORK/mbsyncrc" <<EOF2
@@ -90,23 +79,10 @@ mkdir -p "$WORK/mbsync"
 measure "mbsync (copy only)" mbsync -c "$WORK/mbsyncrc" inbox
 
 # 2. outreach, filing only.
-cat >"$WORK/outreach.toml" <<EOF2
-[database]
-path = "$WORK/filing.db"
-[imap]
-host = "127.0.0.1"
-port = 1143
-security = "none"
-username = "contact@example.org"
-password = "secret"
-[smtp]
-host = "127.0.0.1"
-port = 2526
-security = "none"
-from = "Netwerk Met Andere Ogen <contact@example.org>"
-[autoreply]
-enabled = false
-EOF2
+{
+    base_config "$WORK/filing.db" 2526
+    printf '[autoreply]\nenabled = false\n'
+} >"$WORK/outreach.toml"
 echo "run 2: outreach files the mailbox (auto-replies off)"
 load_backlog
 measure "outreach poll (filing)" "$BIN" --config "$WORK/outreach.toml" poll --once

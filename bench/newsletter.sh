@@ -19,30 +19,16 @@ command -v /usr/bin/time >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=non
 bash deploy/mailstack/install.sh >/dev/null
 bash deploy/mailstack/start.sh "$STACK" >/dev/null
 cargo build --release --locked --quiet
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 BIN=$ROOT/target/release/outreach
 
-cat >"$WORK/bench.toml" <<TOML
-secret = "benchmark-secret-0123456789abcdef0123"
-[database]
-path = "$WORK/outreach.db"
-[imap]
-host = "127.0.0.1"
-port = 1143
-security = "none"
-username = "contact@example.org"
-password = "secret"
-[smtp]
-host = "127.0.0.1"
-port = 2526
-security = "none"
-from = "Netwerk Met Andere Ogen <contact@example.org>"
-[newsletter]
-concurrency = $CONC
-rate_per_minute = 0
-schedule = ""
-[web]
-base_url = "https://nieuwsbrief.example.org"
-TOML
+{
+    echo 'secret = "benchmark-secret-0123456789abcdef0123"'
+    base_config "$WORK/outreach.db" 2526
+    printf '[newsletter]\nconcurrency = %s\nrate_per_minute = 0\nschedule = ""\n' "$CONC"
+    printf '[web]\nbase_url = "https://nieuwsbrief.example.org"\n'
+} >"$WORK/bench.toml"
 O() { "$BIN" --config "$WORK/bench.toml" "$@"; }
 export RUST_LOG=warn
 
@@ -75,20 +61,6 @@ O newsletter preview --to lezer1@bench.example >/dev/null
 SIZE=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT length(raw) FROM outbox WHERE kind='preview'\").fetchone()[0])" "$WORK/outreach.db")
 echo "newsletter: 3 stories, $COUNT subscribers, $SIZE bytes per message, $CONC connections"
 
-measure() {  # measure NAME CMD...: prints seconds, msg/s and max RSS
-    local name=$1; shift
-    local t0 t1
-    t0=$(date +%s.%N)
-    /usr/bin/time -f "%M" -o "$WORK/rss" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || { echo "$name failed:"; tail -5 "$WORK/$name.err"; exit 1; }
-    t1=$(date +%s.%N)
-    python3 - "$name" "$t0" "$t1" "$(cat "$WORK/rss")" "$COUNT" "$WORK/$name.rate" <<'PY'
-import sys
-name, t0, t1, rss_kb, n, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-s = t1 - t0
-print(f"  {name:28s} {s:7.2f} s  {n / s:8.0f} msg/s  peak RSS {rss_kb / 1024:6.1f} MB")
-open(out, "w").write(str(n / s))
-PY
-}
 
 measure smtp-source smtp-source -c -l "$SIZE" -m "$COUNT" -s "$CONC" -f contact@example.org -t lezer@bench.example 127.0.0.1:2526
 measure "outreach newsletter send" "$BIN" --config "$WORK/bench.toml" newsletter send

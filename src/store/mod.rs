@@ -169,6 +169,38 @@ impl Tx<'_> {
     }
 }
 
+/// Settles rows of `table` left `sending` by a crash: those in `ended` (the end of their
+/// message went out, by the sent journal) count as sent, the others go back to
+/// `requeue`. Returns `(sent, requeued)`.
+pub(crate) fn settle_in_flight(
+    c: &Connection,
+    table: &'static str,
+    requeue: &'static str,
+    ended: &std::collections::HashSet<i64>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, usize)> {
+    let ids: Vec<i64> = {
+        let mut st = c.prepare(&format!("SELECT id FROM {table} WHERE status = 'sending'"))?;
+        st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    let (mut sent, mut requeued) = (0, 0);
+    for id in ids {
+        if ended.contains(&id) {
+            c.execute(
+                &format!(
+                    "UPDATE {table} SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1"
+                ),
+                params![id, ts(now)],
+            )?;
+            sent += 1;
+        } else {
+            c.execute(&format!("UPDATE {table} SET status = ?2 WHERE id = ?1"), params![id, requeue])?;
+            requeued += 1;
+        }
+    }
+    Ok((sent, requeued))
+}
+
 /// Whether an error means the disk or database is broken (full, I/O error, corrupt):
 /// then nothing may be acknowledged (no MOVE, no send).
 pub fn is_fatal_storage_error(e: &anyhow::Error) -> bool {

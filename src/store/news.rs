@@ -678,24 +678,7 @@ pub fn recover_deliveries(
     ended: &std::collections::HashSet<i64>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(usize, usize)> {
-    let ids: Vec<i64> = {
-        let mut st = c.prepare("SELECT id FROM deliveries WHERE status = 'sending'")?;
-        st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
-    };
-    let (mut sent, mut requeued) = (0, 0);
-    for id in ids {
-        if ended.contains(&id) {
-            c.execute(
-                "UPDATE deliveries SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1",
-                params![id, ts(now)],
-            )?;
-            sent += 1;
-        } else {
-            c.execute("UPDATE deliveries SET status = 'pending' WHERE id = ?1", [id])?;
-            requeued += 1;
-        }
-    }
-    Ok((sent, requeued))
+    super::settle_in_flight(c, "deliveries", "pending", ended, now)
 }
 
 pub fn next_delivery_due(c: &Connection) -> anyhow::Result<Option<DateTime<Utc>>> {

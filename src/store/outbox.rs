@@ -104,26 +104,7 @@ impl Db {
         ended: &std::collections::HashSet<i64>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(usize, usize)> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let ids: Vec<i64> = {
-            let mut st = tx.prepare("SELECT id FROM outbox WHERE status = 'sending'")?;
-            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
-        let (mut sent, mut requeued) = (0, 0);
-        for id in ids {
-            if ended.contains(&id) {
-                tx.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1",
-                    params![id, ts(now)],
-                )?;
-                sent += 1;
-            } else {
-                tx.execute("UPDATE outbox SET status = 'queued' WHERE id = ?1", [id])?;
-                requeued += 1;
-            }
-        }
-        tx.commit()?;
-        Ok((sent, requeued))
+        self.write(|c| super::settle_in_flight(c, "outbox", "queued", ended, now))
     }
 
     /// Claims up to `limit` due rows: marks them `sending` and returns them.
