@@ -111,10 +111,18 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     let ctx = context(settings.clone())?;
     let db = Db::open(&settings.database.path)?;
     db.set_state("daemon", &format!("running (pid {})", std::process::id()))?;
-    let listen = &settings.web.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("key `web.listen`: cannot listen on {listen}"))?;
+    let listen = settings.web.listen();
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => Some(l),
+        // The default address is taken (another instance on this machine): the mail side
+        // runs on; links in mail then need an instance with [web] listen set.
+        Err(e) if settings.web.listen.is_none() => {
+            tracing::warn!(listen, error = %e, "web endpoints not started: the default address is in use; set [web] listen");
+            let _ = db.set_state("web", &format!("not started: {listen} is in use ({e})"));
+            None
+        }
+        Err(e) => return Err(e).with_context(|| format!("key `web.listen`: cannot listen on {listen}")),
+    };
     let outbox = Outbox::open(&settings.database.path, settings.smtp.clone()).await?;
     let sender = Sender::open(ctx.clone(), &settings.database.path).await?;
     let shared: crate::outbox::SharedDb = Arc::new(std::sync::Mutex::new(Db::open(&settings.database.path)?));
@@ -144,7 +152,12 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         wake.clone(),
         stop_rx.clone(),
     ));
-    let web = tokio::spawn(newsletter::web::serve(listener, ctx.clone(), shared, wake.clone(), stop_rx));
+    let web = tokio::spawn(async move {
+        match listener {
+            Some(l) => newsletter::web::serve(l, ctx.clone(), shared, wake.clone(), stop_rx).await,
+            None => Ok(()),
+        }
+    });
 
     let mut imap = imap;
     let early = tokio::select! {

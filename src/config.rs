@@ -257,15 +257,25 @@ impl Default for NewsletterSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSettings {
-    /// Address the web endpoints (confirm, unsubscribe, archive) listen on.
-    pub listen: String,
+    /// Address the web endpoints (confirm, unsubscribe, archive) listen on. Not set: the
+    /// default, and a daemon that finds it taken runs without them (with a warning).
+    pub listen: Option<String>,
     /// The public URL of those endpoints, used in links in mail.
     pub base_url: String,
 }
 
+/// Where the web endpoints listen when `web.listen` is not set.
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
+
 impl Default for WebSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), base_url: "http://127.0.0.1:8080".into() }
+        Self { listen: None, base_url: "http://127.0.0.1:8080".into() }
+    }
+}
+
+impl WebSettings {
+    pub fn listen(&self) -> &str {
+        self.listen.as_deref().unwrap_or(DEFAULT_WEB_LISTEN)
     }
 }
 
@@ -412,7 +422,7 @@ impl Settings {
             bail!("key `newsletter.list_id`: expected `Name <id.example.org>`, found {:?}", n.list_id);
         }
         self.web
-            .listen
+            .listen()
             .parse::<std::net::SocketAddr>()
             .map_err(|e| anyhow::anyhow!("key `web.listen`: expected an address like 127.0.0.1:8080: {e}"))?;
         let base = self.web.base_url.trim_end_matches('/');

@@ -56,7 +56,7 @@ pub enum SubscribersCommand {
     Import {
         file: PathBuf,
         /// Where the list comes from (recorded as the consent source of its rows).
-        #[arg(long, default_value = "imported list")]
+        #[arg(long, alias = "consent-source", default_value = "imported list")]
         source: String,
         #[arg(long)]
         json: bool,

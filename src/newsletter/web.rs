@@ -362,7 +362,7 @@ pub async fn serve(
     wake_outbox: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    tracing::info!(listen = %ctx.settings.web.listen, base_url = %ctx.base_url(), "web endpoints listening");
+    tracing::info!(listen = %ctx.settings.web.listen(), base_url = %ctx.base_url(), "web endpoints listening");
     axum::serve(listener, router(ctx, db, wake_outbox))
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;

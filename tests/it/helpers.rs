@@ -315,6 +315,14 @@ base_url = "http://127.0.0.1:{web}"
         }
     }
 
+    /// Leaves `[web] listen` unset (the default address).
+    pub fn without_web_listen(self) -> Self {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("listen =")).collect();
+        std::fs::write(&self.config, kept.join("\n") + "\n").unwrap();
+        self
+    }
+
     /// A statement on the database (read-write), for setting up a test.
     pub fn exec(&self, q: &str) {
         let c = rusqlite::Connection::open(&self.db).unwrap();

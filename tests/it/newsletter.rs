@@ -698,3 +698,30 @@ fn an_unanswered_proof_is_sent_or_dropped_at_its_deadline_and_approve_and_cancel
     assert_eq!(free, 1, "the story of a cancelled proof waits for the next issue");
     assert!(with_subject("bob", "Geannuleerd via de opdrachtregel").is_empty());
 }
+
+#[test]
+fn two_daemons_on_one_machine_without_a_web_address_both_run() {
+    let _g = fresh();
+    let first = TestApp::new("contact").without_web_listen();
+    let second = TestApp::new("alice").without_web_listen();
+    let mut d1 = first.spawn_ready();
+    let mut d2 = second.spawn_ready();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d2.log_text().contains("web endpoints not started"), "{}", d2.log_text());
+    // The second still files and answers mail.
+    send_raw(
+        Some("bob@example.org"),
+        "alice",
+        &mail("Bob <bob@example.org>", "Vraag", "Hoe werkt het netwerk?", &[]).1,
+    );
+    assert_eq!(second.wait_sql("SELECT COUNT(*) FROM messages", 1, T), 1, "{}", d2.log_text());
+    assert!(d1.terminate().success());
+    assert!(d2.terminate().success());
+    // A configured address that is taken is an error that names the key.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port().to_string();
+    let third = TestApp::new("contact").with_env("OUTREACH_WEB__LISTEN", &format!("127.0.0.1:{port}"));
+    let out = third.cmd().arg("run").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web.listen"), "{}", String::from_utf8_lossy(&out.stderr));
+}
