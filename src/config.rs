@@ -36,6 +36,8 @@ pub struct Settings {
     pub newsletter: NewsletterSettings,
     #[serde(default)]
     pub web: WebSettings,
+    #[serde(default)]
+    pub retention: RetentionSettings,
     /// Signs the tokens in confirm and unsubscribe links (HMAC-SHA256). Give it from the
     /// environment in production (`OUTREACH_SECRET`); at least 32 characters. When it is
     /// missing, a random secret is generated once and kept in the database.
@@ -262,6 +264,25 @@ pub struct WebSettings {
     pub listen: Option<String>,
     /// The public URL of those endpoints, used in links in mail.
     pub base_url: String,
+}
+
+/// How long personal data is kept (AVG/GDPR, MAIL-RULES 6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Sign-ups never confirmed are deleted after this many days.
+    #[serde(deserialize_with = "flex")]
+    pub unconfirmed_days: u32,
+    /// After this many days the text of filed mail and the bytes of sent mail are removed
+    /// from the store (what was filed, when and why stays). 0 keeps them.
+    #[serde(deserialize_with = "flex")]
+    pub filed_mail_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { unconfirmed_days: 30, filed_mail_days: 0 }
+    }
 }
 
 /// Where the web endpoints listen when `web.listen` is not set.

@@ -57,8 +57,8 @@ pub fn due_slot(cron: &Cron, tz: chrono_tz::Tz, since: DateTime<Utc>, now: DateT
     latest_slot(cron, tz, now).filter(|s| *s >= since && now - *s <= CATCH_UP)
 }
 
-/// One round of newsletter housekeeping: make the due slot's issue, settle proof
-/// deadlines. Returns true when an issue started sending (wake the sender).
+/// One round of housekeeping: make the due slot's issue, apply the retention limits,
+/// settle proof deadlines. Returns true when an issue started sending (wake the sender).
 pub fn housekeeping(ctx: &Ctx, db: &mut crate::store::Db, now: DateTime<Utc>) -> anyhow::Result<bool> {
     let n = &ctx.settings.newsletter;
     let mut started = false;
@@ -78,6 +78,19 @@ pub fn housekeeping(ctx: &Ctx, db: &mut crate::store::Db, now: DateTime<Utc>) ->
                 }
                 other => tracing::info!(slot = %slot, outcome = ?other, "scheduled newsletter"),
             }
+        }
+    }
+    let r = &ctx.settings.retention;
+    let forgotten =
+        db.write(|c| news::forget_unconfirmed(c, now - chrono::Duration::days(i64::from(r.unconfirmed_days.max(1)))))?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, days = r.unconfirmed_days, "unconfirmed sign-ups forgotten");
+    }
+    if r.filed_mail_days > 0 {
+        let (messages, sent) =
+            db.write(|c| news::purge_mail_text(c, now - chrono::Duration::days(i64::from(r.filed_mail_days))))?;
+        if messages + sent > 0 {
+            tracing::info!(messages, sent, days = r.filed_mail_days, "old mail text removed from the store");
         }
     }
     let before = db.write(|c| news::issues_with_status(c, "sending").map(|v| v.len()))?;

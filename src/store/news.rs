@@ -191,6 +191,39 @@ pub fn erase(c: &Connection, id: i64, email_hash: &str, now: DateTime<Utc>) -> a
     Ok(())
 }
 
+/// Deletes sign-ups that stayed `pending` since before `before`, with the mails queued
+/// for them. Returns how many.
+pub fn forget_unconfirmed(c: &Connection, before: DateTime<Utc>) -> anyhow::Result<usize> {
+    let ids: Vec<i64> = {
+        let mut st = c.prepare(
+            "SELECT id FROM subscribers WHERE status = 'pending' AND created_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = subscribers.id)",
+        )?;
+        st.query_map([ts(before)], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    for id in &ids {
+        c.execute(
+            "UPDATE outbox SET subscriber_id = NULL, raw = x'', rcpt = 'forgotten', status = CASE WHEN status IN ('queued', 'sending') THEN 'failed' ELSE status END
+             WHERE subscriber_id = ?1",
+            [id],
+        )?;
+        c.execute("DELETE FROM subscribers WHERE id = ?1", [id])?;
+    }
+    Ok(ids.len())
+}
+
+/// Removes the text of filed mail and the bytes of sent mail older than `before`.
+/// Returns `(messages, sent mails)` cleared.
+pub fn purge_mail_text(c: &Connection, before: DateTime<Utc>) -> anyhow::Result<(usize, usize)> {
+    let messages =
+        c.execute("UPDATE messages SET body_text = '' WHERE received_at < ?1 AND body_text != ''", [ts(before)])?;
+    let sent = c.execute(
+        "UPDATE outbox SET raw = x'' WHERE status IN ('sent', 'failed') AND created_at < ?1 AND length(raw) > 0",
+        [ts(before)],
+    )?;
+    Ok((messages, sent))
+}
+
 pub fn is_suppressed(c: &Connection, email_hash: &str) -> anyhow::Result<bool> {
     Ok(c.query_row("SELECT 1 FROM suppressed WHERE email_hash = ?1", [email_hash], |_| Ok(())).optional()?.is_some())
 }

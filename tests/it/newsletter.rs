@@ -725,3 +725,35 @@ fn two_daemons_on_one_machine_without_a_web_address_both_run() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("web.listen"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn retention_forgets_unconfirmed_sign_ups_and_old_mail_text() {
+    let _g = fresh();
+    let app = TestApp::new("contact").with_env("OUTREACH_RETENTION__FILED_MAIL_DAYS", "10");
+    app.ok(&["subscribers", "add", "old@pending.test"]);
+    app.ok(&["subscribers", "add", "new@pending.test"]);
+    app.ok(&["subscribers", "add", "kept@active.test", "--consent", "test"]);
+    send_mail("Bob <bob@example.org>", "Vraag", "Hoe kan ik meedoen aan een bijeenkomst?", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    app.poll();
+    app.exec(
+        "UPDATE subscribers SET created_at = '2020-01-01T00:00:00.000Z' WHERE email IN ('old@pending.test', 'kept@active.test');
+         UPDATE messages SET received_at = '2020-01-01T00:00:00.000Z';
+         UPDATE outbox SET created_at = '2020-01-01T00:00:00.000Z' WHERE kind = 'auto_reply';",
+    );
+    app.poll();
+    let emails: Vec<String> = {
+        let c = rusqlite::Connection::open(&app.db).unwrap();
+        let mut st = c.prepare("SELECT email FROM subscribers ORDER BY email").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(emails, ["kept@active.test", "new@pending.test"], "a sign-up unconfirmed for 30 days is forgotten");
+    let body: String = app.sql("SELECT body_text FROM messages");
+    assert_eq!(body, "", "the text of old filed mail is removed");
+    let subject: String = app.sql("SELECT subject FROM messages");
+    assert_eq!(subject, "Vraag", "what was filed stays");
+    let raw: i64 = app.sql("SELECT length(raw) FROM outbox WHERE kind = 'auto_reply'");
+    assert_eq!(raw, 0, "the bytes of old sent mail are removed");
+    let leftover: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE rcpt = 'old@pending.test'");
+    assert_eq!(leftover, 0, "nothing of the forgotten address stays in the outbox");
+}
