@@ -152,7 +152,11 @@ impl<'a> Pipeline<'a> {
         let mut handled = false;
         let (mut category, mut reason, conversation, new_conversation) = if let Some((cat, rule)) = automatic {
             let mut reason = format!("{}: {rule}", cat.as_str());
-            if let Some(b) = bounce::find(tx.conn(), &self.news.signer, &m.raw)? {
+            // Only delivery reports count as bounces; an out-of-office sent to the bounce
+            // address is filed as automatic mail and counts for nothing.
+            if cat == Category::Bounce
+                && let Some(b) = bounce::find(tx.conn(), &self.news.signer, &m.raw)?
+            {
                 let note = bounce::apply(tx.conn(), &b, self.settings.newsletter.soft_bounce_limit, now)?;
                 reason = format!("{reason}; newsletter: {note}");
             }

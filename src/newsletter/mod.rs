@@ -72,22 +72,6 @@ pub fn email_hash(email: &str) -> String {
     hex::encode(sha2::Sha256::digest(email.trim().to_lowercase().as_bytes()))
 }
 
-/// Months in Dutch, for subjects and labels.
-const MAANDEN: [&str; 12] = [
-    "januari",
-    "februari",
-    "maart",
-    "april",
-    "mei",
-    "juni",
-    "juli",
-    "augustus",
-    "september",
-    "oktober",
-    "november",
-    "december",
-];
-
 impl Ctx {
     /// Builds the context; the token secret comes from the config, or is generated once
     /// and kept in the database.
@@ -322,14 +306,14 @@ impl Ctx {
     pub fn content(&self, issue_id: Option<i64>, stories: Vec<news::Story>, now: DateTime<Utc>) -> IssueContent {
         let tz = self.settings.newsletter.timezone().unwrap_or(chrono_tz::Europe::Amsterdam);
         let local = now.with_timezone(&tz);
-        let month = MAANDEN[chrono::Datelike::month0(&local) as usize];
         let title = self.settings.newsletter.title.clone();
         let subject = match stories.first() {
             Some(s) => format!("{title}: {}", crate::inbox::parse::clean_text(&s.title)),
             None => title.clone(),
         };
         IssueContent {
-            issue_label: format!("{month} {}", chrono::Datelike::year(&local)),
+            month0: chrono::Datelike::month0(&local),
+            year: chrono::Datelike::year(&local),
             title,
             subject,
             stories,

@@ -44,7 +44,9 @@ pub struct Renderer {
 pub struct IssueContent {
     pub title: String,
     pub subject: String,
-    pub issue_label: String,
+    /// The month (0-11) and year of the issue, shown under its title.
+    pub month0: u32,
+    pub year: i32,
     pub stories: Vec<Story>,
     pub archive_url: String,
     pub from_address: String,
@@ -126,7 +128,7 @@ struct IssueView<'a> {
     lang: &'a str,
     title: &'a str,
     subject: &'a str,
-    issue_label: &'a str,
+    issue_label: String,
     name: &'a str,
     unsubscribe_url: &'a str,
     archive_url: &'a str,
@@ -177,7 +179,7 @@ impl Renderer {
             lang: language.code(),
             title: &c.title,
             subject: &c.subject,
-            issue_label: &c.issue_label,
+            issue_label: format!("{} {}", month_name(language, c.month0), c.year),
             name: NAME_MARK,
             unsubscribe_url: UNSUB_MARK,
             archive_url: &c.archive_url,
@@ -233,6 +235,42 @@ impl Skeleton {
         let html = self.html.replace(NAME_MARK, &html_escape(&name)).replace(UNSUB_MARK, &html_escape(unsubscribe_url));
         let text = self.text.replace(NAME_MARK, &name).replace(UNSUB_MARK, unsubscribe_url);
         (html, text)
+    }
+}
+
+fn month_name(language: Language, month0: u32) -> &'static str {
+    const NL: [&str; 12] = [
+        "januari",
+        "februari",
+        "maart",
+        "april",
+        "mei",
+        "juni",
+        "juli",
+        "augustus",
+        "september",
+        "oktober",
+        "november",
+        "december",
+    ];
+    const EN: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let i = (month0 as usize).min(11);
+    match language {
+        Language::Dutch => NL[i],
+        Language::English => EN[i],
     }
 }
 
@@ -440,7 +478,8 @@ mod tests {
         IssueContent {
             title: "Nieuwsbrief".into(),
             subject: "Nieuwsbrief december".into(),
-            issue_label: "Nummer 1".into(),
+            month0: 11,
+            year: 2026,
             stories: vec![story(body)],
             archive_url: "https://n.example.org/archive/1".into(),
             from_address: "contact@example.org".into(),
@@ -495,6 +534,8 @@ mod tests {
             let s = r.skeleton(&content("Werk **mensgericht** en vanuit je hart."), lang).unwrap();
             let (html, text) = s.personalize(Some("Ann <x>\r\nBcc: y"), "https://n.example.org/unsubscribe/T0K");
             assert!(html.contains(&format!("<html lang=\"{}\"", lang.code())), "{html}");
+            let month = if lang == Language::Dutch { "december 2026" } else { "December 2026" };
+            assert!(text.contains(month), "{text}");
             assert!(html.contains("<h1") && html.contains("<h2"), "real headings");
             assert!(html.contains("alt=\"") && html.contains("Fatima &lt;b&gt;"), "alt text and escaping");
             assert!(html.contains("style=\""), "CSS is inlined");

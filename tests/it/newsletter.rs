@@ -453,14 +453,27 @@ fn a_dsn_for_one_delivery_marks_that_subscriber_bounced_and_gets_no_reply() {
     let alice_id = alice[0].message_id.clone().unwrap();
     send_raw(None, &alice_verp, &dsn(&alice_verp, "alice@example.org", "failed", "4.2.2", &alice_id));
     send_raw(None, &alice_verp, &dsn(&alice_verp, "alice@example.org", "delayed", "4.4.7", &alice_id));
-    assert_eq!(wait_count("contact", "INBOX", 3, T), 3);
+    // An out-of-office sent to Alice's bounce address is not a bounce.
+    send_raw(
+        Some("alice@example.org"),
+        &alice_verp,
+        format!(
+            "From: Alice <alice@example.org>\r\nTo: {alice_verp}\r\nSubject: Automatisch antwoord: Nieuwsbrief\r\nAuto-Submitted: auto-replied\r\nMessage-ID: <{}>\r\n\r\nIk ben afwezig tot maandag.\r\n",
+            new_id()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(wait_count("contact", "INBOX", 4, T), 4);
     app.poll();
     assert_eq!(status_of(&app, "bob@example.org"), "bounced");
     assert_eq!(status_of(&app, "alice@example.org"), "active", "one soft bounce is not enough");
     let soft: i64 = app.sql("SELECT soft_bounces FROM subscribers WHERE email = 'alice@example.org'");
     assert_eq!(soft, 1, "the delay warning does not count");
-    let filed = app.list(&[]);
+    let filed = app.list(&["--category", "bounce"]);
     assert_eq!(filed.len(), 3);
+    let ooo = app.list(&["--category", "automatic"]);
+    assert_eq!(ooo.len(), 1, "the out-of-office");
+    assert_eq!(ooo[0]["folder"], "Automatisch");
     for m in &filed {
         assert_eq!(m["category"], "bounce", "{m:#}");
         assert_eq!(m["folder"], "Automatisch");
