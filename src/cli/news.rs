@@ -173,7 +173,29 @@ async fn deliver_now(ctx: &Ctx, with_newsletter: bool) -> anyhow::Result<()> {
     if with_newsletter {
         let sender = Sender::open(ctx.clone(), path).await?;
         let started = std::time::Instant::now();
-        let n = sender.deliver_due().await?;
+        let total: u64 = Db::open(path)?.conn().query_row(
+            "SELECT COUNT(*) FROM deliveries d JOIN issues i ON i.id = d.issue_id WHERE i.status = 'sending' AND d.status IN ('pending', 'retry')",
+            [],
+            |r| r.get(0),
+        )?;
+        // A progress bar on a terminal (stderr); nothing when output goes to a file.
+        let bar = indicatif::ProgressBar::new(total).with_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sent ({per_sec}, {eta} left)")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let n = {
+            let ticker = async {
+                loop {
+                    bar.set_position(sender.sent_total() as u64);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            };
+            tokio::select! {
+                n = sender.deliver_due() => n?,
+                () = ticker => unreachable!("the ticker never ends"),
+            }
+        };
+        bar.finish_and_clear();
         println!(
             "newsletter: {} sent, {} to retry, {} failed ({:.1} s)",
             n.sent,
