@@ -770,3 +770,56 @@ fn retention_forgets_unconfirmed_sign_ups_and_old_mail_text() {
     let leftover: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE rcpt = 'old@pending.test'");
     assert_eq!(leftover, 0, "nothing of the forgotten address stays in the outbox");
 }
+
+#[test]
+fn an_address_that_unsubscribes_during_a_send_gets_nothing_after_that_moment() {
+    let _g = fresh();
+    // 20 messages a second: the send of 60 takes about three seconds.
+    let app = TestApp::new("contact").with_env("OUTREACH_NEWSLETTER__RATE_PER_MINUTE", "1200");
+    let mut csv = String::from("email,consent_at\n");
+    for i in 0..60 {
+        csv.push_str(&format!("r{i:02}@during.test,2025-01-01\n"));
+    }
+    let file = app.dir.path().join("r.csv");
+    std::fs::write(&file, csv).unwrap();
+    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    approved_story(&app, "Tijdens het versturen", "Tekst.");
+    let mut d = app.spawn_ready();
+    app.wait_web();
+    app.ok(&["newsletter", "send"]);
+    // Outcomes are recorded per batch; the arrivals show the progress.
+    assert!(wait_count("catchall", "INBOX", 5, T) >= 5, "{}", d.log_text());
+    // The last subscriber leaves by the one-click POST while the issue is going out.
+    let (id, nonce): (i64, String) = {
+        let c = rusqlite::Connection::open(&app.db).unwrap();
+        c.query_row("SELECT id, token_nonce FROM subscribers WHERE email = 'r59@during.test'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let token = outreach::newsletter::tokens::Signer::new(b"integration-test-secret-0123456789abcdef").token(
+        outreach::newsletter::tokens::Purpose::Unsubscribe,
+        id,
+        &nonce,
+        chrono::Utc::now(),
+    );
+    let (code, _) = http("POST", &format!("{}/unsubscribe/{token}", app.web), "List-Unsubscribe=One-Click");
+    assert_eq!(code, 200);
+    let arrived = count("catchall", "INBOX");
+    assert!(arrived < 50, "the unsubscribe came during the send ({arrived} arrived)");
+    assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE status = 'sent'", 1, T), 1, "{}", d.log_text());
+    let last: String = app.sql("SELECT d.status FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE s.email = 'r59@during.test'");
+    assert_eq!(last, "skipped");
+    let sent: i64 = app.sql("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'");
+    assert_eq!(sent, 59);
+    assert!(d.terminate().success());
+    std::thread::sleep(Duration::from_secs(1));
+    let to_r59 = fetch_all("catchall", "INBOX")
+        .iter()
+        .filter(|r| {
+            String::from_utf8_lossy(r).contains("To: r59@during.test")
+                && String::from_utf8_lossy(r).contains("Tijdens het versturen")
+        })
+        .count();
+    assert_eq!(to_r59, 0, "nothing after unsubscribing");
+}
