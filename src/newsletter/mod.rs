@@ -391,16 +391,20 @@ impl Ctx {
     /// Mails the proof of an issue to the coordinator.
     pub fn send_proof(&self, c: &Connection, issue_id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
         let issue = news::issue(c, issue_id)?.context("no such issue")?;
+        let hours = self.settings.newsletter.proof_deadline_hours;
+        let deadline = now + chrono::Duration::hours(i64::try_from(hours).unwrap_or(48));
         let Some(to) = self.coordinator() else {
-            bail!(
-                "key `coordinator.address`: a proof needs the coordinator's address (or set newsletter.proof = false)"
+            // Nobody to mail the proof to: it waits for `outreach newsletter approve`.
+            tracing::warn!(
+                issue = issue_id,
+                "no coordinator.address: the proof is not mailed; approve it with `outreach newsletter approve`"
             );
+            news::set_proof(c, issue_id, None, deadline)?;
+            return Ok(());
         };
         let content = self.issue_content(c, &issue)?;
         let skeleton = self.renderer.skeleton(&content, Language::Dutch)?;
         let (html, text) = skeleton.personalize(None, &self.archive_url(None));
-        let hours = self.settings.newsletter.proof_deadline_hours;
-        let deadline = now + chrono::Duration::hours(i64::try_from(hours).unwrap_or(48));
         let tz = self.settings.newsletter.timezone()?;
         #[derive(Serialize)]
         struct Data<'a> {
@@ -451,7 +455,7 @@ impl Ctx {
             },
             now,
         )?;
-        news::set_proof(c, issue_id, &message_id, deadline)?;
+        news::set_proof(c, issue_id, Some(&message_id), deadline)?;
         tracing::info!(issue = issue_id, "proof queued for the coordinator");
         Ok(())
     }
@@ -576,5 +580,105 @@ impl SubscriberMail {
                 ("subscribe/unsubscribed", format!("You have unsubscribed: {title}"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+secret = "unit-test-secret-0123456789abcdef0123"
+[database]
+path = "/unused"
+[imap]
+host = "127.0.0.1"
+port = 1143
+security = "none"
+username = "contact@example.org"
+password = "x"
+[smtp]
+host = "127.0.0.1"
+port = 2525
+security = "none"
+from = "Netwerk <contact@example.org>"
+"#;
+
+    fn ctx(extra: &str) -> (Ctx, Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Arc::new(Settings::from_toml(&format!("{CONFIG}{extra}"), Vec::new()).unwrap());
+        let mut db = Db::open(&dir.path().join("t.db")).unwrap();
+        let templates = Arc::new(Templates::load(None).unwrap());
+        (Ctx::new(settings, templates, &mut db).unwrap(), db, dir)
+    }
+
+    fn outbox_kinds(db: &Db) -> Vec<String> {
+        let mut st = db.conn().prepare("SELECT kind FROM outbox ORDER BY id").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn double_opt_in_welcome_unsubscribe_and_the_daily_cap_on_confirmations() {
+        let (ctx, mut db, _d) = ctx("");
+        let now = Utc::now();
+        let ann = EmailAddress::parse("ann@example.nl").unwrap();
+        let r = db.write(|c| ctx.subscribe(c, &ann, Some("Ann"), Language::Dutch, "mail <x>", None, now)).unwrap();
+        let Subscribed::ConfirmationSent(id) = r else { panic!("{r:?}") };
+        let again = db.write(|c| ctx.subscribe(c, &ann, None, Language::Dutch, "mail <y>", None, now)).unwrap();
+        assert_eq!(again, Subscribed::ConfirmationRecent(id), "one confirmation a day");
+        assert!(db.write(|c| ctx.confirm(c, id, "link", now)).unwrap());
+        assert!(!db.write(|c| ctx.confirm(c, id, "link", now)).unwrap(), "a second click changes nothing");
+        assert!(db.write(|c| ctx.unsubscribe(c, id, "mail", true, now)).unwrap());
+        assert!(!db.write(|c| ctx.unsubscribe(c, id, "mail", true, now)).unwrap());
+        assert_eq!(outbox_kinds(&db), ["confirm", "welcome", "unsubscribed"]);
+        let s = news::subscriber_by_id(db.conn(), id).unwrap().unwrap();
+        assert_eq!((s.status.as_str(), s.consent_source.as_deref()), ("unsubscribed", Some("link")));
+        // An import never brings them back; asking again themselves does (pending).
+        let kept =
+            db.write(|c| ctx.subscribe(c, &ann, None, Language::Dutch, "import", Some(("file", now)), now)).unwrap();
+        assert_eq!(kept, Subscribed::Kept(id, "unsubscribed".into()));
+        let back = db.write(|c| ctx.subscribe(c, &ann, None, Language::Dutch, "mail <z>", None, now)).unwrap();
+        assert_eq!(back, Subscribed::ConfirmationSent(id));
+        // Erased addresses are never mailed again.
+        db.write(|c| news::erase(c, id, &email_hash(ann.as_str()), now)).unwrap();
+        let gone = db.write(|c| ctx.subscribe(c, &ann, None, Language::Dutch, "mail", None, now)).unwrap();
+        assert_eq!(gone, Subscribed::Suppressed);
+    }
+
+    #[test]
+    fn a_scheduled_issue_without_a_coordinator_waits_for_approval_and_one_without_stories_is_skipped() {
+        let (ctx, mut db, _d) = ctx("");
+        let now = Utc::now();
+        let slot = now - chrono::Duration::minutes(1);
+        assert!(matches!(db.write(|c| ctx.make_issue(c, Some(slot), now)).unwrap(), MadeIssue::Skipped(_)));
+        assert!(outbox_kinds(&db).is_empty(), "no coordinator to tell");
+        assert!(matches!(db.write(|c| ctx.make_issue(c, Some(slot), now)).unwrap(), MadeIssue::Exists(_)));
+        let amb = db.write(|c| news::upsert_ambassador(c, "Fatima", "ib", None, None, now)).unwrap();
+        let story = db
+            .write(|c| {
+                news::insert_story(
+                    c,
+                    &news::NewStory {
+                        title: "T",
+                        ambassador_id: amb,
+                        body_md: "x",
+                        photo_url: None,
+                        photo_alt: None,
+                        source: "f",
+                        message_id: None,
+                        consent_source: Some("cli"),
+                    },
+                    now,
+                )
+            })
+            .unwrap();
+        db.write(|c| news::set_story_status(c, story, "approved", now)).unwrap();
+        let later = now + chrono::Duration::minutes(1);
+        let made = db.write(|c| ctx.make_issue(c, Some(later), later)).unwrap();
+        let MadeIssue::Proof(id) = made else { panic!("{made:?}") };
+        assert!(outbox_kinds(&db).is_empty(), "no proof mail without a coordinator");
+        assert_eq!(news::issue(db.conn(), id).unwrap().unwrap().status, "proof");
+        assert_eq!(db.write(|c| ctx.approve(c, id, "cli", later)).unwrap(), 0, "no subscribers yet");
+        assert_eq!(news::story(db.conn(), story).unwrap().unwrap().status, "published");
     }
 }

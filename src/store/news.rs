@@ -517,18 +517,13 @@ pub fn issues_with_status(c: &Connection, status: &str) -> anyhow::Result<Vec<Is
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn issue_by_proof(c: &Connection, message_id: &str) -> anyhow::Result<Option<Issue>> {
-    let q = format!("SELECT {ISSUE_COLS} FROM issues WHERE proof_message_id = ?1");
-    Ok(c.query_row(&q, [message_id], issue_row).optional()?)
-}
-
 pub fn issue_story_ids(c: &Connection, issue_id: i64) -> anyhow::Result<Vec<i64>> {
     let mut st = c.prepare("SELECT story_id FROM issue_stories WHERE issue_id = ?1 ORDER BY position")?;
     let rows = st.query_map([issue_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn set_proof(c: &Connection, id: i64, message_id: &str, deadline: DateTime<Utc>) -> anyhow::Result<()> {
+pub fn set_proof(c: &Connection, id: i64, message_id: Option<&str>, deadline: DateTime<Utc>) -> anyhow::Result<()> {
     c.execute(
         "UPDATE issues SET proof_message_id = ?2, proof_deadline = ?3 WHERE id = ?1",
         params![id, message_id, ts(deadline)],
