@@ -113,7 +113,10 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     db.set_state("daemon", &format!("running (pid {})", std::process::id()))?;
     let listen = settings.web.listen();
     let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => Some(l),
+        Ok(l) => {
+            db.set_state("web", &format!("listening on {listen} ({})", settings.base_url()))?;
+            Some(l)
+        }
         // The default address is taken (another instance on this machine): the mail side
         // runs on; links in mail then need an instance with [web] listen set.
         Err(e) if settings.web.listen.is_none() => {
@@ -178,6 +181,7 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         None => imap.await.context("IMAP task panicked")?,
     };
     let _ = db.set_state("daemon", "stopped");
+    let _ = db.set_state("web", "stopped");
     imap_result.context("the IMAP side stopped")?;
     worker_result.context("the outbox worker stopped")?;
     news_result.context("the newsletter sender stopped")?;

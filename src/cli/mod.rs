@@ -299,6 +299,7 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
             "daemon_running": running,
             "imap": get("imap").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
             "smtp": get("smtp").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
+            "web": get("web").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
             "last_error": get("last_error").map(|(v, t)| serde_json::json!({"error": v, "at": t})),
             "outbox": outbox,
             "messages": counts.iter().map(|(c, s, n)| serde_json::json!({"category": c, "status": s, "count": n})).collect::<Vec<_>>(),
@@ -311,9 +312,10 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("daemon:   {}", if running { "running" } else { "not running" });
-    for part in ["imap", "smtp"] {
+    for part in ["imap", "smtp", "web"] {
         match get(part) {
             Some((v, t)) => println!("{part}:     {v} (since {})", local_time(&t)),
+            None if part == "web" => println!("web:      not started yet (outreach run serves the pages)"),
             None => println!("{part}:     no connection made yet"),
         }
     }

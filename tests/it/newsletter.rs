@@ -53,6 +53,8 @@ fn lifecycle_by_mail_and_link_and_nothing_after_unsubscribing() {
     let app = TestApp::new("contact");
     let mut d = app.spawn_ready();
     app.wait_web();
+    let status = app.status_json();
+    assert!(status["web"]["state"].as_str().unwrap().starts_with("listening on 127.0.0.1:"), "{status:#}");
 
     // Alice asks by mail and confirms by link.
     send_mail(
@@ -172,6 +174,9 @@ fn lifecycle_by_mail_and_link_and_nothing_after_unsubscribing() {
     for u in ["alice", "bob", "catchall"] {
         assert!(with_subject(u, "Samen aan tafel").is_empty(), "{u} got an issue after unsubscribing");
     }
+    let status = app.status_json();
+    assert_eq!(status["subscribers"]["unsubscribed"], 3, "{status:#}");
+    assert_eq!(status["newsletter"][0]["status"], "sent", "{status:#}");
     assert!(d.terminate().success(), "{}", d.log_text());
 }
 
