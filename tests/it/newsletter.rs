@@ -828,3 +828,34 @@ fn an_address_that_unsubscribes_during_a_send_gets_nothing_after_that_moment() {
         .count();
     assert_eq!(to_r59, 0, "nothing after unsubscribing");
 }
+
+#[test]
+fn the_mailto_unsubscribe_works_from_another_address_by_its_token() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    app.ok(&["subscribers", "add", "eve@mixed.test", "--name", "Eve", "--consent", "test"]);
+    approved_story(&app, "Voor Eve", "Tekst.");
+    app.ok(&["newsletter", "send"]);
+    let copy = wait_subject("catchall", "Voor Eve", 1, T);
+    assert_eq!(copy.len(), 1);
+    // What a mail program does with the mailto: link in List-Unsubscribe.
+    let lu = copy[0].header("list-unsubscribe").unwrap().to_string();
+    let mailto = url_in(&lu, "mailto:");
+    let (to, query) = mailto.trim_start_matches("mailto:").split_once('?').unwrap();
+    assert_eq!(to, "contact@example.org");
+    let subject = query.strip_prefix("subject=").unwrap().replace("%20", " ");
+    assert!(subject.starts_with("afmelden "), "{subject}");
+    // Sent from another address of hers: the token says who it is.
+    send_mail("Eve <eve.thuis@elders.test>", &subject, "", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    app.poll();
+    assert_eq!(status_of(&app, "eve@mixed.test"), "unsubscribed");
+    let src: String = app.sql("SELECT unsubscribe_source FROM subscribers WHERE email = 'eve@mixed.test'");
+    assert!(src.starts_with("mail <"), "{src}");
+    // A forged token in the subject unsubscribes nobody.
+    app.ok(&["subscribers", "add", "frank@mixed.test", "--consent", "test"]);
+    send_mail("Mallory <mallory@elders.test>", "afmelden AQIAAAAAAAAAAgAHnLJxrdc_lMG8LEw84uceFy7i", "", &[]);
+    assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
+    app.poll();
+    assert_eq!(status_of(&app, "frank@mixed.test"), "active");
+}
