@@ -5,7 +5,8 @@
 //! with the secret), then by the Message-ID of our message quoted in the DSN, then by
 //! `Final-Recipient`. `Action: failed` with `5.x.x` is hard: the subscriber is `bounced`
 //! at once. `4.x.x` is soft: counted once per issue; `[newsletter] soft_bounce_limit`
-//! issues make the subscriber `bounced`. `Action: delayed` is only a warning.
+//! issues in a row make the subscriber `bounced` (an issue that got through starts the
+//! count again). `Action: delayed` is only a warning.
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
@@ -110,7 +111,7 @@ pub fn apply(c: &Connection, b: &Bounce, soft_limit: u32, now: DateTime<Utc>) ->
     if !first {
         return Ok(format!("another soft bounce of newsletter delivery {}", b.delivery_id));
     }
-    let count = news::add_soft_bounce(c, b.subscriber_id)?;
+    let count = news::add_soft_bounce(c, b.subscriber_id, b.issue_id)?;
     if count >= i64::from(soft_limit) {
         news::mark_bounced(c, b.subscriber_id, &format!("{count} issues in a row soft-bounced"), now)?;
         return Ok(format!("soft bounce {} ({count} in a row): subscriber marked bounced", b.status));

@@ -161,13 +161,23 @@ pub fn mark_bounced(c: &Connection, id: i64, reason: &str, now: DateTime<Utc>) -
     Ok(())
 }
 
-/// Counts a soft bounce; returns the new count.
-pub fn add_soft_bounce(c: &Connection, id: i64) -> anyhow::Result<i64> {
-    Ok(c.query_row(
-        "UPDATE subscribers SET soft_bounces = soft_bounces + 1 WHERE id = ?1 RETURNING soft_bounces",
-        [id],
-        |r| r.get(0),
-    )?)
+/// Counts a soft bounce of `issue_id` "in a row": when the subscriber's previous issue
+/// got through (its delivery did not bounce), the count starts again at 1. Returns it.
+pub fn add_soft_bounce(c: &Connection, id: i64, issue_id: i64) -> anyhow::Result<i64> {
+    let previous_bounced: Option<bool> = c
+        .query_row(
+            "SELECT status = 'bounced' FROM deliveries WHERE subscriber_id = ?1 AND issue_id < ?2 AND status IN ('sent', 'bounced')
+             ORDER BY issue_id DESC LIMIT 1",
+            [id, issue_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let sql = if previous_bounced == Some(false) {
+        "UPDATE subscribers SET soft_bounces = 1 WHERE id = ?1 RETURNING soft_bounces"
+    } else {
+        "UPDATE subscribers SET soft_bounces = soft_bounces + 1 WHERE id = ?1 RETURNING soft_bounces"
+    };
+    Ok(c.query_row(sql, [id], |r| r.get(0))?)
 }
 
 /// Erases a subscriber's personal data, keeping a hash of the address so it is never
@@ -815,4 +825,45 @@ pub fn record_bounce(
         params![delivery_id, ts(now), status, detail],
     )?;
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soft_bounces_count_only_in_a_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::Db::open(&dir.path().join("t.db")).unwrap();
+        let c = db.conn();
+        let now = Utc::now();
+        let s = insert_subscriber(
+            c,
+            &NewSubscriber {
+                email: "a@b.nl",
+                name: None,
+                language: "nl",
+                status: "active",
+                source: "cli",
+                consent_source: Some("x"),
+                consent_at: Some(now),
+                nonce: "n",
+            },
+            now,
+        )
+        .unwrap();
+        // Issue 1 bounced softly, issue 2 got through, issues 3 and 4 bounced softly.
+        for (issue, status) in [(1, "bounced"), (2, "sent"), (3, "bounced"), (4, "bounced")] {
+            c.execute("INSERT INTO issues(id, subject, status, created_at) VALUES (?1, 'x', 'sent', 'now')", [issue])
+                .unwrap();
+            c.execute(
+                "INSERT INTO deliveries(issue_id, subscriber_id, message_id, status, next_attempt_at) VALUES (?1, ?2, ?3, ?4, 'now')",
+                params![issue, s, format!("m{issue}"), status],
+            )
+            .unwrap();
+        }
+        assert_eq!(add_soft_bounce(c, s, 1).unwrap(), 1);
+        assert_eq!(add_soft_bounce(c, s, 3).unwrap(), 1, "issue 2 got through: the row starts again");
+        assert_eq!(add_soft_bounce(c, s, 4).unwrap(), 2);
+    }
 }
