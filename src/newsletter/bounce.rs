@@ -139,6 +139,53 @@ mod tests {
     }
 
     #[test]
+    fn soft_bounces_in_a_row_and_a_hard_one_mark_the_subscriber_bounced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::Db::open(&dir.path().join("t.db")).unwrap();
+        let c = db.conn();
+        let now = Utc::now();
+        for (id, email) in [(1, "soft@b.nl"), (2, "hard@b.nl")] {
+            c.execute(
+                "INSERT INTO subscribers(id, email, status, source, created_at, token_nonce) VALUES (?1, ?2, 'active', 'cli', 'now', 'n')",
+                rusqlite::params![id, email],
+            )
+            .unwrap();
+        }
+        for issue in 1..=3 {
+            c.execute("INSERT INTO issues(id, subject, status, created_at) VALUES (?1, 'x', 'sent', 'now')", [issue])
+                .unwrap();
+            for sub in [1, 2] {
+                c.execute(
+                    "INSERT INTO deliveries(id, issue_id, subscriber_id, message_id, status, next_attempt_at) VALUES (?1, ?2, ?3, ?1, 'sent', 'now')",
+                    rusqlite::params![issue * 10 + sub, issue, sub],
+                )
+                .unwrap();
+            }
+        }
+        let status = |id: i64| -> String {
+            c.query_row("SELECT status FROM subscribers WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+        };
+        let bounce = |issue: i64, sub: i64, action: &str, code: &str| Bounce {
+            delivery_id: issue * 10 + sub,
+            issue_id: issue,
+            subscriber_id: sub,
+            status: code.into(),
+            action: action.into(),
+            matched_by: "test",
+        };
+        apply(c, &bounce(1, 1, "failed", "4.2.2"), 3, now).unwrap();
+        apply(c, &bounce(1, 1, "failed", "4.2.2"), 3, now).unwrap(); // a second DSN for the same copy
+        apply(c, &bounce(2, 1, "delayed", "4.4.7"), 3, now).unwrap();
+        apply(c, &bounce(2, 1, "failed", "4.2.2"), 3, now).unwrap();
+        assert_eq!(status(1), "active", "two issues so far");
+        let note = apply(c, &bounce(3, 1, "failed", "4.2.2"), 3, now).unwrap();
+        assert_eq!(status(1), "bounced", "{note}");
+        let note = apply(c, &bounce(1, 2, "failed", "5.1.1"), 3, now).unwrap();
+        assert!(note.contains("hard bounce 5.1.1"), "{note}");
+        assert_eq!(status(2), "bounced");
+    }
+
+    #[test]
     fn fields_are_read_case_insensitively() {
         let t = "Reporting-MTA: dns; x\nfinal-recipient: rfc822; Ann@Example.nl\nACTION: failed\nStatus: 5.1.1 (user unknown)\n";
         assert_eq!(field(t, "Final-Recipient"), Some("rfc822; Ann@Example.nl"));

@@ -859,3 +859,73 @@ fn the_mailto_unsubscribe_works_from_another_address_by_its_token() {
     app.poll();
     assert_eq!(status_of(&app, "frank@mixed.test"), "active");
 }
+
+#[test]
+fn the_subscriber_story_and_preview_commands_do_what_they_say() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    app.ok(&["subscribers", "add", "ann@cli.test", "--name", "Ann", "--consent", "paper form"]);
+    app.ok(&["subscribers", "add", "ben@cli.test", "--language", "en"]);
+    let list: serde_json::Value = serde_json::from_str(&app.ok(&["subscribers", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["email"], "ann@cli.test");
+    assert_eq!(list[0]["status"], "active");
+    assert_eq!(list[0]["consent_source"], "cli: paper form");
+    assert_eq!(list[1]["status"], "pending");
+    assert_eq!(list[1]["language"], "en");
+    let active: serde_json::Value =
+        serde_json::from_str(&app.ok(&["subscribers", "list", "--status", "active", "--json"])).unwrap();
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    assert!(!app.run_cli(&["subscribers", "list", "--status", "gone"]).status.success());
+    let csv = app.ok(&["subscribers", "export"]);
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("email,name,language,status,source,consent_source,consent_at"), "{csv}");
+    assert!(csv.contains("ann@cli.test,Ann,nl,active,cli,cli: paper form,"), "{csv}");
+    let json: serde_json::Value = serde_json::from_str(&app.ok(&["subscribers", "export", "--json"])).unwrap();
+    assert!(json[1]["consent_at"].is_null(), "pending: no consent yet");
+
+    // remove: unsubscribed at once with one short mail; --erase keeps only a hash.
+    app.ok(&["subscribers", "remove", "ann@cli.test"]);
+    assert_eq!(status_of(&app, "ann@cli.test"), "unsubscribed");
+    assert_eq!(wait_subject("catchall", "Je bent afgemeld", 1, T).len(), 1);
+    let out = app.ok(&["subscribers", "remove", "ben@cli.test", "--erase"]);
+    assert!(out.contains("erased"), "{out}");
+    let left: i64 = app.sql("SELECT COUNT(*) FROM subscribers WHERE email = 'ben@cli.test'");
+    assert_eq!(left, 0);
+    let again = app.run_cli(&["subscribers", "add", "ben@cli.test"]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never mailed again"));
+    assert!(!app.run_cli(&["subscribers", "remove", "nobody@cli.test"]).status.success());
+
+    // stories: reject, list by status, show as JSON; a bad file is a clear error.
+    let path = app.dir.path().join("r.md");
+    std::fs::write(&path, "---\ntitle: Niet dit\nambassador: Piet\nrole: leraar\n---\nTekst.\n").unwrap();
+    app.ok(&["stories", "add", path.to_str().unwrap()]);
+    app.ok(&["stories", "reject", "1"]);
+    let rejected: serde_json::Value =
+        serde_json::from_str(&app.ok(&["stories", "list", "--status", "rejected", "--json"])).unwrap();
+    assert_eq!(rejected[0]["title"], "Niet dit");
+    let shown: serde_json::Value = serde_json::from_str(&app.ok(&["stories", "show", "1", "--json"])).unwrap();
+    assert_eq!((shown["status"].as_str(), shown["role"].as_str()), (Some("rejected"), Some("leraar")));
+    std::fs::write(&path, "geen front matter").unwrap();
+    let bad = app.run_cli(&["stories", "add", path.to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("front matter"));
+
+    // preview: as HTML to a file, as text, and by mail, exactly as a subscriber gets it.
+    assert!(!app.run_cli(&["newsletter", "preview"]).status.success(), "no approved stories yet");
+    approved_story(&app, "Een voorproefje", "Werk **mensgericht**.");
+    let html = app.dir.path().join("p.html");
+    app.ok(&["newsletter", "preview", "--out", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<html lang=\"nl\"") && page.contains("<strong>mensgericht</strong>"), "{page}");
+    let text = app.ok(&["newsletter", "preview"]);
+    assert!(
+        text.starts_with("Subject: ") && text.contains("Een voorproefje") && text.contains("Beste lezer"),
+        "{text}"
+    );
+    app.ok(&["newsletter", "preview", "--to", "alice@example.org", "--language", "en"]);
+    let got = wait_subject("alice", "Een voorproefje", 1, T);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].header("list-unsubscribe").is_some() && got[0].text.contains("Dear reader"), "{}", got[0].text);
+    let issues: i64 = app.sql("SELECT COUNT(*) FROM issues");
+    assert_eq!(issues, 0, "a preview makes no issue");
+}
