@@ -8,20 +8,10 @@
 #   bash bench/backlog.sh [COUNT]          (default 10000; needs root, installs packages)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 COUNT=${1:-10000}
-export OUTREACH_MAILSTACK_DIR=${OUTREACH_MAILSTACK_DIR:-/tmp/outreach-mailstack}
-STACK=$OUTREACH_MAILSTACK_DIR
-WORK=$(mktemp -d /tmp/outreach-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-
-command -v /usr/bin/time >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-bash deploy/mailstack/install.sh >/dev/null
-bash deploy/mailstack/start.sh "$STACK" >/dev/null
-cargo build --release --locked --quiet
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-BIN=$ROOT/target/release/outreach
+prepare outreach-bench
 MAILDIR=$STACK/mail/example.org/contact/Maildir
 
 # Generate the backlog once (deterministic, so it is cached across runs); each run

@@ -1,4 +1,20 @@
-# Shared by the benchmark scripts (sourced). Needs WORK (a scratch folder) and COUNT.
+# Shared by the benchmark scripts (sourced from the repository root).
+
+# prepare NAME: packages, the local mail stack and the release build. Sets STACK (the
+# stack's folder), BIN (the release binary) and WORK (a scratch folder, removed on exit).
+prepare() {
+    export OUTREACH_MAILSTACK_DIR=${OUTREACH_MAILSTACK_DIR:-/tmp/outreach-mailstack}
+    STACK=$OUTREACH_MAILSTACK_DIR
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    trap 'rm -rf "$WORK"' EXIT
+    command -v /usr/bin/time >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+    bash deploy/mailstack/install.sh >/dev/null
+    bash deploy/mailstack/start.sh "$STACK" >/dev/null
+    cargo build --release --locked --quiet
+    BIN=$PWD/target/release/outreach
+}
+
+# The rest needs WORK and COUNT.
 
 # measure NAME CMD...: runs CMD, prints wall time, messages per second and peak memory
 # (max RSS), and keeps the rate in "$WORK/NAME.rate". Output goes to "$WORK/NAME.out".

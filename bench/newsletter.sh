@@ -7,21 +7,11 @@
 # Memory at scale: bash bench/newsletter.sh 100000
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 COUNT=${1:-10000}
 CONC=${2:-4}
-export OUTREACH_MAILSTACK_DIR=${OUTREACH_MAILSTACK_DIR:-/tmp/outreach-mailstack}
-STACK=$OUTREACH_MAILSTACK_DIR
-WORK=$(mktemp -d /tmp/outreach-bench-nl.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-
-command -v /usr/bin/time >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-bash deploy/mailstack/install.sh >/dev/null
-bash deploy/mailstack/start.sh "$STACK" >/dev/null
-cargo build --release --locked --quiet
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-BIN=$ROOT/target/release/outreach
+prepare outreach-bench-nl
 
 {
     echo 'secret = "benchmark-secret-0123456789abcdef0123"'

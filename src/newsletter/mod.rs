@@ -114,6 +114,27 @@ impl Ctx {
             .unwrap_or_else(|_| self.from.email.to_string())
     }
 
+    /// The subscriber a link token names, checked in the same way for unknown and forged
+    /// tokens (same answer, same work).
+    pub fn subscriber_by_token(
+        &self,
+        c: &Connection,
+        token: &str,
+        purpose: Purpose,
+        valid_hours: Option<u32>,
+    ) -> anyhow::Result<Result<Subscriber, tokens::TokenError>> {
+        let id = match Signer::claimed_id(token, purpose) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let sub = news::subscriber_by_id(c, id)?;
+        let nonce = sub.as_ref().map(|s| s.token_nonce.as_str());
+        Ok(self
+            .signer
+            .verify(token, purpose, nonce, valid_hours, Utc::now())
+            .map(|_| sub.expect("verified implies known")))
+    }
+
     /// Asks `email` to subscribe (double opt-in) or, with `consent`, subscribes at once.
     #[allow(clippy::too_many_arguments)]
     pub fn subscribe(
@@ -515,7 +536,8 @@ impl Ctx {
         Ok(())
     }
 
-    /// Proofs past their deadline are sent or dropped, as configured.
+    /// Proofs past their deadline are sent or dropped, as configured. Returns how many
+    /// started sending.
     pub fn settle_proof_deadlines(&self, c: &Connection, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let mut n = 0;
         for issue in news::issues_with_status(c, "proof")? {
@@ -526,6 +548,7 @@ impl Ctx {
             match self.settings.newsletter.proof_deadline_action {
                 ProofDeadlineAction::Send => {
                     self.start_sending(c, issue.id, "proof deadline", now)?;
+                    n += 1;
                 }
                 ProofDeadlineAction::Drop => {
                     news::transition_issue(c, issue.id, &["proof"], "dropped", "nobody answered the proof in time")?;
@@ -536,7 +559,6 @@ impl Ctx {
                     tracing::info!(issue = issue.id, "proof unanswered; issue dropped");
                 }
             }
-            n += 1;
         }
         Ok(n)
     }

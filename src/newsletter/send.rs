@@ -11,7 +11,7 @@
 //! practice none occur (see docs/BENCHMARKS.md).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +24,7 @@ use super::render::Skeleton;
 use crate::domain::{EmailAddress, Language};
 use crate::outbox::compose::{AutoResponseSuppress, ListId, ListUnsubscribe, ListUnsubscribePost, Precedence};
 use crate::outbox::journal::SentJournal;
-use crate::outbox::{DeliveryStats, Mailer, Outcome, SharedDb, backoff, blocking};
+use crate::outbox::{DeliveryStats, Mailer, RetryPolicy, Settled, SharedDb, Worker, blocking};
 use crate::store::Db;
 use crate::store::news::{self, Claimed, DeliveryUpdate};
 
@@ -175,13 +175,7 @@ impl Sender {
         let lanes = (0..self.ctx.settings.newsletter.concurrency.max(1)).map(|_| self.lane());
         let mut stats = DeliveryStats::default();
         for lane in futures_util::future::join_all(lanes).await {
-            let lane = lane?;
-            stats.sent += lane.sent;
-            stats.deferred += lane.deferred;
-            stats.failed += lane.failed;
-            if lane.last_error.is_some() {
-                stats.last_error = lane.last_error;
-            }
+            stats.add(&lane?);
         }
         self.journal.clear()?;
         let finished = blocking(&self.db, |db| db.write(|c| news::finish_issues(c, Utc::now()))).await?;
@@ -192,33 +186,13 @@ impl Sender {
         Ok(stats)
     }
 
-    /// The daemon's newsletter worker: sends what is due, then waits for a wake-up, the
-    /// next retry, or 2 s (issues approved from the CLI or by mail are picked up then).
+    /// The daemon's newsletter worker: see [`crate::outbox::run_worker`].
     pub async fn run_worker(
         self,
         wake: Arc<tokio::sync::Notify>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        loop {
-            if *shutdown.borrow() {
-                return Ok(());
-            }
-            match self.deliver_due().await {
-                Ok(s) if s.sent + s.deferred + s.failed > 0 => {
-                    tracing::info!(sent = s.sent, deferred = s.deferred, failed = s.failed, "newsletter pass");
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "newsletter pass failed"),
-            }
-            let wait = self.next_due().await.map_or(Duration::from_secs(2), |t| {
-                (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
-            });
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
-                _ = shutdown.changed() => return Ok(()),
-            }
-        }
+        crate::outbox::run_worker(&self, "newsletter", wake, shutdown).await
     }
 
     /// When the next delivery is due (a retry), if any.
@@ -281,8 +255,7 @@ impl Sender {
         let mut stats = DeliveryStats::default();
         let mut queue: VecDeque<Claimed> = VecDeque::new();
         let mut done: Vec<(i64, DeliveryUpdate)> = Vec::with_capacity(BATCH as usize);
-        let settings = &self.ctx.settings.smtp;
-        let (base, max_attempts) = (Duration::from_secs(settings.retry_base), settings.max_attempts);
+        let policy = RetryPolicy::from_settings(&self.ctx.settings.smtp);
         loop {
             // A short, inline store visit on this lane's own connection (no thread
             // hand-off): when its batch is done, record the outcomes and claim the next
@@ -323,55 +296,32 @@ impl Sender {
             let raw = match self.render(&d, now).await {
                 Ok(raw) => raw,
                 Err(e) => {
-                    let e = format!("could not render: {e:#}");
-                    tracing::error!(delivery = d.id, error = %e, "newsletter delivery failed");
-                    stats.failed += 1;
-                    stats.last_error = Some(e.clone());
-                    done.push((d.id, DeliveryUpdate::Failed(e)));
+                    stats.failed("newsletter", d.id, format!("could not render: {e:#}"));
+                    done.push((d.id, DeliveryUpdate::Failed(format!("could not render: {e:#}"))));
                     continue;
                 }
             };
-            let recorded = AtomicBool::new(false);
-            let record = || {
-                recorded.store(true, Ordering::SeqCst);
-                self.journal.record(d.id)
-            };
-            let limit = self.mailer.timeout() * 4;
             let from = self.envelope_from(d.id);
-            let outcome = match tokio::time::timeout(limit, self.mailer.send_raw(&from, &d.email, &raw, record)).await {
-                Ok(o) => o,
-                Err(_) if recorded.load(Ordering::SeqCst) => Outcome::Sent,
-                Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
-            };
-            let update = match outcome {
-                Outcome::Sent => {
-                    stats.sent += 1;
+            let outcome = self.mailer.send_recorded(&self.journal, d.id, &from, &d.email, &raw).await;
+            let update = match stats.settle(outcome, d.attempts, policy, "newsletter", d.id, now) {
+                Settled::Sent => {
                     self.sent_total.fetch_add(1, Ordering::Relaxed);
                     DeliveryUpdate::Sent
                 }
-                Outcome::Transient(e) if d.attempts < max_attempts => {
-                    let at = now + chrono::Duration::from_std(backoff(base, d.attempts)).unwrap_or_default();
-                    tracing::warn!(delivery = d.id, attempt = d.attempts, retry_at = %at, error = %e, "newsletter delivery deferred");
-                    stats.deferred += 1;
-                    stats.last_error = Some(e.clone());
-                    DeliveryUpdate::Retry(at, e)
-                }
-                Outcome::Transient(e) => {
-                    let e = format!("gave up after {} attempts: {e}", d.attempts);
-                    tracing::error!(delivery = d.id, error = %e, "newsletter delivery failed");
-                    stats.failed += 1;
-                    stats.last_error = Some(e.clone());
-                    DeliveryUpdate::Failed(e)
-                }
-                Outcome::Permanent(e) => {
-                    tracing::error!(delivery = d.id, error = %e, "newsletter delivery failed permanently");
-                    stats.failed += 1;
-                    stats.last_error = Some(e.clone());
-                    DeliveryUpdate::Failed(e)
-                }
+                Settled::Retry(at, e) => DeliveryUpdate::Retry(at, e),
+                Settled::Failed(e) => DeliveryUpdate::Failed(e),
             };
             done.push((d.id, update));
         }
+    }
+}
+
+impl Worker for Sender {
+    fn pass(&self) -> impl Future<Output = anyhow::Result<DeliveryStats>> + Send {
+        self.deliver_due()
+    }
+    fn next_due(&self) -> impl Future<Output = Option<DateTime<Utc>>> + Send {
+        Sender::next_due(self)
     }
 }
 

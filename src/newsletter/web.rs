@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use super::Ctx;
-use super::tokens::{self, Purpose, Signer, TokenError};
+use super::tokens::{self, Purpose, TokenError};
 use crate::domain::Language;
 use crate::outbox::{SharedDb, blocking};
 use crate::store::news;
@@ -105,23 +105,6 @@ fn html_headers() -> [(header::HeaderName, HeaderValue); 4] {
     ]
 }
 
-/// Checks a token and loads its subscriber, in the same way for unknown and forged ones.
-fn check(
-    signer: &Signer,
-    db: &crate::store::Db,
-    token: &str,
-    purpose: Purpose,
-    valid_hours: Option<u32>,
-) -> anyhow::Result<Result<news::Subscriber, TokenError>> {
-    let id = match Signer::claimed_id(token, purpose) {
-        Ok(id) => id,
-        Err(e) => return Ok(Err(e)),
-    };
-    let sub = news::subscriber_by_id(db.conn(), id)?;
-    let nonce = sub.as_ref().map(|s| s.token_nonce.as_str());
-    Ok(signer.verify(token, purpose, nonce, valid_hours, Utc::now()).map(|_| sub.expect("verified implies known")))
-}
-
 enum Done {
     Confirmed(Language),
     AlreadyActive(Language),
@@ -135,10 +118,11 @@ enum Done {
 async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Response {
     let ctx = st.ctx.clone();
     let r = blocking(&st.db, move |db| {
-        let sub = match check(&ctx.signer, db, &token, Purpose::Confirm, Some(tokens::CONFIRM_VALID_HOURS))? {
-            Ok(s) => s,
-            Err(e) => return Ok(Done::Bad(e)),
-        };
+        let sub =
+            match ctx.subscriber_by_token(db.conn(), &token, Purpose::Confirm, Some(tokens::CONFIRM_VALID_HOURS))? {
+                Ok(s) => s,
+                Err(e) => return Ok(Done::Bad(e)),
+            };
         let lang = Language::parse(&sub.language).unwrap_or(Language::Dutch);
         let source = format!("link: confirmation link clicked ({})", crate::store::ts(Utc::now()));
         match sub.status.as_str() {
@@ -158,7 +142,7 @@ async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Respo
 async fn unsubscribe_page(State(st): State<AppState>, Path(token): Path<String>) -> Response {
     let ctx = st.ctx.clone();
     let r = blocking(&st.db, move |db| {
-        Ok(match check(&ctx.signer, db, &token, Purpose::Unsubscribe, None)? {
+        Ok(match ctx.subscriber_by_token(db.conn(), &token, Purpose::Unsubscribe, None)? {
             Ok(s) if s.status == "active" || s.status == "pending" => {
                 Done::UnsubscribePage(Language::parse(&s.language).unwrap_or(Language::Dutch))
             }
@@ -174,7 +158,7 @@ async fn unsubscribe_post(State(st): State<AppState>, Path(token): Path<String>,
     let ctx = st.ctx.clone();
     let one_click = body.contains("List-Unsubscribe=One-Click");
     let r = blocking(&st.db, move |db| {
-        let sub = match check(&ctx.signer, db, &token, Purpose::Unsubscribe, None)? {
+        let sub = match ctx.subscriber_by_token(db.conn(), &token, Purpose::Unsubscribe, None)? {
             Ok(s) => s,
             Err(e) => return Ok(Done::Bad(e)),
         };

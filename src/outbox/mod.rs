@@ -74,8 +74,67 @@ pub struct DeliveryStats {
     pub last_error: Option<String>,
 }
 
+/// What to record after a delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Sent,
+    /// Try again at this time.
+    Retry(DateTime<Utc>, String),
+    Failed(String),
+}
+
+/// When to retry and when to give up (from `[smtp] retry_base` and `max_attempts`).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max_attempts: u32,
+}
+
+impl RetryPolicy {
+    pub fn from_settings(s: &SmtpSettings) -> Self {
+        Self { base: Duration::from_secs(s.retry_base), max_attempts: s.max_attempts }
+    }
+}
+
 impl DeliveryStats {
-    fn add(&mut self, o: &DeliveryStats) {
+    /// Turns the outcome of attempt number `attempts` into what to record (4xx: retry with
+    /// back-off until `max_attempts`, then failed; 5xx: failed), counts it, and logs
+    /// deferrals and failures. `what` and `id` name the row in the log.
+    pub fn settle(
+        &mut self,
+        outcome: Outcome,
+        attempts: u32,
+        policy: RetryPolicy,
+        what: &str,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Settled {
+        match outcome {
+            Outcome::Sent => {
+                self.sent += 1;
+                Settled::Sent
+            }
+            Outcome::Transient(e) if attempts < policy.max_attempts => {
+                let at = now + chrono::Duration::from_std(backoff(policy.base, attempts)).unwrap_or_default();
+                tracing::warn!(what, id, attempt = attempts, retry_at = %at, error = %e, "delivery deferred");
+                self.deferred += 1;
+                self.last_error = Some(e.clone());
+                Settled::Retry(at, e)
+            }
+            Outcome::Transient(e) => self.failed(what, id, format!("gave up after {attempts} attempts: {e}")),
+            Outcome::Permanent(e) => self.failed(what, id, e),
+        }
+    }
+
+    /// Counts and logs a failure that will not be retried.
+    pub fn failed(&mut self, what: &str, id: i64, e: String) -> Settled {
+        tracing::error!(what, id, error = %e, "delivery failed");
+        self.failed += 1;
+        self.last_error = Some(e.clone());
+        Settled::Failed(e)
+    }
+
+    pub(crate) fn add(&mut self, o: &DeliveryStats) {
         self.sent += o.sent;
         self.deferred += o.deferred;
         self.failed += o.failed;
@@ -207,6 +266,30 @@ impl Mailer {
     #[tracing::instrument(skip_all, fields(id = row.id, kind = %row.kind))]
     pub async fn deliver(&self, row: &OutboxRow, record_end: impl FnOnce() -> anyhow::Result<()>) -> Outcome {
         self.send_raw(&row.envelope_from, &row.rcpt, &row.raw, record_end).await
+    }
+
+    /// One SMTP transaction whose end is recorded in `journal` under `id` (see the module
+    /// doc), bounded in time: lettre has no per-command timeout on a custom transport.
+    /// Timed out after the end of the message went out: counted as sent.
+    pub async fn send_recorded(
+        &self,
+        journal: &SentJournal,
+        id: i64,
+        envelope_from: &str,
+        rcpt: &str,
+        raw: &[u8],
+    ) -> Outcome {
+        let recorded = std::sync::atomic::AtomicBool::new(false);
+        let record = || {
+            recorded.store(true, std::sync::atomic::Ordering::SeqCst);
+            journal.record(id)
+        };
+        let limit = self.timeout * 4;
+        match tokio::time::timeout(limit, self.send_raw(envelope_from, rcpt, raw, record)).await {
+            Ok(outcome) => outcome,
+            Err(_) if recorded.load(std::sync::atomic::Ordering::SeqCst) => Outcome::Sent,
+            Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
+        }
     }
 
     /// One SMTP transaction: `envelope_from` (empty: the null sender) to `rcpt`.
@@ -389,93 +472,81 @@ impl Outbox {
     /// One lane of [`Outbox::deliver_due`]: claim a row, send it, record the outcome, repeat.
     async fn deliver_lane(&self) -> anyhow::Result<DeliveryStats> {
         let mut stats = DeliveryStats::default();
-        let (base, max_attempts) = (Duration::from_secs(self.settings.retry_base), self.settings.max_attempts);
+        let policy = RetryPolicy::from_settings(&self.settings);
         loop {
             let Some(row) = blocking(&self.db, |db| db.claim_due(1, Utc::now())).await?.pop() else {
                 return Ok(stats);
             };
             let id = row.id;
-            let journal = &self.journal;
-            let recorded = std::sync::atomic::AtomicBool::new(false);
-            let record = || {
-                recorded.store(true, std::sync::atomic::Ordering::SeqCst);
-                journal.record(id)
-            };
             tracing::debug!(id, attempt = row.attempts, "claimed");
-            // lettre has no per-command timeout on a custom transport: bound the whole
-            // transaction. Timed out after the end of the message went out: counted as sent.
-            let limit = self.mailer.timeout * 4;
-            let outcome = match tokio::time::timeout(limit, self.mailer.deliver(&row, record)).await {
-                Ok(outcome) => outcome,
-                Err(_) if recorded.load(std::sync::atomic::Ordering::SeqCst) => Outcome::Sent,
-                Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
-            };
-            let domain = row.rcpt.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+            let outcome = self.mailer.send_recorded(&self.journal, id, &row.envelope_from, &row.rcpt, &row.raw).await;
             let now = Utc::now();
-            let update = match outcome {
-                Outcome::Sent => {
-                    tracing::info!(id, kind = %row.kind, rcpt_domain = %domain, "sent");
-                    stats.sent += 1;
-                    Update::Sent
-                }
-                Outcome::Transient(e) if row.attempts < max_attempts => {
-                    let at = now + chrono::Duration::from_std(backoff(base, row.attempts)).unwrap_or_default();
-                    tracing::warn!(id, rcpt_domain = %domain, attempt = row.attempts, retry_at = %at, error = %e, "delivery deferred");
-                    stats.deferred += 1;
-                    stats.last_error = Some(e.clone());
-                    Update::Retry(at, e)
-                }
-                Outcome::Transient(e) => {
-                    let e = format!("gave up after {} attempts: {e}", row.attempts);
-                    tracing::error!(id, rcpt_domain = %domain, error = %e, "delivery failed");
-                    stats.failed += 1;
-                    stats.last_error = Some(e.clone());
-                    Update::Failed(e)
-                }
-                Outcome::Permanent(e) => {
-                    tracing::error!(id, rcpt_domain = %domain, error = %e, "delivery failed permanently");
-                    stats.failed += 1;
-                    stats.last_error = Some(e.clone());
-                    Update::Failed(e)
-                }
-            };
-            blocking(&self.db, move |db| match update {
-                Update::Sent => db.mark_sent(id, now),
-                Update::Retry(at, e) => db.mark_retry(id, at, &e),
-                Update::Failed(e) => db.mark_failed(id, &e),
+            let settled = stats.settle(outcome, row.attempts, policy, &row.kind, id, now);
+            if settled == Settled::Sent {
+                let domain = row.rcpt.rsplit_once('@').map_or("", |(_, d)| d);
+                tracing::info!(id, kind = %row.kind, rcpt_domain = %domain, "sent");
+            }
+            blocking(&self.db, move |db| match settled {
+                Settled::Sent => db.mark_sent(id, now),
+                Settled::Retry(at, e) => db.mark_retry(id, at, &e),
+                Settled::Failed(e) => db.mark_failed(id, &e),
             })
             .await?;
         }
     }
 
-    /// The daemon's outbox worker: delivers what is due, then sleeps until woken by new
-    /// mail in the queue, the next retry time, or shutdown. In-flight sends finish first.
-    pub async fn run_worker(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        loop {
-            if *shutdown.borrow() {
-                return Ok(());
-            }
-            if let Err(e) = self.deliver_due().await {
-                tracing::error!(error = %format!("{e:#}"), "outbox pass failed");
-            }
-            let next = blocking(&self.db, |db| db.next_due()).await.ok().flatten();
-            // At most 2 s: mail queued by another process (the CLI, the web page) goes out soon.
-            let wait = next.map_or(Duration::from_secs(2), |t| {
-                (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
-            });
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
-                _ = shutdown.changed() => return Ok(()),
-            }
-        }
+    /// The daemon's outbox worker: see [`run_worker`].
+    pub async fn run_worker(self, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        run_worker(&self, "outbox", wake, shutdown).await
     }
 }
 
-enum Update {
-    Sent,
-    Retry(DateTime<Utc>, String),
-    Failed(String),
+impl Worker for Outbox {
+    fn pass(&self) -> impl Future<Output = anyhow::Result<DeliveryStats>> + Send {
+        self.deliver_due()
+    }
+    async fn next_due(&self) -> Option<DateTime<Utc>> {
+        blocking(&self.db, |db| db.next_due()).await.ok().flatten()
+    }
+}
+
+/// Something that delivers in passes: the outbox and the newsletter sender.
+pub trait Worker: Sync {
+    /// Delivers everything due now.
+    fn pass(&self) -> impl Future<Output = anyhow::Result<DeliveryStats>> + Send;
+    /// When the next retry is due, if any.
+    fn next_due(&self) -> impl Future<Output = Option<DateTime<Utc>>> + Send;
+}
+
+/// A daemon worker: runs a pass, then sleeps until woken, until the next retry is due,
+/// or 2 s at most (work queued by another process, the CLI or the web page, is picked
+/// up then), until shutdown. A pass in progress finishes first.
+pub async fn run_worker(
+    worker: &impl Worker,
+    what: &'static str,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        match worker.pass().await {
+            Ok(s) if s.sent + s.deferred + s.failed > 0 => {
+                tracing::info!(what, sent = s.sent, deferred = s.deferred, failed = s.failed, "delivery pass");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(what, error = %format!("{e:#}"), "delivery pass failed"),
+        }
+        let wait = worker.next_due().await.map_or(Duration::from_secs(2), |t| {
+            (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
+        });
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
