@@ -575,10 +575,11 @@ impl NewsletterSettings {
 pub const EXAMPLE: &str = include_str!("../deploy/config.example.toml");
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// The smallest valid config (no secret, no coordinator): for tests here and elsewhere.
+    pub(crate) const MINIMAL: &str = r#"
 [database]
 path = "/tmp/x.db"
 [imap]

@@ -609,26 +609,10 @@ impl SubscriberMail {
 mod tests {
     use super::*;
 
-    const CONFIG: &str = r#"
-secret = "unit-test-secret-0123456789abcdef0123"
-[database]
-path = "/unused"
-[imap]
-host = "127.0.0.1"
-port = 1143
-security = "none"
-username = "contact@example.org"
-password = "x"
-[smtp]
-host = "127.0.0.1"
-port = 2525
-security = "none"
-from = "Netwerk <contact@example.org>"
-"#;
-
     fn ctx(extra: &str) -> (Ctx, Db, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Arc::new(Settings::from_toml(&format!("{CONFIG}{extra}"), Vec::new()).unwrap());
+        let settings =
+            Arc::new(Settings::from_toml(&format!("{}{extra}", crate::config::tests::MINIMAL), Vec::new()).unwrap());
         let mut db = Db::open(&dir.path().join("t.db")).unwrap();
         let templates = Arc::new(Templates::load(None).unwrap());
         (Ctx::new(settings, templates, &mut db).unwrap(), db, dir)
