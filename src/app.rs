@@ -11,11 +11,12 @@ use rand::Rng;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
+use crate::domain::time::Clock;
 use crate::inbox::imap::{ImapSource, Interrupter};
 use crate::inbox::{PassStats, Pipeline, process_mailbox};
 use crate::newsletter::{self, Ctx, send::Sender};
 use crate::outbox::{DeliveryStats, Outbox};
-use crate::store::{self, DaemonLock, Db};
+use crate::store::{self, DaemonLock, Db, Shared};
 use crate::templates::Templates;
 
 /// A stop signal a blocking thread can wait on.
@@ -49,17 +50,18 @@ pub struct PollReport {
     pub newsletter: DeliveryStats,
 }
 
-/// The newsletter context on a fresh store connection.
+/// The newsletter context on a fresh store connection, with the clock from the
+/// environment (the system clock unless a test sets `OUTREACH_CLOCK_FILE`).
 pub fn context(settings: Arc<Settings>) -> anyhow::Result<Ctx> {
     let templates = Arc::new(Templates::load(settings.templates.dir.as_deref())?);
     let mut db = Db::open(&settings.database.path)?;
-    Ctx::new(settings, templates, &mut db)
+    Ctx::new(settings, templates, &mut db, Clock::from_env())
 }
 
-fn record_error(db: &Db, part: &str, e: &anyhow::Error) {
+fn record_error(db: &Db, clock: &Clock, part: &str, e: &anyhow::Error) {
     let text = format!("{part}: {e:#}");
-    let _ = db.set_state(part, &format!("error: {e:#}"));
-    let _ = db.set_state("last_error", &text);
+    let _ = db.set_state(part, &format!("error: {e:#}"), clock.now());
+    let _ = db.set_state("last_error", &text, clock.now());
 }
 
 /// Files everything in the mailbox, makes a scheduled newsletter that is due, then
@@ -73,23 +75,23 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
         let mut db = Db::open(&s.database.path)?;
         let pipeline = Pipeline::new(&c)?;
         let pass = ImapSource::connect(&s.imap).and_then(|mut src| {
-            let stats = process_mailbox(&mut src, &mut db, &pipeline, s.imap.max_message_size, |_| {});
+            let stats = process_mailbox(&mut src, &mut db, &pipeline, s.imap.max_message_size, &c.clock, |_| {});
             src.logout();
             stats
         });
         match &pass {
-            Ok(_) => db.set_state("imap", "ok (last poll)")?,
-            Err(e) => record_error(&db, "imap", e),
+            Ok(_) => db.set_state("imap", "ok (last poll)", c.clock.now())?,
+            Err(e) => record_error(&db, &c.clock, "imap", e),
         }
-        if let Err(e) = newsletter::schedule::housekeeping(&c, &mut db, chrono::Utc::now()) {
-            record_error(&db, "newsletter", &e);
+        if let Err(e) = newsletter::schedule::housekeeping(&c, &mut db, c.clock.now()) {
+            record_error(&db, &c.clock, "newsletter", &e);
         }
         pass
     })
     .await
     .context("IMAP task panicked")?;
     // Deliver what is queued even when IMAP failed: those replies were committed.
-    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone()).await?;
+    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone(), ctx.clock.clone()).await?;
     let delivery = outbox.deliver_due().await;
     let sender = Sender::open(ctx, &settings.database.path).await?;
     let news = sender.deliver_due().await;
@@ -110,25 +112,26 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     let lock = DaemonLock::acquire(&settings.database.path)?;
     let ctx = context(settings.clone())?;
     let db = Db::open(&settings.database.path)?;
-    db.set_state("daemon", &format!("running (pid {})", std::process::id()))?;
+    let clock = ctx.clock.clone();
+    db.set_state("daemon", &format!("running (pid {})", std::process::id()), clock.now())?;
     let listen = settings.web.listen();
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => {
-            db.set_state("web", &format!("listening on {listen} ({})", settings.base_url()))?;
+            db.set_state("web", &format!("listening on {listen} ({})", settings.base_url()), clock.now())?;
             Some(l)
         }
         // The default address is taken (another instance on this machine): the mail side
         // runs on; links in mail then need an instance with [web] listen set.
         Err(e) if settings.web.listen.is_none() => {
             tracing::warn!(listen, error = %e, "web endpoints not started: the default address is in use; set [web] listen");
-            let _ = db.set_state("web", &format!("not started: {listen} is in use ({e})"));
+            let _ = db.set_state("web", &format!("not started: {listen} is in use ({e})"), clock.now());
             None
         }
         Err(e) => return Err(e).with_context(|| format!("key `web.listen`: cannot listen on {listen}")),
     };
-    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone()).await?;
+    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone(), clock.clone()).await?;
     let sender = Sender::open(ctx.clone(), &settings.database.path).await?;
-    let shared: crate::outbox::SharedDb = Arc::new(std::sync::Mutex::new(Db::open(&settings.database.path)?));
+    let shared = Shared::new(Db::open(&settings.database.path)?);
     let wake = Arc::new(Notify::new());
     let wake_sender = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -137,7 +140,8 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     tracing::info!(lock = %lock.path().display(), "outreach daemon started");
 
     let imap = {
-        let (ctx, wake, stop, interrupter) = (ctx.clone(), wake.clone(), stop.clone(), interrupter.clone());
+        let (ctx, stop, interrupter) = (ctx.clone(), stop.clone(), interrupter.clone());
+        let wake = [wake.clone(), wake_sender.clone()];
         let handle = std::thread::Builder::new()
             .name("imap".into())
             .spawn(move || imap_loop(&ctx, &wake, &stop, &interrupter))
@@ -157,7 +161,7 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     ));
     let web = tokio::spawn(async move {
         match listener {
-            Some(l) => newsletter::web::serve(l, ctx.clone(), shared, wake.clone(), stop_rx).await,
+            Some(l) => crate::web::serve(l, ctx.clone(), shared, wake.clone(), stop_rx).await,
             None => Ok(()),
         }
     });
@@ -180,8 +184,8 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         Some(r) => r.context("IMAP task panicked")?,
         None => imap.await.context("IMAP task panicked")?,
     };
-    let _ = db.set_state("daemon", "stopped");
-    let _ = db.set_state("web", "stopped");
+    let _ = db.set_state("daemon", "stopped", clock.now());
+    let _ = db.set_state("web", "stopped", clock.now());
     imap_result.context("the IMAP side stopped")?;
     worker_result.context("the outbox worker stopped")?;
     news_result.context("the newsletter sender stopped")?;
@@ -192,8 +196,10 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
 }
 
 /// Connect, file, wait (IDLE or poll), repeat; reconnect with back-off on errors.
-/// Only a broken store ends it: then nothing more may be acknowledged.
-fn imap_loop(ctx: &Ctx, wake: &Notify, stop: &StopFlag, interrupter: &Interrupter) -> anyhow::Result<()> {
+/// Only a broken store ends it: then nothing more may be acknowledged. After each
+/// committed batch the outbox and the newsletter sender are woken (`wake`).
+fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Interrupter) -> anyhow::Result<()> {
+    let clock = &ctx.clock;
     let settings = &*ctx.settings;
     let mut db = Db::open(&settings.database.path)?;
     let pipeline = Pipeline::new(ctx)?;
@@ -203,12 +209,12 @@ fn imap_loop(ctx: &Ctx, wake: &Notify, stop: &StopFlag, interrupter: &Interrupte
     while !stop.is_stopped() {
         let mut src = match ImapSource::connect(&settings.imap) {
             Ok(src) => {
-                db.set_state("imap", "connected")?;
+                db.set_state("imap", "connected", clock.now())?;
                 src
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "IMAP connection failed");
-                record_error(&db, "imap", &e);
+                record_error(&db, clock, "imap", &e);
                 if stop.wait(jitter(delay)) {
                     break;
                 }
@@ -217,7 +223,8 @@ fn imap_loop(ctx: &Ctx, wake: &Notify, stop: &StopFlag, interrupter: &Interrupte
             }
         };
         loop {
-            match process_mailbox(&mut src, &mut db, &pipeline, settings.imap.max_message_size, |_| wake.notify_one()) {
+            let woken = |_: &[crate::inbox::Filed]| wake.iter().for_each(|w| w.notify_one());
+            match process_mailbox(&mut src, &mut db, &pipeline, settings.imap.max_message_size, clock, woken) {
                 Ok(stats) => {
                     delay = Duration::from_secs(1);
                     if stats.seen > 0 {
@@ -232,12 +239,12 @@ fn imap_loop(ctx: &Ctx, wake: &Notify, stop: &StopFlag, interrupter: &Interrupte
                     }
                 }
                 Err(e) if store::is_fatal_storage_error(&e) => {
-                    record_error(&db, "store", &e);
+                    record_error(&db, clock, "store", &e);
                     return Err(e.context("the store failed; stopping so that nothing is acknowledged"));
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "IMAP pass failed; reconnecting");
-                    record_error(&db, "imap", &e);
+                    record_error(&db, clock, "imap", &e);
                     break;
                 }
             }
@@ -245,16 +252,16 @@ fn imap_loop(ctx: &Ctx, wake: &Notify, stop: &StopFlag, interrupter: &Interrupte
                 break;
             }
             if settings.imap.idle && src.has_idle() {
-                let _ = db.set_state("imap", "idle");
+                let _ = db.set_state("imap", "idle", clock.now());
                 if let Err(e) = src.idle(idle_refresh, interrupter) {
                     if !stop.is_stopped() {
                         tracing::warn!(error = %format!("{e:#}"), "IDLE ended with an error; reconnecting");
-                        record_error(&db, "imap", &e);
+                        record_error(&db, clock, "imap", &e);
                     }
                     break;
                 }
             } else {
-                let _ = db.set_state("imap", "polling");
+                let _ = db.set_state("imap", "polling", clock.now());
                 if stop.wait(poll) {
                     break;
                 }
@@ -270,4 +277,41 @@ fn imap_loop(ctx: &Ctx, wake: &Notify, stop: &StopFlag, interrupter: &Interrupte
 
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+/// What [`deliver_now`] did.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// False when a running daemon holds the store: it sends within seconds.
+    pub by_us: bool,
+    pub outbox: DeliveryStats,
+    pub newsletter: Option<DeliveryStats>,
+}
+
+/// Delivers queued mail now when no daemon runs (else the daemon does, within seconds),
+/// for commands that queue mail. `progress` is told how many newsletter copies are to
+/// go and, while sending, how many went.
+pub async fn deliver_now(ctx: &Ctx, with_newsletter: bool, progress: impl Fn(u64, u64)) -> anyhow::Result<Delivered> {
+    let path = &ctx.settings.database.path;
+    let Ok(_lock) = DaemonLock::acquire(path) else {
+        return Ok(Delivered::default());
+    };
+    let outbox = Outbox::open(path, ctx.settings.smtp.clone(), ctx.clock.clone()).await?.deliver_due().await?;
+    let mut done = Delivered { by_us: true, outbox, newsletter: None };
+    if with_newsletter {
+        let sender = Sender::open(ctx.clone(), path).await?;
+        let total = Db::open(path)?.store().deliveries_left()?;
+        let ticker = async {
+            loop {
+                progress(total, sender.sent_total() as u64);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let stats = tokio::select! {
+            n = sender.deliver_due() => n?,
+            () = ticker => unreachable!("the ticker never ends"),
+        };
+        done.newsletter = Some(stats);
+    }
+    Ok(done)
 }

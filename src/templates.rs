@@ -1,7 +1,11 @@
-//! Every text a person reads, as handlebars templates in `templates/`.
+//! Every text a person reads, as handlebars templates in `templates/`: auto-replies,
+//! notices, subscription mails, the newsletter and the web pages. One registry, one
+//! list, one override rule.
 //!
 //! The defaults are embedded in the binary; `[templates] dir` may hold files with the same
-//! relative names that replace them, so an operator can edit texts without recompiling.
+//! relative paths that replace them, so an operator can edit texts without recompiling.
+//! Templates whose name says `.txt` are plain text (no escaping: values are cleaned
+//! before rendering); all others are HTML, escaped by handlebars.
 
 use std::path::Path;
 
@@ -11,29 +15,116 @@ use serde::Serialize;
 
 use crate::domain::{Category, Language};
 
-/// Built-in templates: (name, text). Names are paths below `templates/`.
-const BUILTIN: &[(&str, &str)] = &[
-    ("reply/join.nl.txt", include_str!("../templates/reply/join.nl.txt")),
-    ("reply/join.en.txt", include_str!("../templates/reply/join.en.txt")),
-    ("reply/question.nl.txt", include_str!("../templates/reply/question.nl.txt")),
-    ("reply/question.en.txt", include_str!("../templates/reply/question.en.txt")),
-    ("reply/unsubscribe.nl.txt", include_str!("../templates/reply/unsubscribe.nl.txt")),
-    ("reply/unsubscribe.en.txt", include_str!("../templates/reply/unsubscribe.en.txt")),
-    ("reply/story.nl.txt", include_str!("../templates/reply/story.nl.txt")),
-    ("reply/story.en.txt", include_str!("../templates/reply/story.en.txt")),
-    ("notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
-    ("notice/no_stories.nl.txt", include_str!("../templates/notice/no_stories.nl.txt")),
-    ("notice/proof.nl.txt", include_str!("../templates/notice/proof.nl.txt")),
-    ("subscribe/confirm.nl.txt", include_str!("../templates/subscribe/confirm.nl.txt")),
-    ("subscribe/confirm.en.txt", include_str!("../templates/subscribe/confirm.en.txt")),
-    ("subscribe/welcome.nl.txt", include_str!("../templates/subscribe/welcome.nl.txt")),
-    ("subscribe/welcome.en.txt", include_str!("../templates/subscribe/welcome.en.txt")),
-    ("subscribe/unsubscribed.nl.txt", include_str!("../templates/subscribe/unsubscribed.nl.txt")),
-    ("subscribe/unsubscribed.en.txt", include_str!("../templates/subscribe/unsubscribed.en.txt")),
+/// Built-in templates: (name, path below `templates/`, text).
+const BUILTIN: &[(&str, &str, &str)] = &[
+    ("newsletter/footer.html", "newsletter/footer.html.hbs", include_str!("../templates/newsletter/footer.html.hbs")),
+    ("newsletter/footer.txt", "newsletter/footer.txt.hbs", include_str!("../templates/newsletter/footer.txt.hbs")),
+    ("newsletter/intro.html", "newsletter/intro.html.hbs", include_str!("../templates/newsletter/intro.html.hbs")),
+    ("newsletter/intro.txt", "newsletter/intro.txt.hbs", include_str!("../templates/newsletter/intro.txt.hbs")),
+    ("newsletter/layout.html", "newsletter/layout.html.hbs", include_str!("../templates/newsletter/layout.html.hbs")),
+    ("newsletter/layout.txt", "newsletter/layout.txt.hbs", include_str!("../templates/newsletter/layout.txt.hbs")),
+    ("newsletter/story.html", "newsletter/story.html.hbs", include_str!("../templates/newsletter/story.html.hbs")),
+    ("newsletter/story.txt", "newsletter/story.txt.hbs", include_str!("../templates/newsletter/story.txt.hbs")),
+    ("notice/breaker.nl.txt", "notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
+    ("notice/no_stories.nl.txt", "notice/no_stories.nl.txt", include_str!("../templates/notice/no_stories.nl.txt")),
+    ("notice/proof.nl.txt", "notice/proof.nl.txt", include_str!("../templates/notice/proof.nl.txt")),
+    ("reply/join.en.txt", "reply/join.en.txt", include_str!("../templates/reply/join.en.txt")),
+    ("reply/join.nl.txt", "reply/join.nl.txt", include_str!("../templates/reply/join.nl.txt")),
+    ("reply/question.en.txt", "reply/question.en.txt", include_str!("../templates/reply/question.en.txt")),
+    ("reply/question.nl.txt", "reply/question.nl.txt", include_str!("../templates/reply/question.nl.txt")),
+    ("reply/story.en.txt", "reply/story.en.txt", include_str!("../templates/reply/story.en.txt")),
+    ("reply/story.nl.txt", "reply/story.nl.txt", include_str!("../templates/reply/story.nl.txt")),
+    ("reply/unsubscribe.en.txt", "reply/unsubscribe.en.txt", include_str!("../templates/reply/unsubscribe.en.txt")),
+    ("reply/unsubscribe.nl.txt", "reply/unsubscribe.nl.txt", include_str!("../templates/reply/unsubscribe.nl.txt")),
+    ("subscribe/confirm.en.txt", "subscribe/confirm.en.txt", include_str!("../templates/subscribe/confirm.en.txt")),
+    ("subscribe/confirm.nl.txt", "subscribe/confirm.nl.txt", include_str!("../templates/subscribe/confirm.nl.txt")),
+    (
+        "subscribe/unsubscribed.en.txt",
+        "subscribe/unsubscribed.en.txt",
+        include_str!("../templates/subscribe/unsubscribed.en.txt"),
+    ),
+    (
+        "subscribe/unsubscribed.nl.txt",
+        "subscribe/unsubscribed.nl.txt",
+        include_str!("../templates/subscribe/unsubscribed.nl.txt"),
+    ),
+    ("subscribe/welcome.en.txt", "subscribe/welcome.en.txt", include_str!("../templates/subscribe/welcome.en.txt")),
+    ("subscribe/welcome.nl.txt", "subscribe/welcome.nl.txt", include_str!("../templates/subscribe/welcome.nl.txt")),
+    (
+        "web/already_active.en.html",
+        "web/already_active.en.html.hbs",
+        include_str!("../templates/web/already_active.en.html.hbs"),
+    ),
+    (
+        "web/already_active.nl.html",
+        "web/already_active.nl.html.hbs",
+        include_str!("../templates/web/already_active.nl.html.hbs"),
+    ),
+    (
+        "web/already_out.en.html",
+        "web/already_out.en.html.hbs",
+        include_str!("../templates/web/already_out.en.html.hbs"),
+    ),
+    (
+        "web/already_out.nl.html",
+        "web/already_out.nl.html.hbs",
+        include_str!("../templates/web/already_out.nl.html.hbs"),
+    ),
+    ("web/archive.nl.html", "web/archive.nl.html.hbs", include_str!("../templates/web/archive.nl.html.hbs")),
+    ("web/confirmed.en.html", "web/confirmed.en.html.hbs", include_str!("../templates/web/confirmed.en.html.hbs")),
+    ("web/confirmed.nl.html", "web/confirmed.nl.html.hbs", include_str!("../templates/web/confirmed.nl.html.hbs")),
+    ("web/layout.html", "web/layout.html.hbs", include_str!("../templates/web/layout.html.hbs")),
+    (
+        "web/link_expired.nl.html",
+        "web/link_expired.nl.html.hbs",
+        include_str!("../templates/web/link_expired.nl.html.hbs"),
+    ),
+    (
+        "web/link_invalid.nl.html",
+        "web/link_invalid.nl.html.hbs",
+        include_str!("../templates/web/link_invalid.nl.html.hbs"),
+    ),
+    ("web/not_found.nl.html", "web/not_found.nl.html.hbs", include_str!("../templates/web/not_found.nl.html.hbs")),
+    (
+        "web/not_pending.en.html",
+        "web/not_pending.en.html.hbs",
+        include_str!("../templates/web/not_pending.en.html.hbs"),
+    ),
+    (
+        "web/not_pending.nl.html",
+        "web/not_pending.nl.html.hbs",
+        include_str!("../templates/web/not_pending.nl.html.hbs"),
+    ),
+    (
+        "web/unavailable.nl.html",
+        "web/unavailable.nl.html.hbs",
+        include_str!("../templates/web/unavailable.nl.html.hbs"),
+    ),
+    (
+        "web/unsubscribe.en.html",
+        "web/unsubscribe.en.html.hbs",
+        include_str!("../templates/web/unsubscribe.en.html.hbs"),
+    ),
+    (
+        "web/unsubscribe.nl.html",
+        "web/unsubscribe.nl.html.hbs",
+        include_str!("../templates/web/unsubscribe.nl.html.hbs"),
+    ),
+    (
+        "web/unsubscribed.en.html",
+        "web/unsubscribed.en.html.hbs",
+        include_str!("../templates/web/unsubscribed.en.html.hbs"),
+    ),
+    (
+        "web/unsubscribed.nl.html",
+        "web/unsubscribed.nl.html.hbs",
+        include_str!("../templates/web/unsubscribed.nl.html.hbs"),
+    ),
 ];
 
 pub struct Templates {
-    hb: Handlebars<'static>,
+    html: Handlebars<'static>,
+    text: Handlebars<'static>,
 }
 
 /// What an auto-reply template may use.
@@ -50,36 +141,80 @@ pub struct ReplyData<'a> {
 impl Templates {
     /// Loads the built-in templates, then the overrides in `dir` (if any).
     pub fn load(dir: Option<&Path>) -> anyhow::Result<Self> {
-        let mut hb = Handlebars::new();
-        hb.set_strict_mode(true);
-        // Plain-text templates: no HTML escaping. Values are cleaned before rendering.
-        hb.register_escape_fn(handlebars::no_escape);
-        for (name, text) in BUILTIN {
-            let text = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("Failed to read template {}", path.display()))?,
-                None => (*text).to_string(),
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+        let mut text = Handlebars::new();
+        text.set_strict_mode(true);
+        text.register_escape_fn(handlebars::no_escape);
+        for (name, path, builtin) in BUILTIN {
+            let body = match dir.map(|d| d.join(path)).filter(|p| p.is_file()) {
+                Some(file) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("Failed to read template {}", file.display()))?,
+                None => (*builtin).to_string(),
             };
-            hb.register_template_string(name, text).with_context(|| format!("Template {name} does not parse"))?;
+            let reg = if is_text(name) { &mut text } else { &mut html };
+            if *name == "web/layout.html" {
+                // The web pages wrap themselves in it: `{{#> layout title="..."}}...{{/layout}}`.
+                reg.register_partial("layout", &body).with_context(|| format!("Template {path} does not parse"))?;
+            }
+            reg.register_template_string(name, body).with_context(|| format!("Template {path} does not parse"))?;
         }
-        Ok(Self { hb })
+        Ok(Self { html, text })
+    }
+
+    /// Whether a template of this name exists.
+    pub fn has(&self, name: &str) -> bool {
+        if is_text(name) { self.text.has_template(name) } else { self.html.has_template(name) }
     }
 
     /// Renders the auto-reply body for a category and language.
     pub fn reply(&self, category: Category, language: Language, data: &ReplyData<'_>) -> anyhow::Result<String> {
-        let name = format!("reply/{}.{}.txt", category.as_str(), language.code());
-        self.hb.render(&name, data).with_context(|| format!("Failed to render template {name}"))
+        self.render(&format!("reply/{}.{}.txt", category.as_str(), language.code()), data)
     }
 
     /// Renders any template by name.
     pub fn render(&self, name: &str, data: &impl Serialize) -> anyhow::Result<String> {
-        self.hb.render(name, data).with_context(|| format!("Failed to render template {name}"))
+        let reg = if is_text(name) { &self.text } else { &self.html };
+        reg.render(name, data).with_context(|| format!("Failed to render template {name}"))
     }
+
+    /// Renders a web page `web/<page>.<lang>.html`, falling back to Dutch when the page
+    /// has no version in `language`.
+    pub fn page(&self, page: &str, language: Language, data: &impl Serialize) -> anyhow::Result<String> {
+        let name = format!("web/{page}.{}.html", language.code());
+        let name = if self.has(&name) { name } else { format!("web/{page}.nl.html") };
+        self.render(&name, data)
+    }
+}
+
+/// Plain-text templates: `reply/join.nl.txt`, `newsletter/layout.txt`.
+fn is_text(name: &str) -> bool {
+    name.ends_with(".txt")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_web_page_renders_escaped_in_its_layout() {
+        let t = Templates::load(None).unwrap();
+        #[derive(Serialize)]
+        struct Data<'a> {
+            lang: &'a str,
+            title: &'a str,
+            issues: Vec<()>,
+        }
+        for (path, _, _) in BUILTIN.iter().filter(|(n, _, _)| n.starts_with("web/") && *n != "web/layout.html") {
+            let html = t.render(path, &Data { lang: "nl", title: "<b>", issues: vec![] }).unwrap();
+            assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<h1>"), "{path}: {html}");
+            assert!(!html.contains("<b>"), "{path}: a value is escaped");
+        }
+        let en = t.page("confirmed", Language::English, &Data { lang: "en", title: "", issues: vec![] }).unwrap();
+        assert!(en.contains("Thank you"));
+        let fallback = t.page("not_found", Language::English, &Data { lang: "en", title: "", issues: vec![] }).unwrap();
+        assert!(fallback.contains("Niet gevonden"));
+    }
 
     #[test]
     fn every_reply_template_renders_in_both_languages() {

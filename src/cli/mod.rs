@@ -12,7 +12,10 @@ mod news;
 
 use crate::config::{self, Settings};
 use crate::domain::Category;
-use crate::store::{self, DaemonLock, Db, MessageFilter};
+use crate::domain::ids::MessageRowId;
+use crate::domain::state::MessageStatus;
+use crate::domain::time::ts;
+use crate::store::{DaemonLock, Db, MessageFilter};
 
 /// outreach: files, answers and follows up every mail to the network's contact address.
 #[derive(Debug, Parser)]
@@ -76,13 +79,13 @@ pub enum InboxCommand {
     List(ListArgs),
     /// Show one filed message with its text.
     Show {
-        id: i64,
+        id: MessageRowId,
         #[arg(long)]
         json: bool,
     },
     /// Mark a message as handled (status `done`), or back to `new` with --reopen.
     Done {
-        id: i64,
+        id: MessageRowId,
         #[arg(long)]
         reopen: bool,
     },
@@ -189,8 +192,9 @@ async fn poll(settings: Arc<Settings>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// A time as the coordinator reads it (Amsterdam); text that is no time stays as it is.
 pub(crate) fn local_time(ts: &str) -> String {
-    store::parse_ts(ts)
+    crate::domain::time::parse_ts(ts)
         .map_or_else(|| ts.to_string(), |t| t.with_timezone(&Amsterdam).format("%Y-%m-%d %H:%M").to_string())
 }
 
@@ -198,21 +202,24 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
     let db = Db::open(&settings.database.path)?;
     match cmd {
         InboxCommand::List(a) => {
-            if let Some(c) = &a.category
-                && Category::parse(c).is_none()
-            {
-                bail!("unknown category {c:?}; expected one of: {}", Category::ALL.map(|c| c.as_str()).join(", "));
-            }
-            if let Some(s) = &a.status
-                && !["new", "done"].contains(&s.as_str())
-            {
-                bail!("unknown status {s:?}; expected new or done");
-            }
-            let rows = db.list_messages(&MessageFilter {
-                category: a.category.clone(),
-                status: a.status.clone(),
-                limit: a.limit,
-            })?;
+            let category = a
+                .category
+                .as_deref()
+                .map(|c| {
+                    Category::parse(c).with_context(|| {
+                        format!(
+                            "unknown category {c:?}; expected one of: {}",
+                            Category::ALL.map(|c| c.as_str()).join(", ")
+                        )
+                    })
+                })
+                .transpose()?;
+            let status = a
+                .status
+                .as_deref()
+                .map(|s| MessageStatus::parse(s).with_context(|| format!("unknown status {s:?}; expected new or done")))
+                .transpose()?;
+            let rows = db.list_messages(&MessageFilter { category, status, limit: a.limit })?;
             let mut out = std::io::stdout().lock();
             if a.json {
                 serde_json::to_writer_pretty(&mut out, &rows)?;
@@ -230,7 +237,7 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
                         out,
                         "{:>5}  {:16}  {:11}  {:6}  {:30}  {}",
                         m.id,
-                        local_time(&m.received_at),
+                        local_time(&ts(m.received_at)),
                         m.category,
                         m.status,
                         from,
@@ -254,9 +261,9 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
                     m.from.as_deref().map(|f| format!("<{f}>")).unwrap_or_default()
                 );
                 println!("Subject:   {}", m.subject);
-                println!("Received:  {}", local_time(&m.received_at));
+                println!("Received:  {}", local_time(&ts(m.received_at)));
                 println!("Category:  {} (why: {})", m.category, m.reason);
-                println!("Language:  {}", m.language);
+                println!("Language:  {}", m.language.code());
                 println!("Status:    {}", m.status);
                 println!("Folder:    {}{}", m.folder, if m.moved { "" } else { " (not moved yet)" });
                 println!("Reply:     {}", m.reply_note);
@@ -266,7 +273,7 @@ fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         InboxCommand::Done { id, reopen } => {
-            let status = if *reopen { "new" } else { "done" };
+            let status = if *reopen { MessageStatus::New } else { MessageStatus::Done };
             if !db.set_message_status(*id, status)? {
                 bail!("no filed message with id {id}");
             }
@@ -280,17 +287,17 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let db = Db::open(&settings.database.path)?;
     let running = DaemonLock::acquire(&settings.database.path).is_err();
     let states: std::collections::BTreeMap<String, (String, String)> =
-        db.states()?.into_iter().map(|(k, v, t)| (k, (v, t))).collect();
+        db.states()?.into_iter().map(|(k, v, t)| (k, (v, ts(t)))).collect();
     let outbox = db.outbox_counts()?;
     let counts = db.message_counts()?;
     let unmoved = db.unmoved_count()?;
     let failed = db.failed_outgoing(5)?;
     let subscribers: std::collections::BTreeMap<String, i64> =
-        store::news::subscriber_counts(db.conn())?.into_iter().collect();
+        db.store().subscriber_counts()?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
     let mut issues = Vec::new();
-    for i in store::news::list_issues(db.conn())?.into_iter().take(5) {
+    for i in db.store().issues()?.into_iter().take(5) {
         let counts: std::collections::BTreeMap<String, i64> =
-            store::news::delivery_counts(db.conn(), i.id)?.into_iter().collect();
+            db.store().delivery_counts(i.id)?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
         issues.push((i, counts));
     }
     let get = |k: &str| states.get(k).map(|(v, t)| (v.clone(), t.clone()));
@@ -323,7 +330,7 @@ fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         "outbox:   {} queued ({} waiting for a retry{}), {} sending, {} sent, {} failed",
         outbox.queued,
         outbox.retrying,
-        outbox.next_attempt_at.as_deref().map(|t| format!(", next at {}", local_time(t))).unwrap_or_default(),
+        outbox.next_attempt_at.map(|t| format!(", next at {}", local_time(&ts(t)))).unwrap_or_default(),
         outbox.sending,
         outbox.sent,
         outbox.failed

@@ -1,22 +1,22 @@
-//! `outreach subscribers|ambassadors|stories|newsletter ...`: printing only; the work is
-//! in [`crate::newsletter`].
+//! `outreach subscribers|ambassadors|stories|newsletter ...`: arguments in, printing
+//! out; the rules are in [`crate::newsletter`], the delivery in [`crate::app`].
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use super::local_time;
 use crate::config::Settings;
+use crate::domain::ids::{IssueId, StoryId};
+use crate::domain::state::{IssueStatus, OutboxKind, StoryStatus, SubscriberStatus};
 use crate::domain::{EmailAddress, Language};
-use crate::newsletter::send::{Envelope, Sender, build_message};
+use crate::newsletter::send::{Envelope, build_message};
 use crate::newsletter::{Ctx, MadeIssue, Subscribed, csv_import, email_hash, stories};
-use crate::outbox::Outbox;
-use crate::store::news::{self, NewStory};
-use crate::store::{DaemonLock, Db, NewOutgoing};
+use crate::store::{Db, NewOutgoing};
 
 #[derive(Debug, Subcommand)]
 pub enum SubscribersCommand {
@@ -102,19 +102,19 @@ pub enum StoriesCommand {
     },
     /// Show one story.
     Show {
-        id: i64,
+        id: StoryId,
         #[arg(long)]
         json: bool,
     },
     /// Approve a story for the next issue. A story sent by mail needs the ambassador's
     /// consent first ("ja" to our reply), or --consent saying how it was given.
     Approve {
-        id: i64,
+        id: StoryId,
         #[arg(long)]
         consent: Option<String>,
     },
     /// Reject a story: it is never published.
-    Reject { id: i64 },
+    Reject { id: StoryId },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +135,7 @@ pub enum NewsletterCommand {
     Send,
     /// Progress of all issues, or per recipient of one issue.
     Status {
-        issue: Option<i64>,
+        issue: Option<IssueId>,
         /// Only the recipients who did not get it (yet).
         #[arg(long)]
         missed: bool,
@@ -143,11 +143,11 @@ pub enum NewsletterCommand {
         json: bool,
     },
     /// Approve a proof: the issue goes out (default: the issue waiting for approval).
-    Approve { issue: Option<i64> },
+    Approve { issue: Option<IssueId> },
     /// Cancel a proof (or stop an issue being sent).
-    Cancel { issue: Option<i64> },
+    Cancel { issue: Option<IssueId> },
     /// Send an issue again to exactly those who did not get it (failed or still retrying).
-    ResendMissed { issue: i64 },
+    ResendMissed { issue: IssueId },
 }
 
 fn open(settings: Settings) -> anyhow::Result<(Ctx, Db)> {
@@ -161,41 +161,25 @@ fn lang(s: &str) -> anyhow::Result<Language> {
     Language::parse(s).with_context(|| format!("unknown language {s:?}; expected nl or en"))
 }
 
-/// Delivers queued mail now when no daemon runs (else the daemon does, within seconds).
+/// Delivers queued mail now when no daemon runs (else the daemon does, within
+/// seconds), with a progress bar on a terminal (stderr) for the newsletter.
 async fn deliver_now(ctx: &Ctx, with_newsletter: bool) -> anyhow::Result<()> {
-    let path = &ctx.settings.database.path;
-    let Ok(_lock) = DaemonLock::acquire(path) else {
+    let started = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sent ({per_sec}, {eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let done = crate::app::deliver_now(ctx, with_newsletter, |total, sent| {
+        bar.set_length(total);
+        bar.set_position(sent);
+    })
+    .await?;
+    bar.finish_and_clear();
+    if !done.by_us {
         println!("the running daemon sends it");
         return Ok(());
-    };
-    let outbox = Outbox::open(path, ctx.settings.smtp.clone()).await?;
-    let o = outbox.deliver_due().await?;
-    if with_newsletter {
-        let sender = Sender::open(ctx.clone(), path).await?;
-        let started = std::time::Instant::now();
-        let total: u64 = Db::open(path)?.conn().query_row(
-            "SELECT COUNT(*) FROM deliveries d JOIN issues i ON i.id = d.issue_id WHERE i.status = 'sending' AND d.status IN ('pending', 'retry')",
-            [],
-            |r| r.get(0),
-        )?;
-        // A progress bar on a terminal (stderr); nothing when output goes to a file.
-        let bar = indicatif::ProgressBar::new(total).with_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sent ({per_sec}, {eta} left)")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let n = {
-            let ticker = async {
-                loop {
-                    bar.set_position(sender.sent_total() as u64);
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            };
-            tokio::select! {
-                n = sender.deliver_due() => n?,
-                () = ticker => unreachable!("the ticker never ends"),
-            }
-        };
-        bar.finish_and_clear();
+    }
+    if let Some(n) = done.newsletter {
         println!(
             "newsletter: {} sent, {} to retry, {} failed ({:.1} s)",
             n.sent,
@@ -207,23 +191,37 @@ async fn deliver_now(ctx: &Ctx, with_newsletter: bool) -> anyhow::Result<()> {
             println!("retries follow with `outreach run` or `outreach poll --once`");
         }
     }
+    let o = done.outbox;
     if o.deferred + o.failed > 0 {
         eprintln!("warning: {} mail(s) not delivered yet: {}", o.deferred + o.failed, o.last_error.unwrap_or_default());
     }
     Ok(())
 }
 
+fn time_or_empty(t: Option<DateTime<Utc>>) -> String {
+    t.map(crate::domain::time::ts).unwrap_or_default()
+}
+
+/// A spreadsheet opens a cell starting with `=`, `+`, `-` or `@` as a formula: such a
+/// value is written with a leading `'` (OWASP, CSV injection).
+fn csv_cell(s: String) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s }
+}
+
 pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow::Result<i32> {
     let (ctx, mut db) = open(settings)?;
-    let now = Utc::now();
+    let now = ctx.clock.now();
     match cmd {
         SubscribersCommand::List { status, json } => {
-            if let Some(s) = status
-                && !["pending", "active", "unsubscribed", "bounced"].contains(&s.as_str())
-            {
-                bail!("unknown status {s:?}; expected pending, active, unsubscribed or bounced");
-            }
-            let rows = news::list_subscribers(db.conn(), status.as_deref())?;
+            let status = status
+                .as_deref()
+                .map(|s| {
+                    SubscriberStatus::parse(s).with_context(|| {
+                        format!("unknown status {s:?}; expected pending, active, unsubscribed or bounced")
+                    })
+                })
+                .transpose()?;
+            let rows = db.store().subscribers(status)?;
             let mut out = std::io::stdout().lock();
             if *json {
                 serde_json::to_writer_pretty(&mut out, &rows)?;
@@ -231,14 +229,14 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
             } else {
                 writeln!(out, "{:>5}  {:12}  {:4}  {:16}  {:40}  NAME", "ID", "STATUS", "LANG", "SINCE", "EMAIL")?;
                 for s in &rows {
-                    let since = s.confirmed_at.as_deref().unwrap_or(&s.created_at);
+                    let since = crate::domain::time::ts(s.confirmed_at.unwrap_or(s.created_at));
                     writeln!(
                         out,
                         "{:>5}  {:12}  {:4}  {:16}  {:40}  {}",
                         s.id,
                         s.status,
-                        s.language,
-                        local_time(since),
+                        s.language.code(),
+                        local_time(&since),
                         s.email,
                         s.name.as_deref().unwrap_or("")
                     )?;
@@ -251,8 +249,8 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
             let addr = EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
             let language = lang(language)?;
             let consent = consent.as_deref().map(|c| format!("cli: {c}"));
-            let r = db.write(|c| {
-                ctx.subscribe(c, &addr, name.as_deref(), language, "cli", consent.as_deref().map(|c| (c, now)), now)
+            let r = db.write(|st| {
+                ctx.subscribe(st, &addr, name.as_deref(), language, "cli", consent.as_deref().map(|c| (c, now)), now)
             })?;
             let code = match r {
                 Subscribed::ConfirmationSent(id) => {
@@ -285,13 +283,13 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
         }
         SubscribersCommand::Remove { email, erase, quiet } => {
             let addr = EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let Some(s) = news::subscriber_by_email(db.conn(), addr.as_str())? else {
+            let Some(s) = db.store().subscriber_by_email(addr.as_str())? else {
                 bail!("{addr} is not a subscriber");
             };
-            let changed = db.write(|c| {
-                let changed = ctx.unsubscribe(c, s.id, "cli: outreach subscribers remove", !quiet && !erase, now)?;
+            let changed = db.write(|st| {
+                let changed = ctx.unsubscribe(st, s.id, "cli: outreach subscribers remove", !quiet && !erase, now)?;
                 if *erase {
-                    news::erase(c, s.id, &email_hash(addr.as_str()), now)?;
+                    st.erase_subscriber(s.id, &email_hash(addr.as_str()), now)?;
                 }
                 Ok(changed)
             })?;
@@ -325,7 +323,7 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
             Ok(0)
         }
         SubscribersCommand::Export { json } => {
-            let rows = news::list_subscribers(db.conn(), None)?;
+            let rows = db.store().subscribers(None)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -345,20 +343,23 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
                     "bounced_at",
                 ])?;
                 for s in rows {
-                    w.write_record([
-                        s.email,
-                        s.name.unwrap_or_default(),
-                        s.language,
-                        s.status,
-                        s.source,
-                        s.consent_source.unwrap_or_default(),
-                        s.consent_at.unwrap_or_default(),
-                        s.created_at,
-                        s.confirmed_at.unwrap_or_default(),
-                        s.unsubscribed_at.unwrap_or_default(),
-                        s.unsubscribe_source.unwrap_or_default(),
-                        s.bounced_at.unwrap_or_default(),
-                    ])?;
+                    w.write_record(
+                        [
+                            s.email,
+                            s.name.unwrap_or_default(),
+                            s.language.code().to_string(),
+                            s.status.to_string(),
+                            s.source,
+                            s.consent_source.unwrap_or_default(),
+                            time_or_empty(s.consent_at),
+                            crate::domain::time::ts(s.created_at),
+                            time_or_empty(s.confirmed_at),
+                            time_or_empty(s.unsubscribed_at),
+                            s.unsubscribe_source.unwrap_or_default(),
+                            time_or_empty(s.bounced_at),
+                        ]
+                        .map(csv_cell),
+                    )?;
                 }
                 w.flush()?;
             }
@@ -368,7 +369,7 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
 }
 
 pub fn ambassadors(settings: Settings, cmd: &AmbassadorsCommand) -> anyhow::Result<i32> {
-    let (_, mut db) = open(settings)?;
+    let (ctx, mut db) = open(settings)?;
     match cmd {
         AmbassadorsCommand::Add { name, role, email, photo } => {
             let email = email
@@ -382,12 +383,12 @@ pub fn ambassadors(settings: Settings, cmd: &AmbassadorsCommand) -> anyhow::Resu
                 bail!("--photo: expected an https:// URL, found {p:?}");
             }
             let id =
-                db.write(|c| news::upsert_ambassador(c, name, role, photo.as_deref(), email.as_deref(), Utc::now()))?;
+                db.write(|st| st.upsert_ambassador(name, role, photo.as_deref(), email.as_deref(), ctx.clock.now()))?;
             println!("ambassador {id}: {name}");
             Ok(0)
         }
         AmbassadorsCommand::List { json } => {
-            let rows = news::list_ambassadors(db.conn())?;
+            let rows = db.store().ambassadors()?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -401,43 +402,29 @@ pub fn ambassadors(settings: Settings, cmd: &AmbassadorsCommand) -> anyhow::Resu
 }
 
 pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> {
-    let (_, mut db) = open(settings)?;
-    let now = Utc::now();
+    let (ctx, mut db) = open(settings)?;
+    let now = ctx.clock.now();
     match cmd {
         StoriesCommand::Add { file } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("Failed to read {}", file.display()))?;
             let s = stories::parse(&text).with_context(|| format!("{}", file.display()))?;
-            let email = s
-                .email
-                .as_deref()
-                .map(|e| EmailAddress::parse(e).map(|a| a.to_string()))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("{}: email: {e}", file.display()))?;
             let source = file.display().to_string();
-            let id = db.write(|c| {
-                let amb =
-                    news::upsert_ambassador(c, &s.ambassador, &s.role, s.photo_url.as_deref(), email.as_deref(), now)?;
-                news::insert_story(
-                    c,
-                    &NewStory {
-                        title: &s.title,
-                        ambassador_id: amb,
-                        body_md: &s.body,
-                        photo_url: s.photo_url.as_deref(),
-                        photo_alt: s.photo_alt.as_deref(),
-                        source: &source,
-                        message_id: None,
-                        consent_source: Some(&format!("coordinator: added from {source}")),
-                    },
-                    now,
-                )
-            })?;
+            let id =
+                db.write(|st| stories::add(st, &s, &source, now)).with_context(|| format!("{}", file.display()))?;
             println!("story {id} added (submitted): {} by {}", s.title, s.ambassador);
             println!("approve it for the next issue with: outreach stories approve {id}");
             Ok(0)
         }
         StoriesCommand::List { status, json } => {
-            let rows = news::list_stories(db.conn(), status.as_deref())?;
+            let status = status
+                .as_deref()
+                .map(|s| {
+                    StoryStatus::parse(s).with_context(|| {
+                        format!("unknown status {s:?}; expected submitted, approved, published or rejected")
+                    })
+                })
+                .transpose()?;
+            let rows = db.store().stories(status)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -456,7 +443,7 @@ pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> 
             Ok(0)
         }
         StoriesCommand::Show { id, json } => {
-            let s = news::story(db.conn(), *id)?.with_context(|| format!("there is no story {id}"))?;
+            let s = db.store().story(*id)?.with_context(|| format!("there is no story {id}"))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -471,7 +458,7 @@ pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> 
                     "Consent: {}",
                     s.consent_source.as_deref().map_or("none yet".to_string(), |c| format!(
                         "{c} ({})",
-                        local_time(s.consent_at.as_deref().unwrap_or(""))
+                        local_time(&time_or_empty(s.consent_at))
                     ))
                 );
                 println!();
@@ -480,33 +467,12 @@ pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> 
             Ok(0)
         }
         StoriesCommand::Approve { id, consent } => {
-            let s = news::story(db.conn(), *id)?.with_context(|| format!("there is no story {id}"))?;
-            if !["submitted", "rejected"].contains(&s.status.as_str()) {
-                bail!("story {id} is {} already", s.status);
-            }
-            db.write(|c| {
-                if let Some(how) = consent {
-                    news::record_story_consent(c, *id, &format!("coordinator: {how}"), now)?;
-                }
-                if news::story(c, *id)?.is_some_and(|s| s.consent_at.is_none()) {
-                    bail!(
-                        "story {id} has no consent to publish yet: wait for the ambassador's \"ja\" to our reply, or give --consent \"how they agreed\""
-                    );
-                }
-                news::set_story_status(c, *id, "approved", now)
-            })?;
+            db.write(|st| stories::approve(st, *id, consent.as_deref(), now))?;
             println!("story {id} approved: it goes into the next issue");
             Ok(0)
         }
         StoriesCommand::Reject { id } => {
-            let s = news::story(db.conn(), *id)?.with_context(|| format!("there is no story {id}"))?;
-            if s.status == "published" {
-                bail!("story {id} was published already");
-            }
-            db.write(|c| {
-                c.execute("UPDATE stories SET issue_id = NULL WHERE id = ?1", [*id])?;
-                news::set_story_status(c, *id, "rejected", now)
-            })?;
+            db.write(|st| stories::reject(st, *id, now))?;
             println!("story {id} rejected");
             Ok(0)
         }
@@ -515,10 +481,10 @@ pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> 
 
 pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::Result<i32> {
     let (ctx, mut db) = open(settings)?;
-    let now = Utc::now();
+    let now = ctx.clock.now();
     match cmd {
         NewsletterCommand::Preview { out, to, language } => {
-            let stories = news::stories_ready(db.conn(), ctx.settings.newsletter.max_stories)?;
+            let stories = db.store().stories_ready(ctx.settings.newsletter.max_stories)?;
             if stories.is_empty() {
                 bail!(
                     "there are no approved stories for the next issue (outreach stories list; outreach stories approve ID)"
@@ -527,12 +493,12 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
             let to_addr =
                 to.as_deref().map(EmailAddress::parse).transpose().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
             let sub = match &to_addr {
-                Some(a) => news::subscriber_by_email(db.conn(), a.as_str())?,
+                Some(a) => db.store().subscriber_by_email(a.as_str())?,
                 None => None,
             };
             let lang = match language {
                 Some(l) => lang(l)?,
-                None => sub.as_ref().and_then(|s| Language::parse(&s.language)).unwrap_or(Language::Dutch),
+                None => sub.as_ref().map_or(Language::Dutch, |s| s.language),
             };
             let content = ctx.content(None, stories, now);
             let skeleton = ctx.renderer.skeleton(&content, lang)?;
@@ -560,20 +526,14 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
                     &html,
                     now,
                 )?;
-                db.write(|c| {
-                    crate::store::enqueue(
-                        c,
-                        &NewOutgoing {
-                            kind: "preview".into(),
-                            message_id,
-                            envelope_from: ctx.from.email.to_string(),
-                            rcpt: addr.to_string(),
-                            raw,
-                            ..Default::default()
-                        },
-                        now,
-                    )
-                })?;
+                let mail = NewOutgoing::new(
+                    OutboxKind::Preview,
+                    message_id,
+                    ctx.from.email.to_string(),
+                    addr.to_string(),
+                    raw,
+                );
+                db.write(|st| st.enqueue(&mail, now))?;
                 println!("preview queued for {addr}");
                 deliver_now(&ctx, false).await?;
             }
@@ -584,7 +544,7 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
             Ok(0)
         }
         NewsletterCommand::Send => {
-            match db.write(|c| ctx.make_issue(c, None, now))? {
+            match db.write(|st| ctx.make_issue(st, None, now))? {
                 MadeIssue::Sending(id, n) => println!("issue {id} is being sent to {n} subscriber(s)"),
                 MadeIssue::NoStories => bail!(
                     "there are no approved stories, so there is nothing to send (outreach stories list; outreach stories approve ID)"
@@ -595,11 +555,11 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
             Ok(0)
         }
         NewsletterCommand::Status { issue: None, json, .. } => {
-            let issues = news::list_issues(db.conn())?;
+            let issues = db.store().issues()?;
             let mut rows = Vec::new();
             for i in issues {
                 let counts: std::collections::BTreeMap<String, i64> =
-                    news::delivery_counts(db.conn(), i.id)?.into_iter().collect();
+                    db.store().delivery_counts(i.id)?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
                 rows.push((i, counts));
             }
             if *json {
@@ -624,7 +584,7 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
                         "issue {:>3}  {:9}  {}  {}{}",
                         i.id,
                         i.status,
-                        local_time(i.started_at.as_deref().unwrap_or(&i.created_at)),
+                        local_time(&crate::domain::time::ts(i.started_at.unwrap_or(i.created_at))),
                         if i.subject.is_empty() { i.note.clone().unwrap_or_default() } else { i.subject.clone() },
                         if total > 0 { format!("\n           {total} recipient(s): {detail}") } else { String::new() }
                     );
@@ -633,28 +593,35 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
             Ok(0)
         }
         NewsletterCommand::Status { issue: Some(id), missed, json } => {
-            let i = news::issue(db.conn(), *id)?.with_context(|| format!("there is no issue {id}"))?;
-            let lines = news::deliveries_of(db.conn(), *id, *missed)?;
+            let i = db.store().issue(*id)?.with_context(|| format!("there is no issue {id}"))?;
+            let lines = db.store().deliveries_of(*id, *missed)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
             } else {
                 println!("issue {}: {} ({})", i.id, i.subject, i.status);
                 for l in &lines {
-                    let what = match l.status.as_str() {
-                        "sent" => format!("sent {}", local_time(l.sent_at.as_deref().unwrap_or(""))),
-                        "retry" => format!("retrying (attempt {}): {}", l.attempts, l.detail.as_deref().unwrap_or("")),
+                    let what = match l.status {
+                        crate::domain::state::DeliveryStatus::Sent => {
+                            format!("sent {}", local_time(&time_or_empty(l.sent_at)))
+                        }
+                        crate::domain::state::DeliveryStatus::Retry => {
+                            format!("retrying (attempt {}): {}", l.attempts, l.detail.as_deref().unwrap_or(""))
+                        }
                         s => format!("{s}{}", l.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()),
                     };
                     println!("{:40}  {what}", l.email);
                 }
-                let counts = news::delivery_counts(db.conn(), *id)?;
+                let counts = db.store().delivery_counts(*id)?;
                 println!("{}", counts.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "));
             }
             Ok(0)
         }
         NewsletterCommand::Approve { issue } => {
             let id = waiting_issue(&db, *issue)?;
-            let n = db.write(|c| ctx.approve(c, id, "cli: outreach newsletter approve", now))?;
+            let n = db.write(|st| {
+                ctx.approve(st, id, "cli: outreach newsletter approve", now)?;
+                Ok(ctx.start_approved(st, now)?.into_iter().map(|(_, n)| n).sum::<usize>())
+            })?;
             println!("issue {id} approved: sending to {n} subscriber(s)");
             deliver_now(&ctx, true).await?;
             Ok(0)
@@ -664,13 +631,13 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
                 Some(id) => *id,
                 None => waiting_issue(&db, None)?,
             };
-            db.write(|c| ctx.cancel(c, id, "cli: outreach newsletter cancel", now))?;
+            db.write(|st| ctx.cancel(st, id, "cli: outreach newsletter cancel", now))?;
             println!("issue {id} cancelled");
             Ok(0)
         }
         NewsletterCommand::ResendMissed { issue } => {
-            news::issue(db.conn(), *issue)?.with_context(|| format!("there is no issue {issue}"))?;
-            let n = db.write(|c| news::requeue_missed(c, *issue, now))?;
+            db.store().issue(*issue)?.with_context(|| format!("there is no issue {issue}"))?;
+            let n = db.write(|st| st.requeue_missed(*issue, now))?;
             println!("issue {issue}: {n} delivery(ies) queued again");
             if n > 0 {
                 deliver_now(&ctx, true).await?;
@@ -681,11 +648,11 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
 }
 
 /// The issue given, else the one proof waiting for an answer.
-fn waiting_issue(db: &Db, issue: Option<i64>) -> anyhow::Result<i64> {
+fn waiting_issue(db: &Db, issue: Option<IssueId>) -> anyhow::Result<IssueId> {
     if let Some(id) = issue {
         return Ok(id);
     }
-    let waiting = news::issues_with_status(db.conn(), "proof")?;
+    let waiting = db.store().issues_with_status(IssueStatus::Proof)?;
     match waiting.as_slice() {
         [one] => Ok(one.id),
         [] => bail!("no issue is waiting for approval (outreach newsletter status)"),

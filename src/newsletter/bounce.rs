@@ -9,17 +9,16 @@
 //! count again). `Action: delayed` is only a warning.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use super::tokens::Signer;
-use crate::store::news;
+use crate::store::Store;
+use crate::store::deliveries::DeliveryRef;
+use crate::store::subscribers::SubscriberMove;
 
 /// What a DSN says about one of our deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bounce {
-    pub delivery_id: i64,
-    pub issue_id: i64,
-    pub subscriber_id: i64,
+    pub delivery: DeliveryRef,
     /// `5.1.1`, `4.2.2`, or empty when the DSN gives none.
     pub status: String,
     pub action: String,
@@ -44,16 +43,16 @@ fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Finds the delivery a DSN is about; `None` when it is not about a newsletter of ours.
-pub fn find(c: &Connection, signer: &Signer, raw: &[u8]) -> anyhow::Result<Option<Bounce>> {
+pub fn find(st: Store<'_>, signer: &Signer, raw: &[u8]) -> anyhow::Result<Option<Bounce>> {
     let head = &raw[..raw.len().min(256 * 1024)];
     let text = String::from_utf8_lossy(head);
-    let mut found: Option<((i64, i64, i64), &'static str)> = None;
+    let mut found: Option<(DeliveryRef, &'static str)> = None;
     // 1. The VERP tag in any recipient header or in the report.
     for (i, _) in text.match_indices("+b-") {
         let tag: String =
             text[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
         if let Some(id) = signer.check_bounce_tag(&tag.to_ascii_lowercase())
-            && let Some(r) = news::delivery_ref(c, Some(id), None)?
+            && let Some(r) = st.delivery_ref(Some(id), None)?
         {
             found = Some((r, "envelope tag"));
             break;
@@ -64,7 +63,7 @@ pub fn find(c: &Connection, signer: &Signer, raw: &[u8]) -> anyhow::Result<Optio
         for (i, _) in text.match_indices("<outreach.nl.") {
             if let Some(end) = text[i..].find('>') {
                 let mid = &text[i + 1..i + end];
-                if let Some(r) = news::delivery_ref(c, None, Some(mid))? {
+                if let Some(r) = st.delivery_ref(None, Some(mid))? {
                     found = Some((r, "message-id"));
                     break;
                 }
@@ -76,11 +75,11 @@ pub fn find(c: &Connection, signer: &Signer, raw: &[u8]) -> anyhow::Result<Optio
         && let Some(rcpt) = field(&text, "Final-Recipient")
     {
         let addr = rcpt.rsplit(';').next().unwrap_or(rcpt).trim().trim_matches(['<', '>']).to_lowercase();
-        if let Some(r) = news::last_delivery_to(c, &addr)? {
+        if let Some(r) = st.last_delivery_to(&addr)? {
             found = Some((r, "final-recipient"));
         }
     }
-    let Some(((delivery_id, issue_id, subscriber_id), matched_by)) = found else { return Ok(None) };
+    let Some((delivery, matched_by)) = found else { return Ok(None) };
     let action = field(&text, "Action").unwrap_or("failed").to_ascii_lowercase();
     let status = field(&text, "Status")
         .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
@@ -91,32 +90,38 @@ pub fn find(c: &Connection, signer: &Signer, raw: &[u8]) -> anyhow::Result<Optio
             d.split([';', ' ']).find(|w| w.len() == 3 && w.starts_with(['4', '5'])).map(|w| format!("{}.0.0", &w[..1]))
         })
         .unwrap_or_default();
-    Ok(Some(Bounce { delivery_id, issue_id, subscriber_id, status, action, matched_by }))
+    Ok(Some(Bounce { delivery, status, action, matched_by }))
 }
 
 /// Records a bounce; returns a line for the filed message's reason.
-pub fn apply(c: &Connection, b: &Bounce, soft_limit: u32, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub fn apply(st: Store<'_>, b: &Bounce, soft_limit: u32, now: DateTime<Utc>) -> anyhow::Result<String> {
     if b.is_warning() {
-        return Ok(format!("delay warning for newsletter delivery {} (matched by {})", b.delivery_id, b.matched_by));
+        return Ok(format!(
+            "delay warning for newsletter delivery {} (matched by {})",
+            b.delivery.delivery, b.matched_by
+        ));
     }
+    let d = b.delivery;
     let detail = format!("{} {}", b.action, b.status);
-    let first = news::record_bounce(c, b.delivery_id, &b.status, detail.trim(), now)?;
+    let first = st.record_bounce(d.delivery, &b.status, detail.trim(), now)?;
     if b.is_hard() {
-        news::mark_bounced(c, b.subscriber_id, &format!("hard bounce {} on issue {}", b.status, b.issue_id), now)?;
+        let reason = format!("hard bounce {} on issue {}", b.status, d.issue);
+        st.move_subscriber(d.subscriber, SubscriberMove::Bounce { reason: &reason }, now)?;
         return Ok(format!(
             "hard bounce {} of newsletter delivery {} (matched by {}): subscriber marked bounced",
-            b.status, b.delivery_id, b.matched_by
+            b.status, d.delivery, b.matched_by
         ));
     }
     if !first {
-        return Ok(format!("another soft bounce of newsletter delivery {}", b.delivery_id));
+        return Ok(format!("another soft bounce of newsletter delivery {}", d.delivery));
     }
-    let count = news::add_soft_bounce(c, b.subscriber_id, b.issue_id)?;
+    let count = st.add_soft_bounce(d.subscriber, d.issue)?;
     if count >= i64::from(soft_limit) {
-        news::mark_bounced(c, b.subscriber_id, &format!("{count} issues in a row soft-bounced"), now)?;
+        let reason = format!("{count} issues in a row soft-bounced");
+        st.move_subscriber(d.subscriber, SubscriberMove::Bounce { reason: &reason }, now)?;
         return Ok(format!("soft bounce {} ({count} in a row): subscriber marked bounced", b.status));
     }
-    Ok(format!("soft bounce {} of newsletter delivery {} ({count} of {soft_limit})", b.status, b.delivery_id))
+    Ok(format!("soft bounce {} of newsletter delivery {} ({count} of {soft_limit})", b.status, d.delivery))
 }
 
 #[cfg(test)]
@@ -125,10 +130,9 @@ mod tests {
 
     #[test]
     fn hard_soft_and_delayed_are_told_apart() {
+        use crate::domain::ids::{DeliveryId, IssueId, SubscriberId};
         let b = |action: &str, status: &str| Bounce {
-            delivery_id: 1,
-            issue_id: 1,
-            subscriber_id: 1,
+            delivery: DeliveryRef { delivery: DeliveryId(1), issue: IssueId(1), subscriber: SubscriberId(1) },
             status: status.into(),
             action: action.into(),
             matched_by: "x",
@@ -140,49 +144,61 @@ mod tests {
 
     #[test]
     fn soft_bounces_in_a_row_and_a_hard_one_mark_the_subscriber_bounced() {
+        use crate::domain::Language;
+        use crate::domain::ids::SubscriberId;
+        use crate::domain::state::{IssueStatus, SubscriberStatus};
+        use crate::store::deliveries::DeliveryUpdate;
+        use crate::store::subscribers::NewSubscriber;
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::store::Db::open(&dir.path().join("t.db")).unwrap();
-        let c = db.conn();
+        let mut db = crate::store::Db::open(&dir.path().join("t.db")).unwrap();
         let now = Utc::now();
-        for (id, email) in [(1, "soft@b.nl"), (2, "hard@b.nl")] {
-            c.execute(
-                "INSERT INTO subscribers(id, email, status, source, created_at, token_nonce) VALUES (?1, ?2, 'active', 'cli', 'now', 'n')",
-                rusqlite::params![id, email],
-            )
-            .unwrap();
-        }
-        for issue in 1..=3 {
-            c.execute("INSERT INTO issues(id, subject, status, created_at) VALUES (?1, 'x', 'sent', 'now')", [issue])
-                .unwrap();
-            for sub in [1, 2] {
-                c.execute(
-                    "INSERT INTO deliveries(id, issue_id, subscriber_id, message_id, status, next_attempt_at) VALUES (?1, ?2, ?3, ?1, 'sent', 'now')",
-                    rusqlite::params![issue * 10 + sub, issue, sub],
-                )
-                .unwrap();
+        // Two subscribers and three sent issues, each delivered to both.
+        let mut deliveries = std::collections::HashMap::new();
+        db.write(|st| {
+            for email in ["soft@b.nl", "hard@b.nl"] {
+                st.insert_subscriber(
+                    &NewSubscriber {
+                        email,
+                        name: None,
+                        language: Language::Dutch,
+                        status: SubscriberStatus::Active,
+                        source: "cli",
+                        consent: Some(("test", now)),
+                        nonce: "n",
+                    },
+                    now,
+                )?;
             }
-        }
-        let status = |id: i64| -> String {
-            c.query_row("SELECT status FROM subscribers WHERE id = ?1", [id], |r| r.get(0)).unwrap()
-        };
+            for _ in 1..=3 {
+                let issue = st.create_issue("x", IssueStatus::New, None, &[], None, now)?;
+                st.start_sending(issue, "test", "", "example.org", now)?;
+                for (n, line) in st.deliveries_of(issue, false)?.into_iter().enumerate() {
+                    st.record_delivery(line.id, &DeliveryUpdate::Sent, now)?;
+                    let r = DeliveryRef { delivery: line.id, issue, subscriber: SubscriberId(n as i64 + 1) };
+                    deliveries.insert((issue.get(), n as i64 + 1), r);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        let status = |db: &crate::store::Db, id: i64| db.store().subscriber(SubscriberId(id)).unwrap().unwrap().status;
         let bounce = |issue: i64, sub: i64, action: &str, code: &str| Bounce {
-            delivery_id: issue * 10 + sub,
-            issue_id: issue,
-            subscriber_id: sub,
+            delivery: deliveries[&(issue, sub)],
             status: code.into(),
             action: action.into(),
             matched_by: "test",
         };
-        apply(c, &bounce(1, 1, "failed", "4.2.2"), 3, now).unwrap();
-        apply(c, &bounce(1, 1, "failed", "4.2.2"), 3, now).unwrap(); // a second DSN for the same copy
-        apply(c, &bounce(2, 1, "delayed", "4.4.7"), 3, now).unwrap();
-        apply(c, &bounce(2, 1, "failed", "4.2.2"), 3, now).unwrap();
-        assert_eq!(status(1), "active", "two issues so far");
-        let note = apply(c, &bounce(3, 1, "failed", "4.2.2"), 3, now).unwrap();
-        assert_eq!(status(1), "bounced", "{note}");
-        let note = apply(c, &bounce(1, 2, "failed", "5.1.1"), 3, now).unwrap();
+        let apply = |db: &mut crate::store::Db, b: Bounce| db.write(|st| apply(st, &b, 3, now)).unwrap();
+        apply(&mut db, bounce(1, 1, "failed", "4.2.2"));
+        apply(&mut db, bounce(1, 1, "failed", "4.2.2")); // a second DSN for the same copy
+        apply(&mut db, bounce(2, 1, "delayed", "4.4.7"));
+        apply(&mut db, bounce(2, 1, "failed", "4.2.2"));
+        assert_eq!(status(&db, 1), SubscriberStatus::Active, "two issues so far");
+        let note = apply(&mut db, bounce(3, 1, "failed", "4.2.2"));
+        assert_eq!(status(&db, 1), SubscriberStatus::Bounced, "{note}");
+        let note = apply(&mut db, bounce(1, 2, "failed", "5.1.1"));
         assert!(note.contains("hard bounce 5.1.1"), "{note}");
-        assert_eq!(status(2), "bounced");
+        assert_eq!(status(&db, 2), SubscriberStatus::Bounced);
     }
 
     #[test]

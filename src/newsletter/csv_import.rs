@@ -87,7 +87,7 @@ pub fn import(
         records.push((line, rec));
     }
     let file_name = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().to_string());
-    db.write(|c| {
+    db.write(|st| {
         let mut out = Vec::with_capacity(records.len());
         for (line, rec) in &records {
             let get = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("").trim();
@@ -127,7 +127,7 @@ pub fn import(
             };
             let name = Some(get(name_col)).filter(|n| !n.is_empty());
             let consent = consent_at.map(|t| (consent_source.as_str(), t));
-            let (action, detail) = match ctx.subscribe(c, &email, name, lang, "import", consent, now)? {
+            let (action, detail) = match ctx.subscribe(st, &email, name, lang, "import", consent, now)? {
                 Subscribed::Activated(_) => ("added", "active: consent given at the time in the file".to_string()),
                 Subscribed::ConfirmationSent(_) => {
                     ("confirmation_sent", "pending: no consent_at, so a confirmation mail was queued".into())

@@ -6,37 +6,24 @@
 //! fills them in for one subscriber. So every subscriber's copy is made when it is sent
 //! (none is stored), and the expensive steps (templates, CSS inlining) run once.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
-use handlebars::Handlebars;
 use lettre::message::Body;
 use lettre::message::header::ContentTransferEncoding;
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use serde::Serialize;
 
 use crate::domain::Language;
-use crate::store::news::Story;
+use crate::store::stories::Story;
+use crate::templates::Templates;
 
 const NAME_MARK: &str = "OUTREACHxNAMExMARK";
 const UNSUB_MARK: &str = "OUTREACHxUNSUBxMARK";
 
-const BUILTIN: &[(&str, &str)] = &[
-    ("newsletter/layout.html", include_str!("../../templates/newsletter/layout.html.hbs")),
-    ("newsletter/intro.html", include_str!("../../templates/newsletter/intro.html.hbs")),
-    ("newsletter/story.html", include_str!("../../templates/newsletter/story.html.hbs")),
-    ("newsletter/footer.html", include_str!("../../templates/newsletter/footer.html.hbs")),
-    ("newsletter/layout.txt", include_str!("../../templates/newsletter/layout.txt.hbs")),
-    ("newsletter/intro.txt", include_str!("../../templates/newsletter/intro.txt.hbs")),
-    ("newsletter/story.txt", include_str!("../../templates/newsletter/story.txt.hbs")),
-    ("newsletter/footer.txt", include_str!("../../templates/newsletter/footer.txt.hbs")),
-    ("web/page.html", include_str!("../../templates/web/page.html.hbs")),
-];
-
-/// The newsletter and web page templates (HTML-escaping for `.html`, none for `.txt`).
+/// Renders issues with the shared templates (`templates/newsletter/`).
 pub struct Renderer {
-    html: Handlebars<'static>,
-    text: Handlebars<'static>,
+    templates: Arc<Templates>,
 }
 
 /// An issue's content, the same for every subscriber.
@@ -137,24 +124,8 @@ struct IssueView<'a> {
 }
 
 impl Renderer {
-    /// Loads the built-in templates, with overrides from `dir` (same names plus `.hbs`).
-    pub fn load(dir: Option<&Path>) -> anyhow::Result<Self> {
-        let mut html = Handlebars::new();
-        html.set_strict_mode(true);
-        let mut text = Handlebars::new();
-        text.set_strict_mode(true);
-        text.register_escape_fn(handlebars::no_escape);
-        for (name, builtin) in BUILTIN {
-            let file = format!("{name}.hbs");
-            let body = match dir.map(|d| d.join(&file)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("Failed to read template {}", path.display()))?,
-                None => (*builtin).to_string(),
-            };
-            let reg = if name.ends_with(".txt") { &mut text } else { &mut html };
-            reg.register_template_string(name, body).with_context(|| format!("Template {file} does not parse"))?;
-        }
-        Ok(Self { html, text })
+    pub fn new(templates: Arc<Templates>) -> Self {
+        Self { templates }
     }
 
     /// Renders an issue for one language, markers in place of the personal parts.
@@ -186,7 +157,8 @@ impl Renderer {
             from_address: &c.from_address,
             stories,
         };
-        let html = self.html.render("newsletter/layout.html", &view).context("Failed to render the newsletter HTML")?;
+        let html =
+            self.templates.render("newsletter/layout.html", &view).context("Failed to render the newsletter HTML")?;
         let inliner = css_inline::CSSInliner::options()
             .load_remote_stylesheets(false)
             .keep_style_tags(false)
@@ -194,20 +166,15 @@ impl Renderer {
             .build();
         let html = inliner.inline(&html).context("Failed to inline the newsletter CSS")?;
         let text = tidy_text(
-            &self.text.render("newsletter/layout.txt", &view).context("Failed to render the newsletter text")?,
+            &self.templates.render("newsletter/layout.txt", &view).context("Failed to render the newsletter text")?,
         );
         Ok(Skeleton { language, html_qp: pre_encode(&html), text_qp: pre_encode(&text), html, text })
-    }
-
-    /// Renders a web page from `templates/web/page.html.hbs`.
-    pub fn page(&self, data: &impl Serialize) -> anyhow::Result<String> {
-        self.html.render("web/page.html", data).context("Failed to render a web page")
     }
 }
 
 impl Skeleton {
     fn display_name(&self, name: Option<&str>) -> String {
-        name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        name.map(crate::domain::clean_text).filter(|n| !n.is_empty()).unwrap_or_else(|| {
             match self.language {
                 Language::English => "reader",
                 Language::Dutch => "lezer",
@@ -456,18 +423,18 @@ mod tests {
 
     fn story(body: &str) -> Story {
         Story {
-            id: 1,
+            id: crate::domain::ids::StoryId(1),
             title: "Ga naast de ouders staan".into(),
             ambassador: "Fatima <b>".into(),
             role: "leerkracht".into(),
             body_md: body.into(),
             photo_url: Some("https://example.org/f.jpg".into()),
             photo_alt: None,
-            status: "approved".into(),
+            status: crate::domain::state::StoryStatus::Approved,
             source: "x".into(),
             consent_at: None,
             consent_source: None,
-            created_at: String::new(),
+            created_at: chrono::Utc::now(),
             approved_at: None,
             published_at: None,
             issue_id: None,
@@ -499,7 +466,7 @@ mod tests {
 
     #[test]
     fn the_pre_encoded_copy_decodes_to_the_personalized_one() {
-        let r = Renderer::load(None).unwrap();
+        let r = Renderer::new(Arc::new(Templates::load(None).unwrap()));
         let long = "Een heel lange zin met één accent en nog veel meer woorden erachter. ".repeat(20);
         for lang in [Language::Dutch, Language::English] {
             let s = r.skeleton(&content(&long), lang).unwrap();
@@ -529,7 +496,7 @@ mod tests {
 
     #[test]
     fn an_issue_renders_accessible_html_and_text_in_both_languages() {
-        let r = Renderer::load(None).unwrap();
+        let r = Renderer::new(Arc::new(Templates::load(None).unwrap()));
         for lang in [Language::Dutch, Language::English] {
             let s = r.skeleton(&content("Werk **mensgericht** en vanuit je hart."), lang).unwrap();
             let (html, text) = s.personalize(Some("Ann <x>\r\nBcc: y"), "https://n.example.org/unsubscribe/T0K");

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use super::{Ctx, MadeIssue};
-use crate::outbox::{SharedDb, blocking};
-use crate::store::news;
+use crate::domain::time::{parse_ts, ts};
+use crate::store::{Db, Shared};
 
 /// How far back a missed slot is still made (the daemon was down at the time).
 const CATCH_UP: chrono::Duration = chrono::Duration::hours(24);
@@ -57,23 +57,24 @@ pub fn due_slot(cron: &Cron, tz: chrono_tz::Tz, since: DateTime<Utc>, now: DateT
     latest_slot(cron, tz, now).filter(|s| *s >= since && now - *s <= CATCH_UP)
 }
 
-/// One round of housekeeping: make the due slot's issue, apply the retention limits,
-/// settle proof deadlines. Returns true when an issue started sending (wake the sender).
-pub fn housekeeping(ctx: &Ctx, db: &mut crate::store::Db, now: DateTime<Utc>) -> anyhow::Result<bool> {
+/// One round of housekeeping at `now` (the clock's time): make the due slot's issue,
+/// start approved issues, apply the retention limits, settle proof deadlines. Returns
+/// true when an issue started sending (wake the sender).
+pub fn housekeeping(ctx: &Ctx, db: &mut Db, now: DateTime<Utc>) -> anyhow::Result<bool> {
     let n = &ctx.settings.newsletter;
     let mut started = false;
     if !n.schedule.trim().is_empty() {
         let cron = parse_cron(&n.schedule).map_err(|e| anyhow::anyhow!(e))?;
         let tz = n.timezone()?;
-        let since = db.write(|c| news::secret(c, "schedule_since", || crate::store::ts(now), now))?;
-        let since = crate::store::parse_ts(&since).unwrap_or(now);
+        let since = db.write(|st| st.secret("schedule_since", || ts(now), now))?;
+        let since = parse_ts(&since).unwrap_or(now);
         // A tick may come a moment before its slot: look a little ahead.
         if let Some(slot) = due_slot(&cron, tz, since, now + chrono::Duration::seconds(2)) {
-            let made = db.write(|c| ctx.make_issue(c, Some(slot), now))?;
+            let made = db.write(|st| ctx.make_issue(st, Some(slot), now))?;
             match made {
                 MadeIssue::Exists(_) => {}
                 MadeIssue::Sending(id, count) => {
-                    tracing::info!(issue = id, slot = %slot, deliveries = count, "scheduled newsletter sending");
+                    tracing::info!(issue = %id, slot = %slot, deliveries = count, "scheduled newsletter sending");
                     started = true;
                 }
                 other => tracing::info!(slot = %slot, outcome = ?other, "scheduled newsletter"),
@@ -82,26 +83,28 @@ pub fn housekeeping(ctx: &Ctx, db: &mut crate::store::Db, now: DateTime<Utc>) ->
     }
     let r = &ctx.settings.retention;
     let forgotten =
-        db.write(|c| news::forget_unconfirmed(c, now - chrono::Duration::days(i64::from(r.unconfirmed_days.max(1)))))?;
+        db.write(|st| st.forget_unconfirmed(now - chrono::Duration::days(i64::from(r.unconfirmed_days.max(1)))))?;
     if forgotten > 0 {
         tracing::info!(forgotten, days = r.unconfirmed_days, "unconfirmed sign-ups forgotten");
     }
     if r.filed_mail_days > 0 {
         let (messages, sent) =
-            db.write(|c| news::purge_mail_text(c, now - chrono::Duration::days(i64::from(r.filed_mail_days))))?;
+            db.write(|st| st.purge_mail_text(now - chrono::Duration::days(i64::from(r.filed_mail_days))))?;
         if messages + sent > 0 {
             tracing::info!(messages, sent, days = r.filed_mail_days, "old mail text removed from the store");
         }
     }
-    let sent_at_deadline = db.write(|c| ctx.settle_proof_deadlines(c, now))?;
-    Ok(started || sent_at_deadline > 0)
+    let sent_at_deadline = db.write(|st| ctx.settle_proof_deadlines(st, now))?;
+    let approved = db.write(|st| ctx.start_approved(st, now))?;
+    Ok(started || sent_at_deadline > 0 || !approved.is_empty())
 }
 
 /// The scheduler task of `outreach run`: cron ticks plus a housekeeping round every
-/// 30 s. `wake` tells the sender and the outbox that there is work.
+/// 30 s (every second when a test clock moves time). `wake` tells the sender and the
+/// outbox that there is work.
 pub async fn run(
     ctx: Ctx,
-    db: SharedDb,
+    db: Shared,
     wake_sender: Arc<Notify>,
     wake_outbox: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -121,12 +124,13 @@ pub async fn run(
         s.add(job).await?;
         s.start().await?;
         let cron = parse_cron(&n.schedule).map_err(|e| anyhow::anyhow!(e))?;
-        tracing::info!(schedule = %n.schedule, timezone = %tz, next = ?next_slot(&cron, tz, Utc::now()), "newsletter schedule active");
+        tracing::info!(schedule = %n.schedule, timezone = %tz, next = ?next_slot(&cron, tz, ctx.clock.now()), "newsletter schedule active");
         sched = Some(s);
     }
+    let round = if ctx.clock.is_system() { Duration::from_secs(30) } else { Duration::from_secs(1) };
     loop {
         let c = ctx.clone();
-        let result = blocking(&db, move |db| housekeeping(&c, db, Utc::now())).await;
+        let result = db.run(move |db| housekeeping(&c, db, c.clock.now())).await;
         match result {
             Ok(started) => {
                 if started {
@@ -138,7 +142,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tick_rx.recv() => tracing::info!("newsletter schedule fired"),
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(round) => {}
             _ = shutdown.changed() => break,
         }
     }

@@ -21,12 +21,13 @@ use lettre::message::{Body, Mailbox, Message, MultiPart};
 
 use super::Ctx;
 use super::render::Skeleton;
+use crate::domain::ids::{DeliveryId, IssueId};
 use crate::domain::{EmailAddress, Language};
 use crate::outbox::compose::{AutoResponseSuppress, ListId, ListUnsubscribe, ListUnsubscribePost, Precedence};
 use crate::outbox::journal::SentJournal;
-use crate::outbox::{DeliveryStats, Mailer, RetryPolicy, Settled, SharedDb, Worker, blocking};
-use crate::store::Db;
-use crate::store::news::{self, Claimed, DeliveryUpdate};
+use crate::outbox::{DeliveryStats, Mailer, RetryPolicy, Settled, Worker};
+use crate::store::deliveries::{Claimed, DeliveryUpdate};
+use crate::store::{Db, Shared};
 
 /// Deliveries a lane claims at a time.
 const BATCH: u32 = 64;
@@ -71,11 +72,11 @@ pub fn build_message_from(
     html: Body,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<u8>> {
-    let name = e.to_name.map(crate::inbox::parse::clean_text).filter(|n| !n.is_empty());
+    let name = e.to_name.map(crate::domain::clean_text).filter(|n| !n.is_empty());
     let mut b = Message::builder()
         .from(ctx.from.clone())
         .to(Mailbox::new(name, e.to.to_lettre()))
-        .subject(crate::inbox::parse::clean_text(e.subject))
+        .subject(crate::domain::clean_text(e.subject))
         .message_id(Some(format!("<{}>", e.message_id)))
         .date(SystemTime::from(now))
         .header(ListId(list_id(ctx)))
@@ -126,10 +127,10 @@ type Rendered = (Skeleton, String);
 /// Sends due deliveries of issues that are `sending`.
 pub struct Sender {
     ctx: Ctx,
-    db: SharedDb,
+    db: Shared,
     mailer: Mailer,
     journal: SentJournal,
-    skeletons: Mutex<HashMap<(i64, Language), Arc<Rendered>>>,
+    skeletons: Mutex<HashMap<(IssueId, Language), Arc<Rendered>>>,
     pacer: Pacer,
     sent_total: AtomicUsize,
     db_path: std::path::PathBuf,
@@ -138,11 +139,11 @@ pub struct Sender {
 impl Sender {
     /// Opens the sender on the database and settles what a crash left in flight.
     pub async fn open(ctx: Ctx, db_path: &std::path::Path) -> anyhow::Result<Self> {
-        let db: SharedDb = Arc::new(Mutex::new(Db::open(db_path)?.without_fsync_per_commit()?));
+        let db = Shared::new(Db::open(db_path)?.without_fsync_per_commit()?);
         let journal = SentJournal::open_named(db_path, ".newsletter-journal")?;
         let ended = journal.ids()?;
-        let (sent, requeued) =
-            blocking(&db, move |db| db.write(|c| news::recover_deliveries(c, &ended, Utc::now()))).await?;
+        let now = ctx.clock.now();
+        let (sent, requeued) = db.run(move |db| db.write(|st| st.recover_deliveries(&ended, now))).await?;
         journal.clear()?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled newsletter deliveries that were in flight during a crash");
@@ -168,19 +169,24 @@ impl Sender {
         self.sent_total.load(Ordering::Relaxed)
     }
 
-    /// Sends everything due now with `concurrency` lanes, until nothing is left; then
-    /// marks finished issues `sent`.
+    /// Starts the issues a person approved, sends everything due now with
+    /// `concurrency` lanes until nothing is left, then marks finished issues `sent`.
     pub async fn deliver_due(&self) -> anyhow::Result<DeliveryStats> {
-        blocking(&self.db, |db| news::skip_inactive(db.conn())).await?;
+        let ctx = self.ctx.clone();
+        for (issue, n) in self.db.run(move |db| db.write(|st| ctx.start_approved(st, ctx.clock.now()))).await? {
+            tracing::info!(issue = %issue, deliveries = n, "approved issue: sending started");
+        }
+        self.db.run(|db| db.store().skip_inactive()).await?;
         let lanes = (0..self.ctx.settings.newsletter.concurrency.max(1)).map(|_| self.lane());
         let mut stats = DeliveryStats::default();
         for lane in futures_util::future::join_all(lanes).await {
             stats.add(&lane?);
         }
         self.journal.clear()?;
-        let finished = blocking(&self.db, |db| db.write(|c| news::finish_issues(c, Utc::now()))).await?;
+        let now = self.ctx.clock.now();
+        let finished = self.db.run(move |db| db.write(|st| st.finish_issues(now))).await?;
         for id in finished {
-            tracing::info!(issue = id, "newsletter issue finished");
+            tracing::info!(issue = %id, "newsletter issue finished");
             self.skeletons.lock().expect("skeleton cache").retain(|(i, _), _| *i != id);
         }
         Ok(stats)
@@ -197,25 +203,27 @@ impl Sender {
 
     /// When the next delivery is due (a retry), if any.
     pub async fn next_due(&self) -> Option<DateTime<Utc>> {
-        blocking(&self.db, |db| news::next_delivery_due(db.conn())).await.ok().flatten()
+        self.db.run(|db| db.store().next_delivery_due()).await.ok().flatten()
     }
 
-    async fn skeleton(&self, issue_id: i64, lang: Language) -> anyhow::Result<Arc<Rendered>> {
+    async fn skeleton(&self, issue_id: IssueId, lang: Language) -> anyhow::Result<Arc<Rendered>> {
         if let Some(s) = self.skeletons.lock().expect("skeleton cache").get(&(issue_id, lang)) {
             return Ok(s.clone());
         }
         let ctx = self.ctx.clone();
-        let built = blocking(&self.db, move |db| {
-            let issue = news::issue(db.conn(), issue_id)?.context("issue vanished")?;
-            let content = ctx.issue_content(db.conn(), &issue)?;
-            Ok(Arc::new((ctx.renderer.skeleton(&content, lang)?, issue.subject)))
-        })
-        .await?;
+        let built = self
+            .db
+            .run(move |db| {
+                let issue = db.store().issue(issue_id)?.context("issue vanished")?;
+                let content = ctx.issue_content(db.store(), &issue)?;
+                Ok(Arc::new((ctx.renderer.skeleton(&content, lang)?, issue.subject)))
+            })
+            .await?;
         self.skeletons.lock().expect("skeleton cache").insert((issue_id, lang), built.clone());
         Ok(built)
     }
 
-    fn envelope_from(&self, delivery_id: i64) -> String {
+    fn envelope_from(&self, delivery_id: DeliveryId) -> String {
         let n = &self.ctx.settings.newsletter;
         let base = if n.bounce_address.is_empty() { self.ctx.contact_address() } else { n.bounce_address.clone() };
         match (n.plus_addressing, base.rsplit_once('@')) {
@@ -229,10 +237,9 @@ impl Sender {
 
     /// Renders one subscriber's copy.
     async fn render(&self, d: &Claimed, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
-        let lang = Language::parse(&d.language).unwrap_or(Language::Dutch);
-        let sk = self.skeleton(d.issue_id, lang).await?;
+        let sk = self.skeleton(d.issue, d.language).await?;
         let (skeleton, subject) = (&sk.0, &sk.1);
-        let unsub = self.ctx.unsubscribe_url(d.subscriber_id, &d.nonce, now);
+        let unsub = self.ctx.unsubscribe_url(d.subscriber, &d.nonce, now);
         let (text, html) = skeleton.personalize_encoded(d.name.as_deref(), &unsub);
         let to = EmailAddress::parse(&d.email).map_err(|e| anyhow::anyhow!(e))?;
         build_message_from(
@@ -251,59 +258,54 @@ impl Sender {
     }
 
     async fn lane(&self) -> anyhow::Result<DeliveryStats> {
-        let mut db = Db::open(&self.db_path)?.without_fsync_per_commit()?.memory_mapped()?;
+        // Each lane has its own connection, used off the runtime like every store call
+        // (`Shared::run`): when its batch is done, it records the outcomes and claims the
+        // next batch in one transaction; before each message, it checks that the
+        // subscriber is still subscribed right now. Outcomes wait for the batch's end
+        // safely: after a crash the journal tells which of the `sending` rows went out.
+        let db = Shared::new(Db::open(&self.db_path)?.without_fsync_per_commit()?.memory_mapped()?);
         let mut stats = DeliveryStats::default();
         let mut queue: VecDeque<Claimed> = VecDeque::new();
-        let mut done: Vec<(i64, DeliveryUpdate)> = Vec::with_capacity(BATCH as usize);
+        let mut done: Vec<(DeliveryId, DeliveryUpdate)> = Vec::with_capacity(BATCH as usize);
         let policy = RetryPolicy::from_settings(&self.ctx.settings.smtp);
         loop {
-            // A short, inline store visit on this lane's own connection (no thread
-            // hand-off): when its batch is done, record the outcomes and claim the next
-            // batch in one transaction; before each message, check that the subscriber
-            // is still subscribed right now. Outcomes wait for the batch's end safely:
-            // after a crash the journal tells which of the `sending` rows went out.
-            let now = Utc::now();
-            let refill = queue.is_empty();
-            let claimed = if refill {
+            if queue.is_empty() {
                 let outcomes = std::mem::take(&mut done);
-                db.write(|c| {
-                    for (id, u) in &outcomes {
-                        news::record_delivery(c, *id, u, now)?;
-                    }
-                    news::claim_deliveries(c, BATCH, now)
-                })?
-            } else {
-                Vec::new()
-            };
-            let next_active = match queue.front() {
-                Some(d) => news::still_active(db.conn(), d.subscriber_id)?,
-                None => true,
-            };
-            if refill {
+                let now = self.ctx.clock.now();
+                let claimed = db
+                    .run(move |db| {
+                        db.write(|st| {
+                            for (id, u) in &outcomes {
+                                st.record_delivery(*id, u, now)?;
+                            }
+                            st.claim_deliveries(BATCH, now)
+                        })
+                    })
+                    .await?;
                 if claimed.is_empty() {
                     return Ok(stats);
                 }
                 queue.extend(claimed);
-                continue;
             }
             let d = queue.pop_front().expect("checked non-empty");
-            if !next_active {
+            let subscriber = d.subscriber;
+            if !db.run(move |db| db.store().still_active(subscriber)).await? {
                 done.push((d.id, DeliveryUpdate::Skipped("unsubscribed before it was sent".into())));
                 continue;
             }
             self.pacer.wait().await;
-            let now = Utc::now();
+            let now = self.ctx.clock.now();
             let raw = match self.render(&d, now).await {
                 Ok(raw) => raw,
                 Err(e) => {
-                    stats.failed("newsletter", d.id, format!("could not render: {e:#}"));
+                    stats.failed("newsletter", d.id.get(), format!("could not render: {e:#}"));
                     done.push((d.id, DeliveryUpdate::Failed(format!("could not render: {e:#}"))));
                     continue;
                 }
             };
             let from = self.envelope_from(d.id);
-            let outcome = self.mailer.send_recorded(&self.journal, d.id, &from, &d.email, &raw).await;
-            let update = match stats.settle(outcome, d.attempts, policy, "newsletter", d.id, now) {
+            let outcome = self.mailer.send_recorded(&self.journal, d.id.get(), &from, &d.email, &raw).await;
+            let update = match stats.settle(outcome, d.attempts, policy, "newsletter", d.id.get(), now) {
                 Settled::Sent => {
                     self.sent_total.fetch_add(1, Ordering::Relaxed);
                     DeliveryUpdate::Sent
@@ -322,6 +324,9 @@ impl Worker for Sender {
     }
     fn next_due(&self) -> impl Future<Output = Option<DateTime<Utc>>> + Send {
         Sender::next_due(self)
+    }
+    fn clock(&self) -> &crate::domain::time::Clock {
+        &self.ctx.clock
     }
 }
 

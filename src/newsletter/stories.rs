@@ -12,7 +12,14 @@
 //! The story in Markdown.
 //! ```
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+
+use crate::domain::EmailAddress;
+use crate::domain::ids::StoryId;
+use crate::domain::state::StoryStatus;
+use crate::store::Store;
+use crate::store::stories::NewStory;
 
 /// A parsed story file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -73,6 +80,61 @@ pub fn parse(text: &str) -> anyhow::Result<StoryFile> {
         bail!("front matter: `photo` must be an https:// URL, found {p:?}");
     }
     Ok(s)
+}
+
+/// Adds a story the coordinator gives as a file (`stories add`): its ambassador is
+/// added or updated, and the consent is the coordinator's (she adds it).
+pub fn add(st: Store<'_>, s: &StoryFile, source: &str, now: DateTime<Utc>) -> anyhow::Result<StoryId> {
+    let email = s
+        .email
+        .as_deref()
+        .map(|e| EmailAddress::parse(e).map(|a| a.to_string()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("email: {e}"))?;
+    let amb = st.upsert_ambassador(&s.ambassador, &s.role, s.photo_url.as_deref(), email.as_deref(), now)?;
+    st.insert_story(
+        &NewStory {
+            title: &s.title,
+            ambassador: amb,
+            body_md: &s.body,
+            photo_url: s.photo_url.as_deref(),
+            photo_alt: s.photo_alt.as_deref(),
+            source,
+            message: None,
+            consent_source: Some(&format!("coordinator: added from {source}")),
+        },
+        now,
+    )
+}
+
+/// Approves a story for the next issue. Never without the ambassador's consent to
+/// publish: it is on record already, or `consent` says how she gave it.
+pub fn approve(st: Store<'_>, id: StoryId, consent: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let s = st.story(id)?.with_context(|| format!("there is no story {id}"))?;
+    if !matches!(s.status, StoryStatus::Submitted | StoryStatus::Rejected) {
+        bail!("story {id} is {} already", s.status);
+    }
+    if let Some(how) = consent {
+        st.record_story_consent(id, &format!("coordinator: {how}"), now)?;
+    }
+    if consent.is_none() && s.consent_at.is_none() {
+        bail!(
+            "story {id} has no consent to publish yet: wait for the ambassador's \"ja\" to our reply, or give --consent \"how they agreed\""
+        );
+    }
+    if s.status == StoryStatus::Rejected {
+        st.move_story(id, StoryStatus::Submitted, now)?;
+    }
+    st.move_story(id, StoryStatus::Approved, now)
+}
+
+/// Rejects a story that was not published; it leaves any issue not yet sent.
+pub fn reject(st: Store<'_>, id: StoryId, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let s = st.story(id)?.with_context(|| format!("there is no story {id}"))?;
+    if s.status == StoryStatus::Published {
+        bail!("story {id} was published already");
+    }
+    st.move_story(id, StoryStatus::Rejected, now)
 }
 
 /// A story sent by mail: the subject after `Verhaal:` / `Story:`, when it starts so.

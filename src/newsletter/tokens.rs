@@ -5,6 +5,7 @@
 //! (MAIL-RULES 5). Not guessable, not enumerable (ids are covered by the MAC), and dead
 //! once the subscriber's nonce changes (erasure). Comparison is constant time.
 
+use crate::domain::ids::{DeliveryId, SubscriberId};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -40,7 +41,7 @@ pub enum TokenError {
 /// What a valid token says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claims {
-    pub subscriber_id: i64,
+    pub subscriber_id: SubscriberId,
     pub issued: DateTime<Utc>,
 }
 
@@ -75,11 +76,11 @@ impl Signer {
     }
 
     /// A link token for `subscriber_id` whose current nonce is `nonce`.
-    pub fn token(&self, purpose: Purpose, subscriber_id: i64, nonce: &str, now: DateTime<Utc>) -> String {
+    pub fn token(&self, purpose: Purpose, subscriber_id: SubscriberId, nonce: &str, now: DateTime<Utc>) -> String {
         let mut body = Vec::with_capacity(TOKEN_LEN);
         body.push(VERSION);
         body.push(purpose as u8);
-        body.extend_from_slice(&subscriber_id.to_be_bytes());
+        body.extend_from_slice(&subscriber_id.get().to_be_bytes());
         body.extend_from_slice(&hours(now).to_be_bytes());
         let tag = self.mac(&[b"link", &body, nonce.as_bytes()]).finalize().into_bytes();
         body.extend_from_slice(&tag[..MAC_LEN]);
@@ -87,12 +88,12 @@ impl Signer {
     }
 
     /// The subscriber id a token claims, before the MAC is checked (to look up the nonce).
-    pub fn claimed_id(token: &str, purpose: Purpose) -> Result<i64, TokenError> {
+    pub fn claimed_id(token: &str, purpose: Purpose) -> Result<SubscriberId, TokenError> {
         let raw = decode(token)?;
         if raw[0] != VERSION || raw[1] != purpose as u8 {
             return Err(TokenError::Malformed);
         }
-        Ok(i64::from_be_bytes(raw[2..10].try_into().expect("8 bytes")))
+        Ok(SubscriberId(i64::from_be_bytes(raw[2..10].try_into().expect("8 bytes"))))
     }
 
     /// Checks a token against the subscriber's nonce (`None`: no such subscriber, checked
@@ -121,26 +122,27 @@ impl Signer {
             return Err(TokenError::Expired);
         }
         Ok(Claims {
-            subscriber_id: i64::from_be_bytes(body[2..10].try_into().expect("8 bytes")),
+            subscriber_id: SubscriberId(i64::from_be_bytes(body[2..10].try_into().expect("8 bytes"))),
             issued: DateTime::from_timestamp(i64::from(issued_h) * 3600, 0).unwrap_or_default(),
         })
     }
 
     /// The plus tag of a delivery's bounce address: `b-<delivery>-<mac>`, lower case so
     /// that it survives MTAs that fold case.
-    pub fn bounce_tag(&self, delivery_id: i64) -> String {
+    pub fn bounce_tag(&self, delivery: DeliveryId) -> String {
+        let delivery_id = delivery.get();
         let tag = self.mac(&[b"bounce", &delivery_id.to_be_bytes()]).finalize().into_bytes();
         format!("b-{delivery_id}-{}", hex::encode(&tag[..8]))
     }
 
     /// The delivery a bounce tag names, when its MAC is right.
-    pub fn check_bounce_tag(&self, tag: &str) -> Option<i64> {
+    pub fn check_bounce_tag(&self, tag: &str) -> Option<DeliveryId> {
         let rest = tag.strip_prefix("b-")?;
         let (id, mac) = rest.split_once('-')?;
         let id: i64 = id.parse().ok()?;
         let mac = hex::decode(mac.get(..16)?).ok()?;
         self.mac(&[b"bounce", &id.to_be_bytes()]).verify_truncated_left(&mac).ok()?;
-        Some(id)
+        Some(DeliveryId(id))
     }
 }
 
@@ -173,11 +175,11 @@ mod tests {
     #[test]
     fn a_token_verifies_only_with_its_secret_nonce_and_purpose() {
         let s = Signer::new(b"0123456789abcdef0123456789abcdef");
-        let t = s.token(Purpose::Unsubscribe, 42, "n1", now());
+        let t = s.token(Purpose::Unsubscribe, SubscriberId(42), "n1", now());
         assert!(t.len() >= 40, "{t}");
         let c = s.verify(&t, Purpose::Unsubscribe, Some("n1"), None, now()).unwrap();
-        assert_eq!(c.subscriber_id, 42);
-        assert_eq!(Signer::claimed_id(&t, Purpose::Unsubscribe), Ok(42));
+        assert_eq!(c.subscriber_id, SubscriberId(42));
+        assert_eq!(Signer::claimed_id(&t, Purpose::Unsubscribe), Ok(SubscriberId(42)));
         assert_eq!(s.verify(&t, Purpose::Unsubscribe, Some("n2"), None, now()), Err(TokenError::Invalid));
         assert_eq!(s.verify(&t, Purpose::Unsubscribe, None, None, now()), Err(TokenError::Invalid));
         assert_eq!(s.verify(&t, Purpose::Confirm, Some("n1"), None, now()), Err(TokenError::Malformed));
@@ -188,7 +190,7 @@ mod tests {
     #[test]
     fn forged_truncated_and_tampered_tokens_are_refused() {
         let s = Signer::new(b"0123456789abcdef0123456789abcdef");
-        let t = s.token(Purpose::Confirm, 7, "n", now());
+        let t = s.token(Purpose::Confirm, SubscriberId(7), "n", now());
         let v = |x: &str| s.verify(x, Purpose::Confirm, Some("n"), None, now());
         assert_eq!(v(&t[..t.len() - 1]), Err(TokenError::Malformed));
         assert_eq!(v(""), Err(TokenError::Malformed));
@@ -207,7 +209,7 @@ mod tests {
     #[test]
     fn confirm_tokens_expire() {
         let s = Signer::new(b"0123456789abcdef0123456789abcdef");
-        let t = s.token(Purpose::Confirm, 7, "n", now());
+        let t = s.token(Purpose::Confirm, SubscriberId(7), "n", now());
         let later = now() + chrono::Duration::hours(i64::from(CONFIRM_VALID_HOURS) + 2);
         assert_eq!(
             s.verify(&t, Purpose::Confirm, Some("n"), Some(CONFIRM_VALID_HOURS), later),
@@ -219,9 +221,9 @@ mod tests {
     #[test]
     fn bounce_tags_round_trip_and_resist_forgery() {
         let s = Signer::new(b"0123456789abcdef0123456789abcdef");
-        let tag = s.bounce_tag(1234);
+        let tag = s.bounce_tag(DeliveryId(1234));
         assert!(tag.starts_with("b-1234-") && tag == tag.to_lowercase(), "{tag}");
-        assert_eq!(s.check_bounce_tag(&tag), Some(1234));
+        assert_eq!(s.check_bounce_tag(&tag), Some(DeliveryId(1234)));
         assert_eq!(s.check_bounce_tag(&tag.replace("1234", "1235")), None);
         assert_eq!(s.check_bounce_tag("b-1-zz"), None);
     }

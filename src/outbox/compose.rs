@@ -8,7 +8,7 @@ use lettre::message::{Mailbox, Message};
 use rand::Rng;
 
 use crate::domain::EmailAddress;
-use crate::inbox::parse::clean_text;
+use crate::domain::clean_text;
 
 /// `Auto-Submitted` (RFC 3834).
 #[derive(Debug, Clone)]

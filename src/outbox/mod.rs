@@ -31,7 +31,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::{Security, SmtpSettings};
 use crate::domain::EmailAddress;
-use crate::store::{Db, OutboxRow};
+use crate::domain::ids::OutboxId;
+use crate::domain::time::Clock;
+use crate::store::{Db, Shared};
 use journal::SentJournal;
 
 /// Connections idle longer than this are not reused (servers drop idle clients).
@@ -261,13 +263,6 @@ impl Mailer {
         }
     }
 
-    /// One SMTP transaction for one outbox row. `record_end` runs right before the
-    /// terminating `.` is written (see the module doc).
-    #[tracing::instrument(skip_all, fields(id = row.id, kind = %row.kind))]
-    pub async fn deliver(&self, row: &OutboxRow, record_end: impl FnOnce() -> anyhow::Result<()>) -> Outcome {
-        self.send_raw(&row.envelope_from, &row.rcpt, &row.raw, record_end).await
-    }
-
     /// One SMTP transaction whose end is recorded in `journal` under `id` (see the module
     /// doc), bounded in time: lettre has no per-command timeout on a custom transport.
     /// Timed out after the end of the message went out: counted as sent.
@@ -403,43 +398,29 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
-/// The outbox store handle shared by the worker's blocking calls.
-pub(crate) type SharedDb = Arc<Mutex<Db>>;
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    db: &SharedDb,
-    f: impl FnOnce(&mut Db) -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut guard = db.lock().map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
-        f(&mut guard)
-    })
-    .await
-    .context("store task panicked")?
-}
-
 /// The outbox: its store connection, the SMTP side and the sent journal.
 pub struct Outbox {
-    db: SharedDb,
+    db: Shared,
     mailer: Mailer,
     journal: Arc<SentJournal>,
     settings: SmtpSettings,
+    clock: Clock,
 }
 
 impl Outbox {
     /// Opens the outbox on the database at `db_path` and settles what a crash left in flight.
-    pub async fn open(db_path: &std::path::Path, settings: SmtpSettings) -> anyhow::Result<Self> {
-        let db: SharedDb = Arc::new(Mutex::new(Db::open(db_path)?.without_fsync_per_commit()?));
+    pub async fn open(db_path: &std::path::Path, settings: SmtpSettings, clock: Clock) -> anyhow::Result<Self> {
+        let db = Shared::new(Db::open(db_path)?.without_fsync_per_commit()?);
         let journal = Arc::new(SentJournal::open(db_path)?);
         let mailer = Mailer::new(&settings)?;
         let ended = journal.ids()?;
-        let (sent, requeued) = blocking(&db, move |db| db.recover_in_flight(&ended, Utc::now())).await?;
+        let now = clock.now();
+        let (sent, requeued) = db.run(move |db| db.recover_in_flight(&ended, now)).await?;
         journal.clear()?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled mail that was being sent during a crash");
         }
-        Ok(Self { db, mailer, journal, settings })
+        Ok(Self { db, mailer, journal, settings, clock })
     }
 
     /// Sends every row that is due now, with up to `pool_size` transactions at a time,
@@ -454,17 +435,19 @@ impl Outbox {
         self.journal.clear()?;
         if stats.sent + stats.deferred + stats.failed > 0 {
             let last = stats.last_error.clone();
-            blocking(&self.db, move |db| {
-                match &last {
-                    Some(e) => {
-                        db.set_state("smtp", &format!("error: {e}"))?;
-                        db.set_state("last_error", &format!("smtp: {e}"))?;
+            let now = self.clock.now();
+            self.db
+                .run(move |db| {
+                    match &last {
+                        Some(e) => {
+                            db.set_state("smtp", &format!("error: {e}"), now)?;
+                            db.set_state("last_error", &format!("smtp: {e}"), now)?;
+                        }
+                        None => db.set_state("smtp", "ok", now)?,
                     }
-                    None => db.set_state("smtp", "ok")?,
-                }
-                Ok(())
-            })
-            .await?;
+                    Ok(())
+                })
+                .await?;
         }
         Ok(stats)
     }
@@ -474,24 +457,27 @@ impl Outbox {
         let mut stats = DeliveryStats::default();
         let policy = RetryPolicy::from_settings(&self.settings);
         loop {
-            let Some(row) = blocking(&self.db, |db| db.claim_due(1, Utc::now())).await?.pop() else {
+            let now = self.clock.now();
+            let Some(row) = self.db.run(move |db| db.claim_due(1, now)).await?.pop() else {
                 return Ok(stats);
             };
-            let id = row.id;
-            tracing::debug!(id, attempt = row.attempts, "claimed");
-            let outcome = self.mailer.send_recorded(&self.journal, id, &row.envelope_from, &row.rcpt, &row.raw).await;
-            let now = Utc::now();
-            let settled = stats.settle(outcome, row.attempts, policy, &row.kind, id, now);
+            let id: OutboxId = row.id;
+            tracing::debug!(id = %id, attempt = row.attempts, "claimed");
+            let outcome =
+                self.mailer.send_recorded(&self.journal, id.get(), &row.envelope_from, &row.rcpt, &row.raw).await;
+            let now = self.clock.now();
+            let settled = stats.settle(outcome, row.attempts, policy, row.kind.as_str(), id.get(), now);
             if settled == Settled::Sent {
                 let domain = row.rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-                tracing::info!(id, kind = %row.kind, rcpt_domain = %domain, "sent");
+                tracing::info!(id = %id, kind = %row.kind, rcpt_domain = %domain, "sent");
             }
-            blocking(&self.db, move |db| match settled {
-                Settled::Sent => db.mark_sent(id, now),
-                Settled::Retry(at, e) => db.mark_retry(id, at, &e),
-                Settled::Failed(e) => db.mark_failed(id, &e),
-            })
-            .await?;
+            self.db
+                .run(move |db| match settled {
+                    Settled::Sent => db.mark_sent(id, now),
+                    Settled::Retry(at, e) => db.mark_retry(id, at, &e),
+                    Settled::Failed(e) => db.mark_failed(id, &e),
+                })
+                .await?;
         }
     }
 
@@ -506,7 +492,10 @@ impl Worker for Outbox {
         self.deliver_due()
     }
     async fn next_due(&self) -> Option<DateTime<Utc>> {
-        blocking(&self.db, |db| db.next_due()).await.ok().flatten()
+        self.db.run(|db| db.next_due()).await.ok().flatten()
+    }
+    fn clock(&self) -> &Clock {
+        &self.clock
     }
 }
 
@@ -516,6 +505,8 @@ pub trait Worker: Sync {
     fn pass(&self) -> impl Future<Output = anyhow::Result<DeliveryStats>> + Send;
     /// When the next retry is due, if any.
     fn next_due(&self) -> impl Future<Output = Option<DateTime<Utc>>> + Send;
+    /// The clock its retry times are read on.
+    fn clock(&self) -> &Clock;
 }
 
 /// A daemon worker: runs a pass, then sleeps until woken, until the next retry is due,
@@ -539,7 +530,7 @@ pub async fn run_worker(
             Err(e) => tracing::error!(what, error = %format!("{e:#}"), "delivery pass failed"),
         }
         let wait = worker.next_due().await.map_or(Duration::from_secs(2), |t| {
-            (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
+            (t - worker.clock().now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
         });
         tokio::select! {
             _ = wake.notified() => {}

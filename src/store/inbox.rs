@@ -4,7 +4,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 
-use super::{Db, Tx, ts};
+use super::types::{Ts, time, time_opt};
+use super::{Db, Tx};
+use crate::domain::ids::{ContactId, ConversationId, MessageRowId};
+use crate::domain::state::MessageStatus;
+use crate::domain::time::rfc3339;
+use crate::domain::{Category, Language};
 
 /// A message to file, as the pipeline decided it.
 #[derive(Debug, Clone)]
@@ -18,14 +23,14 @@ pub struct NewMessage {
     pub reply_to: Option<String>,
     pub subject: String,
     pub body_text: String,
-    pub category: String,
+    pub category: Category,
     pub reason: String,
-    pub language: String,
-    pub status: String,
+    pub language: Language,
+    pub status: MessageStatus,
     pub folder: String,
     pub reply_note: String,
     pub auto_replied: bool,
-    pub conversation_id: Option<i64>,
+    pub conversation_id: Option<ConversationId>,
     pub size: i64,
     pub received_at: DateTime<Utc>,
     pub date_header: Option<DateTime<Utc>>,
@@ -36,20 +41,22 @@ pub struct NewMessage {
 /// A filed message as the CLI and JSON show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FiledMessage {
-    pub id: i64,
+    pub id: MessageRowId,
     pub from: Option<String>,
     pub from_name: Option<String>,
     pub reply_to: Option<String>,
     pub subject: String,
-    pub category: String,
+    pub category: Category,
     pub reason: String,
-    pub language: String,
-    pub status: String,
+    pub language: Language,
+    pub status: MessageStatus,
     pub folder: String,
-    pub received_at: String,
-    pub filed_at: String,
+    #[serde(with = "rfc3339")]
+    pub received_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub filed_at: DateTime<Utc>,
     pub moved: bool,
-    pub conversation_id: Option<i64>,
+    pub conversation_id: Option<ConversationId>,
     pub case_reference: Option<String>,
     pub auto_replied: bool,
     pub reply_note: String,
@@ -63,14 +70,14 @@ pub struct FiledMessage {
 /// A known conversation a message may join.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationRef {
-    pub id: i64,
-    pub category: String,
+    pub id: ConversationId,
+    pub category: Category,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct MessageFilter {
-    pub category: Option<String>,
-    pub status: Option<String>,
+    pub category: Option<Category>,
+    pub status: Option<MessageStatus>,
     pub limit: Option<u32>,
 }
 
@@ -78,7 +85,7 @@ const FILED_COLUMNS: &str = "id, from_addr, from_name, reply_to, subject, catego
      received_at, filed_at, moved_at IS NOT NULL, conversation_id, auto_replied, reply_note, message_id, in_reply_to, size";
 
 fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
-    let conversation_id: Option<i64> = r.get(13)?;
+    let conversation_id: Option<ConversationId> = r.get(13)?;
     Ok(FiledMessage {
         id: r.get(0)?,
         from: r.get(1)?,
@@ -90,8 +97,8 @@ fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
         language: r.get(7)?,
         status: r.get(8)?,
         folder: r.get(9)?,
-        received_at: r.get(10)?,
-        filed_at: r.get(11)?,
+        received_at: time(r, 10)?,
+        filed_at: time(r, 11)?,
         moved: r.get(12)?,
         conversation_id,
         case_reference: conversation_id.map(crate::domain::case_reference),
@@ -106,7 +113,7 @@ fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
 
 impl Tx<'_> {
     /// The filed message with this dedupe key: `(id, folder)`.
-    pub fn find_filed(&self, dedupe_key: &str) -> anyhow::Result<Option<(i64, String)>> {
+    pub fn find_filed(&self, dedupe_key: &str) -> anyhow::Result<Option<(MessageRowId, String)>> {
         Ok(self
             .tx
             .query_row("SELECT id, folder FROM messages WHERE dedupe_key = ?1", [dedupe_key], |r| {
@@ -137,7 +144,7 @@ impl Tx<'_> {
         Ok(None)
     }
 
-    pub fn conversation(&self, id: i64) -> anyhow::Result<Option<ConversationRef>> {
+    pub fn conversation(&self, id: ConversationId) -> anyhow::Result<Option<ConversationRef>> {
         Ok(self
             .tx
             .query_row("SELECT id, category FROM conversations WHERE id = ?1", [id], |r| {
@@ -149,7 +156,7 @@ impl Tx<'_> {
     /// The latest conversation of this contact with this normalised subject.
     pub fn conversation_by_subject(
         &self,
-        contact_id: i64,
+        contact_id: ContactId,
         subject_norm: &str,
     ) -> anyhow::Result<Option<ConversationRef>> {
         Ok(self
@@ -168,45 +175,45 @@ impl Tx<'_> {
         &self,
         email: &str,
         name: Option<&str>,
-        language: &str,
+        language: Language,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<(i64, Option<String>)> {
+    ) -> anyhow::Result<(ContactId, Option<DateTime<Utc>>)> {
         self.tx.execute(
             "INSERT INTO contacts(email, name, language, first_seen_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(email) DO UPDATE SET name = COALESCE(excluded.name, contacts.name), language = excluded.language",
-            params![email, name, language, ts(now)],
+            params![email, name, language, Ts(now)],
         )?;
         Ok(self.tx.query_row("SELECT id, last_auto_reply_at FROM contacts WHERE email = ?1", [email], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, time_opt(r, 1)?))
         })?)
     }
 
-    pub fn set_contact_replied(&self, contact_id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
-        self.tx.execute("UPDATE contacts SET last_auto_reply_at = ?2 WHERE id = ?1", params![contact_id, ts(at)])?;
+    pub fn set_contact_replied(&self, contact_id: ContactId, at: DateTime<Utc>) -> anyhow::Result<()> {
+        self.tx.execute("UPDATE contacts SET last_auto_reply_at = ?2 WHERE id = ?1", params![contact_id, Ts(at)])?;
         Ok(())
     }
 
     pub fn create_conversation(
         &self,
-        contact_id: Option<i64>,
-        category: &str,
+        contact_id: Option<ContactId>,
+        category: Category,
         subject_norm: &str,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<i64> {
+    ) -> anyhow::Result<ConversationId> {
         self.tx.execute(
             "INSERT INTO conversations(contact_id, category, subject_norm, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-            params![contact_id, category, subject_norm, ts(now)],
+            params![contact_id, category, subject_norm, Ts(now)],
         )?;
-        Ok(self.tx.last_insert_rowid())
+        Ok(ConversationId(self.tx.last_insert_rowid()))
     }
 
-    pub fn touch_conversation(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.tx.execute("UPDATE conversations SET updated_at = ?2 WHERE id = ?1", params![id, ts(now)])?;
+    pub fn touch_conversation(&self, id: ConversationId, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.tx.execute("UPDATE conversations SET updated_at = ?2 WHERE id = ?1", params![id, Ts(now)])?;
         Ok(())
     }
 
     /// Inserts a filed message and returns its id.
-    pub fn insert_message(&self, m: &NewMessage, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    pub fn insert_message(&self, m: &NewMessage, now: DateTime<Utc>) -> anyhow::Result<MessageRowId> {
         self.tx.execute(
             "INSERT INTO messages(dedupe_key, message_id, in_reply_to, refs, from_addr, from_name, reply_to, subject, body_text,
                  category, reason, language, status, folder, reply_note, auto_replied, conversation_id, size, received_at,
@@ -231,18 +238,18 @@ impl Tx<'_> {
                 m.auto_replied,
                 m.conversation_id,
                 m.size,
-                ts(m.received_at),
-                m.date_header.map(ts),
-                ts(now),
+                Ts(m.received_at),
+                m.date_header.map(Ts),
+                Ts(now),
                 m.uidvalidity,
                 m.uid,
             ],
         )?;
-        Ok(self.tx.last_insert_rowid())
+        Ok(MessageRowId(self.tx.last_insert_rowid()))
     }
 
     /// Marks a message as answered by an auto-reply.
-    pub fn set_auto_replied(&self, message_id: i64, note: &str) -> anyhow::Result<()> {
+    pub fn set_auto_replied(&self, message_id: MessageRowId, note: &str) -> anyhow::Result<()> {
         self.tx.execute(
             "UPDATE messages SET auto_replied = 1, reply_note = ?2 WHERE id = ?1",
             params![message_id, note],
@@ -253,14 +260,14 @@ impl Tx<'_> {
 
 impl Db {
     /// Records that these messages were moved to their folder on the server.
-    pub fn mark_moved(&mut self, ids: &[i64]) -> anyhow::Result<()> {
-        let now = ts(Utc::now());
+    pub fn mark_moved(&mut self, ids: &[MessageRowId], now: DateTime<Utc>) -> anyhow::Result<()> {
+        let now = crate::domain::time::ts(now);
         let tx = self.conn.transaction()?;
         for chunk in ids.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");
             let sql = format!("UPDATE messages SET moved_at = ? WHERE moved_at IS NULL AND id IN ({placeholders})");
             let mut values: Vec<rusqlite::types::Value> = vec![now.clone().into()];
-            values.extend(chunk.iter().map(|&i| i.into()));
+            values.extend(chunk.iter().map(|i| i.get().into()));
             tx.execute(&sql, params_from_iter(values))?;
         }
         tx.commit()?;
@@ -268,7 +275,7 @@ impl Db {
     }
 
     /// UIDs of filed messages whose move was not recorded, for this UIDVALIDITY.
-    pub fn unmoved_uids(&self, uidvalidity: u32) -> anyhow::Result<Vec<(i64, u32)>> {
+    pub fn unmoved_uids(&self, uidvalidity: u32) -> anyhow::Result<Vec<(MessageRowId, u32)>> {
         let mut st = self
             .conn
             .prepare("SELECT id, uid FROM messages WHERE moved_at IS NULL AND uidvalidity = ?1 AND uid IS NOT NULL")?;
@@ -287,7 +294,7 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn get_message(&self, id: i64) -> anyhow::Result<Option<FiledMessage>> {
+    pub fn get_message(&self, id: MessageRowId) -> anyhow::Result<Option<FiledMessage>> {
         Ok(self
             .conn
             .query_row(&format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1"), [id], |r| {
@@ -299,12 +306,12 @@ impl Db {
     }
 
     /// Sets a message's status (the coordinator's `new` -> `done`).
-    pub fn set_message_status(&self, id: i64, status: &str) -> anyhow::Result<bool> {
+    pub fn set_message_status(&self, id: MessageRowId, status: MessageStatus) -> anyhow::Result<bool> {
         Ok(self.conn.execute("UPDATE messages SET status = ?2 WHERE id = ?1", params![id, status])? == 1)
     }
 
     /// Counts of filed messages per category and status.
-    pub fn message_counts(&self) -> anyhow::Result<Vec<(String, String, i64)>> {
+    pub fn message_counts(&self) -> anyhow::Result<Vec<(Category, MessageStatus, i64)>> {
         let mut st = self.conn.prepare(
             "SELECT category, status, COUNT(*) FROM messages GROUP BY category, status ORDER BY category, status",
         )?;

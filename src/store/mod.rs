@@ -1,34 +1,58 @@
-//! The store: SQLite through rusqlite. The only module with SQL.
+//! The store: SQLite through rusqlite. The only module that names rusqlite or holds SQL
+//! (a test, `tests/it/architecture.rs`, fails the build otherwise).
+//!
+//! Operations are typed: they take and return the domain's ids, states and times. One
+//! file per table group: [`inbox`] (messages, contacts, conversations), [`outbox`],
+//! [`subscribers`], [`stories`] (and ambassadors), [`issues`], [`deliveries`]; [`types`]
+//! says how each domain type is kept in a column.
 //!
 //! WAL mode so the CLI reads while the daemon writes; `busy_timeout` so short write
 //! contention waits instead of failing; `synchronous=FULL` because the rows here are the
 //! record of what was filed and what was sent.
 
+pub mod deliveries;
 mod inbox;
-pub mod news;
+pub mod issues;
 mod outbox;
+mod shared;
+pub mod stories;
+pub mod subscribers;
+mod types;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use inbox::{ConversationRef, FiledMessage, MessageFilter, NewMessage};
-pub(crate) use outbox::enqueue;
 pub use outbox::{NewOutgoing, OutboxCounts, OutboxRow};
+pub use shared::Shared;
+use types::Ts;
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// A migration that rebuilds tables says so with `-- outreach: rebuilds tables` on its
+/// first line: it then runs with foreign keys off, and is checked after (SQLite's
+/// documented way to change a table's constraints).
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/0001_init.sql")),
     ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
+    ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.
 pub struct Db {
     conn: Connection,
+}
+
+/// The store's typed operations, over a connection or inside a transaction. Cheap to
+/// copy; made by [`Db::store`], [`Db::write`] and [`Tx::store`].
+#[derive(Clone, Copy)]
+pub struct Store<'a> {
+    c: &'a Connection,
 }
 
 /// A store transaction: filing a batch of messages happens inside one.
@@ -61,10 +85,28 @@ impl Db {
             );
         }
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(done) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql).with_context(|| format!("migration {name}"))?;
-            tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
+            let rebuilds = sql.starts_with("-- outreach: rebuilds tables");
+            if rebuilds {
+                self.conn.execute_batch("PRAGMA foreign_keys=OFF;")?;
+            }
+            let result = (|| -> anyhow::Result<()> {
+                let tx = self.conn.transaction()?;
+                tx.execute_batch(sql).with_context(|| format!("migration {name}"))?;
+                if rebuilds {
+                    let broken: i64 =
+                        tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+                    if broken > 0 {
+                        bail!("migration {name}: {broken} rows would break a foreign key");
+                    }
+                }
+                tx.pragma_update(None, "user_version", i + 1)?;
+                tx.commit()?;
+                Ok(())
+            })();
+            if rebuilds {
+                self.conn.execute_batch("PRAGMA foreign_keys=ON;")?;
+            }
+            result?;
             tracing::info!(migration = name, "applied migration");
         }
         Ok(())
@@ -80,15 +122,15 @@ impl Db {
         Ok(self)
     }
 
-    /// The connection, for the query functions in [`news`].
-    pub fn conn(&self) -> &Connection {
-        &self.conn
+    /// The typed operations outside a transaction (each statement commits on its own).
+    pub fn store(&self) -> Store<'_> {
+        Store { c: &self.conn }
     }
 
     /// Runs `f` in an immediate (write) transaction and commits it.
-    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    pub fn write<T>(&mut self, f: impl FnOnce(Store<'_>) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let v = f(&tx)?;
+        let v = f(Store { c: &tx })?;
         tx.commit().context("Failed to commit to the database")?;
         Ok(v)
     }
@@ -107,19 +149,19 @@ impl Db {
     }
 
     /// Records a daemon state value for `outreach status`.
-    pub fn set_state(&self, key: &str, value: &str) -> anyhow::Result<()> {
+    pub fn set_state(&self, key: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.conn.execute(
             "INSERT INTO daemon_state(key, value, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            params![key, value, ts(Utc::now())],
+            params![key, value, Ts(now)],
         )?;
         Ok(())
     }
 
     /// All daemon state values with the time they were written.
-    pub fn states(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+    pub fn states(&self) -> anyhow::Result<Vec<(String, String, DateTime<Utc>)>> {
         let mut st = self.conn.prepare("SELECT key, value, updated_at FROM daemon_state ORDER BY key")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, types::time(r, 2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -144,9 +186,9 @@ impl Db {
 }
 
 impl Tx<'_> {
-    /// The transaction's connection, for the query functions in [`news`].
-    pub fn conn(&self) -> &Connection {
-        &self.tx
+    /// The typed operations inside this transaction.
+    pub fn store(&self) -> Store<'_> {
+        Store { c: &self.tx }
     }
 
     pub fn commit(self) -> anyhow::Result<()> {
@@ -169,32 +211,45 @@ impl Tx<'_> {
     }
 }
 
-/// Settles rows of `table` left `sending` by a crash: those in `ended` (the end of their
-/// message went out, by the sent journal) count as sent, the others go back to
-/// `requeue`. Returns `(sent, requeued)`.
+/// The two queues whose rows are settled after a crash by the sent journals.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum InFlight {
+    Outbox,
+    Deliveries,
+}
+
+/// Settles rows of a queue left `sending` by a crash: those in `ended` (the end of their
+/// message went out, by the sent journal) count as sent, the others are queued again.
+/// Returns `(sent, requeued)`.
 pub(crate) fn settle_in_flight(
     c: &Connection,
-    table: &'static str,
-    requeue: &'static str,
-    ended: &std::collections::HashSet<i64>,
+    queue: InFlight,
+    ended: &HashSet<i64>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(usize, usize)> {
+    let (select, sent_sql, requeue_sql) = match queue {
+        InFlight::Outbox => (
+            "SELECT id FROM outbox WHERE status = 'sending'",
+            "UPDATE outbox SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1",
+            "UPDATE outbox SET status = 'queued' WHERE id = ?1",
+        ),
+        InFlight::Deliveries => (
+            "SELECT id FROM deliveries WHERE status = 'sending'",
+            "UPDATE deliveries SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1",
+            "UPDATE deliveries SET status = 'pending' WHERE id = ?1",
+        ),
+    };
     let ids: Vec<i64> = {
-        let mut st = c.prepare(&format!("SELECT id FROM {table} WHERE status = 'sending'"))?;
+        let mut st = c.prepare(select)?;
         st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
     };
     let (mut sent, mut requeued) = (0, 0);
     for id in ids {
         if ended.contains(&id) {
-            c.execute(
-                &format!(
-                    "UPDATE {table} SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1"
-                ),
-                params![id, ts(now)],
-            )?;
+            c.execute(sent_sql, params![id, Ts(now)])?;
             sent += 1;
         } else {
-            c.execute(&format!("UPDATE {table} SET status = ?2 WHERE id = ?1"), params![id, requeue])?;
+            c.execute(requeue_sql, [id])?;
             requeued += 1;
         }
     }
@@ -217,16 +272,6 @@ pub fn is_fatal_storage_error(e: &anyhow::Error) -> bool {
             )
         })
     })
-}
-
-/// Formats a UTC time the way the store keeps it (sortable as text).
-pub fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Parses a time written by [`ts`].
-pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// An exclusive lock that keeps a second daemon off the same database.
@@ -299,13 +344,5 @@ mod tests {
         assert!(err.contains("another outreach daemon"), "{err}");
         drop(first);
         DaemonLock::acquire(&p).unwrap();
-    }
-
-    #[test]
-    fn timestamps_sort_as_text() {
-        let a = ts(DateTime::from_timestamp(1_000, 5_000_000).unwrap());
-        let b = ts(DateTime::from_timestamp(1_000, 50_000_000).unwrap());
-        assert!(a < b);
-        assert_eq!(parse_ts(&a).unwrap().timestamp_millis(), 1_000_005);
     }
 }

@@ -8,24 +8,46 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Db, Tx, ts};
+use super::types::{Ts, time_opt};
+use super::{Db, Store, Tx};
+use crate::domain::ids::{ConversationId, IssueId, MessageRowId, OutboxId, StoryId, SubscriberId};
+use crate::domain::state::{OutboxKind, OutboxStatus};
+use crate::domain::time::rfc3339_opt;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewOutgoing {
-    pub kind: String,
+    pub kind: OutboxKind,
     pub message_id: String,
-    pub reply_to_msg: Option<i64>,
-    pub conversation_id: Option<i64>,
+    pub reply_to_msg: Option<MessageRowId>,
+    pub conversation_id: Option<ConversationId>,
     pub envelope_from: String,
     pub rcpt: String,
     pub raw: Vec<u8>,
-    pub subscriber_id: Option<i64>,
-    pub issue_id: Option<i64>,
-    pub story_id: Option<i64>,
+    pub subscriber_id: Option<SubscriberId>,
+    pub issue_id: Option<IssueId>,
+    pub story_id: Option<StoryId>,
+}
+
+impl NewOutgoing {
+    /// A mail of `kind` to `rcpt`, about nothing in particular yet.
+    pub fn new(kind: OutboxKind, message_id: String, envelope_from: String, rcpt: String, raw: Vec<u8>) -> Self {
+        Self {
+            kind,
+            message_id,
+            reply_to_msg: None,
+            conversation_id: None,
+            envelope_from,
+            rcpt,
+            raw,
+            subscriber_id: None,
+            issue_id: None,
+            story_id: None,
+        }
+    }
 }
 
 /// Queues a mail (inside the caller's transaction).
-pub(crate) fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<i64> {
+fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<OutboxId> {
     c.execute(
         "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at, subscriber_id, issue_id, story_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?9, ?10, ?11)",
@@ -37,19 +59,19 @@ pub(crate) fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<U
             m.envelope_from,
             m.rcpt,
             m.raw,
-            ts(now),
+            Ts(now),
             m.subscriber_id,
             m.issue_id,
             m.story_id
         ],
     )?;
-    Ok(c.last_insert_rowid())
+    Ok(OutboxId(c.last_insert_rowid()))
 }
 
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
-    pub id: i64,
-    pub kind: String,
+    pub id: OutboxId,
+    pub kind: OutboxKind,
     pub message_id: String,
     pub envelope_from: String,
     pub rcpt: String,
@@ -65,11 +87,19 @@ pub struct OutboxCounts {
     pub failed: i64,
     /// Queued rows that already failed at least once (waiting for a retry).
     pub retrying: i64,
-    pub next_attempt_at: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl Store<'_> {
+    /// Queues a mail.
+    pub fn enqueue(&self, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<OutboxId> {
+        enqueue(self.c, m, now)
+    }
 }
 
 impl Tx<'_> {
-    pub fn enqueue(&self, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    pub fn enqueue(&self, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<OutboxId> {
         enqueue(&self.tx, m, now)
     }
 
@@ -77,18 +107,18 @@ impl Tx<'_> {
     pub fn auto_replies_since(&self, since: DateTime<Utc>) -> anyhow::Result<u64> {
         Ok(self.tx.query_row(
             "SELECT COUNT(*) FROM outbox WHERE kind = 'auto_reply' AND created_at >= ?1",
-            [ts(since)],
+            [Ts(since)],
             |r| r.get(0),
         )?)
     }
 
     /// Whether a mail of this kind was queued since `since`.
-    pub fn queued_kind_since(&self, kind: &str, since: DateTime<Utc>) -> anyhow::Result<bool> {
+    pub fn queued_kind_since(&self, kind: OutboxKind, since: DateTime<Utc>) -> anyhow::Result<bool> {
         Ok(self
             .tx
             .query_row(
                 "SELECT 1 FROM outbox WHERE kind = ?1 AND created_at >= ?2 LIMIT 1",
-                params![kind, ts(since)],
+                params![kind, Ts(since)],
                 |r| r.get::<_, i64>(0),
             )
             .optional()?
@@ -104,7 +134,7 @@ impl Db {
         ended: &std::collections::HashSet<i64>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(usize, usize)> {
-        self.write(|c| super::settle_in_flight(c, "outbox", "queued", ended, now))
+        self.write(|st| super::settle_in_flight(st.c, super::InFlight::Outbox, ended, now))
     }
 
     /// Claims up to `limit` due rows: marks them `sending` and returns them.
@@ -116,7 +146,7 @@ impl Db {
                  WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2)
                  RETURNING id, kind, message_id, envelope_from, rcpt, raw, attempts",
             )?;
-            let rows = st.query_map(params![ts(now), limit], |r| {
+            let rows = st.query_map(params![Ts(now), limit], |r| {
                 Ok(OutboxRow {
                     id: r.get(0)?,
                     kind: r.get(1)?,
@@ -133,32 +163,32 @@ impl Db {
         Ok(rows)
     }
 
-    pub fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
+    pub fn mark_sent(&self, id: OutboxId, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
-            params![id, ts(now)],
+            params![id, Ts(now)],
         )?;
         Ok(())
     }
 
-    pub fn mark_retry(&self, id: i64, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+    pub fn mark_retry(&self, id: OutboxId, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE outbox SET status = 'queued', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-            params![id, ts(at), error],
+            params![id, Ts(at), error],
         )?;
         Ok(())
     }
 
-    pub fn mark_failed(&self, id: i64, error: &str) -> anyhow::Result<()> {
+    pub fn mark_failed(&self, id: OutboxId, error: &str) -> anyhow::Result<()> {
         self.conn.execute("UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1", params![id, error])?;
         Ok(())
     }
 
     /// When the next queued row becomes due.
     pub fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let s: Option<String> =
-            self.conn.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'", [], |r| r.get(0))?;
-        Ok(s.as_deref().and_then(super::parse_ts))
+        Ok(self
+            .conn
+            .query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'", [], |r| time_opt(r, 0))?)
     }
 
     pub fn outbox_counts(&self) -> anyhow::Result<OutboxCounts> {
@@ -168,25 +198,24 @@ impl Db {
         )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let status: String = r.get(0)?;
+            let status: OutboxStatus = r.get(0)?;
             let n: i64 = r.get(1)?;
-            match status.as_str() {
-                "queued" => {
+            match status {
+                OutboxStatus::Queued => {
                     c.queued = n;
                     c.retrying = r.get::<_, Option<i64>>(2)?.unwrap_or(0);
                 }
-                "sending" => c.sending = n,
-                "sent" => c.sent = n,
-                "failed" => c.failed = n,
-                _ => {}
+                OutboxStatus::Sending => c.sending = n,
+                OutboxStatus::Sent => c.sent = n,
+                OutboxStatus::Failed => c.failed = n,
             }
         }
-        c.next_attempt_at = self.next_due()?.map(ts);
+        c.next_attempt_at = self.next_due()?;
         Ok(c)
     }
 
     /// Failed rows with their errors, newest first.
-    pub fn failed_outgoing(&self, limit: u32) -> anyhow::Result<Vec<(i64, String, String)>> {
+    pub fn failed_outgoing(&self, limit: u32) -> anyhow::Result<Vec<(OutboxId, String, String)>> {
         let mut st = self.conn.prepare(
             "SELECT id, rcpt, COALESCE(last_error, '') FROM outbox WHERE status = 'failed' ORDER BY id DESC LIMIT ?1",
         )?;

@@ -516,8 +516,8 @@ fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof(
             let c = rusqlite::Connection::open(&app.db).unwrap();
             c.query_row("SELECT slot, created_at FROM issues", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
         };
-        assert_eq!(got_slot, outreach::store::ts(slot), "the slot is the cron time in Europe/Amsterdam");
-        let late = outreach::store::parse_ts(&created).unwrap() - slot;
+        assert_eq!(got_slot, outreach::domain::time::ts(slot), "the slot is the cron time in Europe/Amsterdam");
+        let late = outreach::domain::time::parse_ts(&created).unwrap() - slot;
         assert!(late >= chrono::Duration::zero() && late < chrono::Duration::seconds(5), "fired {late} after the slot");
         let notice = wait_subject("coordinator", "geen verhalen", 1, T);
         assert_eq!(notice.len(), 1);
@@ -804,7 +804,7 @@ fn an_address_that_unsubscribes_during_a_send_gets_nothing_after_that_moment() {
     };
     let token = outreach::newsletter::tokens::Signer::new(b"integration-test-secret-0123456789abcdef").token(
         outreach::newsletter::tokens::Purpose::Unsubscribe,
-        id,
+        outreach::domain::ids::SubscriberId(id),
         &nonce,
         chrono::Utc::now(),
     );

@@ -434,6 +434,6 @@ fn a_4xx_answer_is_retried_with_back_off_then_given_up() {
     assert!(error.starts_with("gave up after 3 attempts") && error.contains("451"), "{error}");
     let created: String = app.sql("SELECT created_at FROM outbox");
     let last: String = app.sql("SELECT next_attempt_at FROM outbox");
-    let waited = outreach::store::parse_ts(&last).unwrap() - outreach::store::parse_ts(&created).unwrap();
+    let waited = outreach::domain::time::parse_ts(&last).unwrap() - outreach::domain::time::parse_ts(&created).unwrap();
     assert!(waited >= chrono::Duration::milliseconds(2000), "the back-off grows: waited {waited}");
 }

@@ -1,4 +1,10 @@
-//! Pure types shared by every part: addresses, categories, languages.
+//! The bottom layer: pure types shared by every part. Addresses, categories, languages,
+//! row ids ([`ids`]), the states of every state machine ([`state`]), the clock and the
+//! text form of a time ([`time`]). No I/O, no other module of the crate.
+
+pub mod ids;
+pub mod state;
+pub mod time;
 
 use std::fmt;
 
@@ -140,8 +146,19 @@ impl Language {
 }
 
 /// The short case reference our replies put in the subject, e.g. `[MAO-12]`.
-pub fn case_reference(conversation_id: i64) -> String {
-    format!("[MAO-{conversation_id}]")
+pub fn case_reference(conversation: ids::ConversationId) -> String {
+    format!("[MAO-{conversation}]")
+}
+
+/// One line of text as people read it: control characters and bidi overrides removed,
+/// white space folded. For names and subjects that we repeat or print.
+pub fn clean_text(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}'))
+        .collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

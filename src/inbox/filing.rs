@@ -1,0 +1,746 @@
+//! Filing one message: the rules, in named steps, inside the batch's transaction.
+//!
+//! [`Pipeline::file_one`] reads as the list of steps: admit (parse, replay, limits) ->
+//! sort (automatic, newsletter answer, story, follow-up, classification) -> story
+//! consent -> newsletter request -> reply decision -> unsubscribe by mail -> record ->
+//! answer. Each step only records decisions in the store; heavy work that a decision
+//! starts (sending an approved issue) is done by the newsletter task after the commit.
+
+use std::time::SystemTime;
+
+use chrono::{DateTime, Duration, Utc};
+use lettre::message::Mailbox;
+
+use super::Filed;
+use super::imap::FetchedMessage;
+use super::parse::{self, ParsedMail};
+use super::triage::{self, ReplyContext, ReplyDecision};
+use crate::config::Settings;
+use crate::domain::ids::{ContactId, ConversationId, IssueId, MessageRowId, SubscriberId};
+use crate::domain::state::{IssueStatus, MessageStatus, OutboxKind};
+use crate::domain::{Category, EmailAddress, Language, case_reference};
+use crate::newsletter::{self, Ctx, Subscribed, bounce};
+use crate::outbox::compose;
+use crate::store::stories::{Ambassador, NewStory};
+use crate::store::{self, ConversationRef, Db, NewMessage, NewOutgoing, Tx};
+use crate::templates::{ReplyData, Templates};
+
+/// The filing rules, built once from the settings.
+pub struct Pipeline<'a> {
+    settings: &'a Settings,
+    templates: &'a Templates,
+    news: &'a Ctx,
+    own: Vec<EmailAddress>,
+    from: Mailbox,
+}
+
+/// What filing has decided about one message so far.
+struct Decision {
+    category: Category,
+    reason: String,
+    conversation: Option<ConversationRef>,
+    new_conversation: bool,
+    /// The sender as a contact, with the time of our last auto-reply to them.
+    contact: Option<(ContactId, Option<DateTime<Utc>>)>,
+    /// A story sent in by a known ambassador: (title, ambassador).
+    story: Option<(String, Ambassador)>,
+    /// Handled by the newsletter (a confirmation, a proof answer): filed as done, no reply.
+    handled: bool,
+    /// Why no auto-reply, decided before the reply rules run.
+    no_reply: Option<String>,
+}
+
+impl Decision {
+    fn new(category: Category, reason: String, conversation: Option<ConversationRef>) -> Self {
+        Self {
+            category,
+            reason,
+            conversation,
+            new_conversation: false,
+            contact: None,
+            story: None,
+            handled: false,
+            no_reply: None,
+        }
+    }
+}
+
+/// The first step's outcome: filed already (replay, review), or a mail to sort.
+enum Admitted {
+    Done(Filed),
+    Mail(Box<ParsedMail>, String),
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(news: &'a Ctx) -> anyhow::Result<Self> {
+        let settings = &*news.settings;
+        Ok(Self {
+            settings,
+            templates: &news.templates,
+            news,
+            own: settings.own_addresses(),
+            from: settings.from_mailbox()?,
+        })
+    }
+
+    /// Files a batch of fetched messages in one transaction, each in its own savepoint.
+    /// A message that fails is filed for review with the error as its reason; a storage
+    /// failure (disk full, I/O error) aborts the batch so nothing gets moved.
+    pub fn file_batch(
+        &self,
+        db: &mut Db,
+        batch: &[FetchedMessage],
+        uidvalidity: u32,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<Filed>> {
+        let mut tx = db.begin()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for m in batch {
+            // A bug while filing one message (a panic) must not stop the queue: that
+            // message's changes are rolled back and it is filed for review instead.
+            let filed = tx.savepoint(|tx| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.file_one(tx, m, uidvalidity, now)))
+                    .unwrap_or_else(|p| {
+                        let what = p
+                            .downcast_ref::<&str>()
+                            .map(ToString::to_string)
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(anyhow::anyhow!("internal error (panic): {what}"))
+                    })
+            });
+            match filed {
+                Ok(f) => out.push(f),
+                Err(e) if store::is_fatal_storage_error(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(uid = m.meta.uid, error = %format!("{e:#}"), "filing failed; filing for review");
+                    let reason = format!("review: filing failed: {e:#}");
+                    match tx.savepoint(|tx| self.file_review(tx, m, None, uidvalidity, &reason, now)) {
+                        Ok(f) => out.push(f),
+                        Err(e) if store::is_fatal_storage_error(&e) => return Err(e),
+                        Err(e) => {
+                            tracing::error!(uid = m.meta.uid, error = %format!("{e:#}"), "could not file even for review; left in the mailbox")
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Files one message: the steps in order.
+    fn file_one(&self, tx: &Tx<'_>, m: &FetchedMessage, uidvalidity: u32, now: DateTime<Utc>) -> anyhow::Result<Filed> {
+        let (mail, key) = match self.admit(tx, m, uidvalidity, now)? {
+            Admitted::Done(f) => return Ok(f),
+            Admitted::Mail(mail, key) => (mail, key),
+        };
+        let language = triage::detect_language(&mail);
+        let mut d = self.sort(tx, m, &mail, language, now)?;
+        self.story_consent(tx, &mail, &mut d, now)?;
+        self.newsletter_request(tx, &mail, language, &mut d, now)?;
+        if let Some(c) = &d.conversation {
+            tx.touch_conversation(c.id, now)?;
+        }
+        let folder = self.folder_of(&d);
+        let reply_addr = mail.reply_address().cloned();
+        let decision = self.reply_decision(tx, &d, reply_addr.as_ref(), now)?;
+        self.unsubscribe_by_mail(tx, &mail, &mut d, &decision, now)?;
+        let row = self.record(tx, m, &mail, key, language, &d, &folder, &decision, uidvalidity, now)?;
+        self.record_story(tx, &mail, &d, row, now)?;
+        let replied = self.answer(tx, &mail, &d, decision, reply_addr, language, row, now)?;
+        Ok(Filed { uid: m.meta.uid, message_row: row, folder, new: true, category: d.category, replied })
+    }
+
+    /// Parses the message and stops what must not be sorted: too large, unparseable,
+    /// filed before (a replay after a crash), too many MIME parts.
+    fn admit(&self, tx: &Tx<'_>, m: &FetchedMessage, uidvalidity: u32, now: DateTime<Utc>) -> anyhow::Result<Admitted> {
+        let parsed = parse::parse(&m.raw);
+        if m.header_only {
+            let reason = format!(
+                "review: message is {} bytes, over the limit of {} (imap.max_message_size); not downloaded",
+                m.meta.size, self.settings.imap.max_message_size
+            );
+            return Ok(Admitted::Done(self.file_review(tx, m, parsed.as_ref(), uidvalidity, &reason, now)?));
+        }
+        let Some(mail) = parsed else {
+            let reason = "review: could not be parsed as a mail message";
+            return Ok(Admitted::Done(self.file_review(tx, m, None, uidvalidity, reason, now)?));
+        };
+        let key = parse::dedupe_key(mail.message_id.as_deref(), &m.raw);
+        if let Some(f) = self.replayed(tx, m, &key)? {
+            return Ok(Admitted::Done(f));
+        }
+        if mail.parts > parse::MAX_PARTS {
+            let reason = format!("review: {} MIME parts (limit {})", mail.parts, parse::MAX_PARTS);
+            return Ok(Admitted::Done(self.file_review(tx, m, Some(&mail), uidvalidity, &reason, now)?));
+        }
+        Ok(Admitted::Mail(Box::new(mail), key))
+    }
+
+    /// What the message is: automatic mail (bounces counted), an answer to one of our
+    /// newsletter mails, a story, a follow-up, or a new join/question/unsubscribe.
+    fn sort(
+        &self,
+        tx: &Tx<'_>,
+        m: &FetchedMessage,
+        mail: &ParsedMail,
+        language: Language,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Decision> {
+        let mut ids: Vec<String> = mail.references.clone();
+        ids.extend(mail.in_reply_to.iter().cloned());
+        let by_ids = tx.conversation_by_message_ids(&ids)?;
+        if let Some((cat, rule)) = triage::detect_automatic(mail, &self.own) {
+            let mut reason = format!("{}: {rule}", cat.as_str());
+            // Only delivery reports count as bounces; an out-of-office sent to the bounce
+            // address is filed as automatic mail and counts for nothing.
+            if cat == Category::Bounce
+                && let Some(b) = bounce::find(tx.store(), &self.news.signer, &m.raw)?
+            {
+                let note = bounce::apply(tx.store(), &b, self.settings.newsletter.soft_bounce_limit, now)?;
+                reason = format!("{reason}; newsletter: {note}");
+            }
+            return Ok(Decision::new(cat, reason, by_ids));
+        }
+        let contact = match &mail.from {
+            Some(from) => Some(tx.upsert_contact(&from.normalized(), mail.from_name.as_deref(), language, now)?),
+            None => None,
+        };
+        let contact_id = contact.as_ref().map(|c| c.0);
+        let subject_norm = triage::normalize_subject(&mail.subject);
+        let mut d = if let Some((cat, why)) = self.newsletter_answer(tx, mail, &ids, now)? {
+            let mut d = Decision::new(cat, why, by_ids);
+            d.handled = true;
+            d
+        } else if let Some((title, amb)) = newsletter::stories::mail_title(&mail.subject)
+            .zip(mail.from.as_ref().map(|f| tx.store().ambassador_by_email(f.as_str())).transpose()?.flatten())
+        {
+            let why = format!("story: \"Verhaal:\"/\"Story:\" subject from ambassador {}", amb.name);
+            let id = tx.create_conversation(contact_id, Category::Story, &subject_norm, now)?;
+            let mut d = Decision::new(Category::Story, why, Some(ConversationRef { id, category: Category::Story }));
+            d.new_conversation = true;
+            d.story = Some((title, amb));
+            d
+        } else if let Some((conv, why)) = self.follow_up(tx, mail, by_ids, contact_id, &subject_norm)? {
+            Decision::new(Category::Followup, format!("followup: {why}"), Some(conv))
+        } else {
+            let (cat, why) = triage::classify(mail);
+            let id = tx.create_conversation(contact_id, cat, &subject_norm, now)?;
+            let mut d = Decision::new(cat, why, Some(ConversationRef { id, category: cat }));
+            d.new_conversation = true;
+            d
+        };
+        d.contact = contact;
+        Ok(d)
+    }
+
+    /// Consent to publish: "ja" in answer to our reply to a story.
+    fn story_consent(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        d: &mut Decision,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if d.category == Category::Followup
+            && let Some(conv) = d.conversation.as_ref().filter(|c| c.category == Category::Story)
+            && triage::says_yes(mail)
+            && let Some(story) = tx.store().story_by_conversation(conv.id)?
+        {
+            let source = format!("mail: \"ja\" in <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+            tx.store().record_story_consent(story, &source, now)?;
+            d.reason = format!("{}; story {story}: consent to publish recorded", d.reason);
+        }
+        Ok(())
+    }
+
+    /// A request for the newsletter: double opt-in. When the mail asks for nothing else,
+    /// the confirmation mail is its answer.
+    fn newsletter_request(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        language: Language,
+        d: &mut Decision,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if !(matches!(d.category, Category::Join | Category::Question) && d.new_conversation) {
+            return Ok(());
+        }
+        let Some(words) = triage::asks_for_newsletter(mail) else { return Ok(()) };
+        let Some(addr) = mail.reply_address().cloned() else { return Ok(()) };
+        if self.is_ours(&addr) {
+            return Ok(());
+        }
+        let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+        let outcome =
+            self.news.subscribe(tx.store(), &addr, mail.from_name.as_deref(), language, &source, None, now)?;
+        let note = match outcome {
+            Subscribed::ConfirmationSent(_) => "confirmation mail queued",
+            Subscribed::ConfirmationRecent(_) => "pending; a confirmation went out less than a day ago",
+            Subscribed::AlreadyActive(_) => "already subscribed",
+            Subscribed::Activated(_) | Subscribed::Kept(..) => "subscription unchanged",
+            Subscribed::Suppressed => "address erased earlier on request; not subscribed",
+        };
+        d.reason = format!("{}; newsletter request ({words}): {note}", d.reason);
+        if !triage::asks_to_join_network(mail) {
+            d.category = Category::Join;
+            d.no_reply = Some(format!("newsletter request: {note}; no auto-reply"));
+        }
+        Ok(())
+    }
+
+    /// Whether to answer, by the RFC 3834 rules, the window and the circuit breaker.
+    fn reply_decision(
+        &self,
+        tx: &Tx<'_>,
+        d: &Decision,
+        reply_addr: Option<&EmailAddress>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<ReplyDecision> {
+        if let Some(why) = &d.no_reply {
+            return Ok(ReplyDecision::NoReply(why.clone()));
+        }
+        if d.handled {
+            return Ok(ReplyDecision::NoReply("newsletter answer handled; no auto-reply".into()));
+        }
+        Ok(triage::decide_reply(&ReplyContext {
+            enabled: self.settings.autoreply.enabled,
+            category: d.category,
+            automatic: matches!(d.category, Category::Automatic | Category::Bounce),
+            new_conversation: d.new_conversation,
+            has_reply_address: reply_addr.is_some(),
+            reply_address_is_ours: reply_addr.is_some_and(|a| self.is_ours(a)),
+            last_auto_reply_to_sender: d.contact.as_ref().and_then(|c| c.1),
+            window: Duration::hours(i64::try_from(self.settings.autoreply.window_hours).unwrap_or(i64::MAX / 3600)),
+            replies_last_hour: tx.auto_replies_since(now - Duration::hours(1))?,
+            max_per_hour: self.settings.autoreply.max_per_hour,
+            now,
+        }))
+    }
+
+    /// "afmelden" by mail: unsubscribed at once. The auto-reply confirms it; without one,
+    /// a short confirmation mail does.
+    fn unsubscribe_by_mail(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        d: &mut Decision,
+        decision: &ReplyDecision,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if d.category != Category::Unsubscribe {
+            return Ok(());
+        }
+        let Some(sub) = self.subscriber_leaving(tx, mail)? else { return Ok(()) };
+        let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+        let replying = *decision == ReplyDecision::Reply;
+        if self.news.unsubscribe(tx.store(), sub, &source, !replying, now)? {
+            d.reason = format!("{}; newsletter: subscriber {sub} unsubscribed", d.reason);
+        }
+        Ok(())
+    }
+
+    /// Stores the message row with every decision made.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        tx: &Tx<'_>,
+        m: &FetchedMessage,
+        mail: &ParsedMail,
+        dedupe_key: String,
+        language: Language,
+        d: &Decision,
+        folder: &str,
+        decision: &ReplyDecision,
+        uidvalidity: u32,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<MessageRowId> {
+        let reply_note = match decision {
+            ReplyDecision::Reply => "auto-reply queued".to_string(),
+            ReplyDecision::NoReply(why) | ReplyDecision::BreakerOpen(why) => why.clone(),
+        };
+        tx.insert_message(
+            &NewMessage {
+                dedupe_key,
+                message_id: mail.message_id.clone(),
+                in_reply_to: mail.in_reply_to.first().cloned(),
+                refs: mail.references.clone(),
+                from_addr: mail.from.as_ref().map(|a| a.to_string()).or_else(|| mail.from_raw.clone()),
+                from_name: mail.from_name.clone(),
+                reply_to: mail.reply_to.as_ref().map(|a| a.to_string()),
+                subject: mail.subject.clone(),
+                body_text: mail.text.clone(),
+                category: d.category,
+                reason: d.reason.clone(),
+                language,
+                status: if d.category.needs_person() && !d.handled { MessageStatus::New } else { MessageStatus::Done },
+                folder: folder.to_string(),
+                reply_note,
+                auto_replied: false,
+                conversation_id: d.conversation.as_ref().map(|c| c.id),
+                size: i64::try_from(m.meta.size).unwrap_or(i64::MAX),
+                received_at: m.meta.internal_date,
+                date_header: mail.date,
+                uidvalidity: Some(uidvalidity),
+                uid: Some(m.meta.uid),
+            },
+            now,
+        )
+    }
+
+    /// A story sent in by mail becomes a submitted story (consent is asked by the reply).
+    fn record_story(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        d: &Decision,
+        row: MessageRowId,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let Some((title, amb)) = &d.story else { return Ok(()) };
+        let body = mail.text.trim();
+        let id = tx.store().insert_story(
+            &NewStory {
+                title,
+                ambassador: amb.id,
+                body_md: if body.is_empty() { "(geen tekst)" } else { body },
+                photo_url: None,
+                photo_alt: None,
+                source: "mail",
+                message: Some(row),
+                consent_source: None,
+            },
+            now,
+        )?;
+        tracing::info!(story = %id, "story submitted by mail");
+        Ok(())
+    }
+
+    /// Queues the auto-reply, or tells the coordinator that the breaker is open.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        d: &Decision,
+        decision: ReplyDecision,
+        reply_addr: Option<EmailAddress>,
+        language: Language,
+        row: MessageRowId,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        match decision {
+            ReplyDecision::Reply => {
+                let to = reply_addr.expect("decided with an address");
+                let conv = d.conversation.as_ref().expect("new conversation").id;
+                let has_photo = d.story.as_ref().is_some_and(|(_, a)| a.photo_url.is_some());
+                self.queue_reply(tx, mail, &to, d.category, language, row, conv, has_photo, now)?;
+                if let Some((contact, _)) = d.contact {
+                    tx.set_contact_replied(contact, now)?;
+                }
+                Ok(true)
+            }
+            ReplyDecision::BreakerOpen(_) => {
+                self.tell_coordinator_breaker(tx, mail, now)?;
+                Ok(false)
+            }
+            ReplyDecision::NoReply(_) => Ok(false),
+        }
+    }
+
+    fn is_ours(&self, a: &EmailAddress) -> bool {
+        self.own.iter().any(|o| o.normalized() == a.normalized())
+    }
+
+    /// A reply to one of our newsletter mails: "ja"/"yes" to a confirmation, or
+    /// VERZENDEN / STOP from the coordinator to a proof. `None`: not such an answer.
+    fn newsletter_answer(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<(Category, String)>> {
+        let st = tx.store();
+        let from_coordinator =
+            mail.from.as_ref().zip(self.news.coordinator()).is_some_and(|(f, co)| f.normalized() == co.normalized());
+        for id in ids.iter().rev() {
+            let Some(out) = st.outgoing_by_message_id(id)? else { continue };
+            match (out.kind, out.subscriber, out.issue) {
+                (OutboxKind::Confirm, Some(sub), _) if triage::says_yes(mail) => {
+                    let source = format!("mail: \"ja\" in <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+                    let done = self.news.confirm(st, sub, &source, now)?;
+                    let note = if done { "confirmed by reply" } else { "already confirmed" };
+                    return Ok(Some((Category::Join, format!("newsletter: subscription {note}"))));
+                }
+                (OutboxKind::Proof, _, Some(issue)) if from_coordinator => {
+                    return self.proof_answer(tx, mail, issue, now);
+                }
+                _ => {}
+            }
+        }
+        if from_coordinator
+            && let Some(issue) = proof_reference(&mail.subject)
+            && st.issue(issue)?.is_some_and(|i| i.status == IssueStatus::Proof)
+        {
+            return self.proof_answer(tx, mail, issue, now);
+        }
+        Ok(None)
+    }
+
+    /// VERZENDEN or STOP: records the coordinator's decision. The send itself is started
+    /// by the newsletter task after this transaction commits.
+    fn proof_answer(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        issue: IssueId,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<(Category, String)>> {
+        let st = tx.store();
+        let by = format!("coordinator by mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+        let Some(answer) = triage::proof_answer(mail) else { return Ok(None) };
+        let status = st.issue(issue)?.map(|i| i.status);
+        let note = match (answer, status) {
+            (_, Some(s)) if s != IssueStatus::Proof => {
+                format!("answer to the proof of issue {issue}, which is {s} already")
+            }
+            (_, None) => format!("answer to the proof of issue {issue}, which does not exist"),
+            (triage::ProofAnswer::Send, _) => {
+                self.news.approve(st, issue, &by, now)?;
+                format!("proof of issue {issue} approved (VERZENDEN); the newsletter task sends it")
+            }
+            (triage::ProofAnswer::Stop, _) => {
+                self.news.cancel(st, issue, &by, now)?;
+                format!("proof of issue {issue} cancelled (STOP)")
+            }
+        };
+        Ok(Some((Category::Question, format!("newsletter: {note}"))))
+    }
+
+    /// The subscriber an unsubscribe mail is about: by the token that our mailto link
+    /// puts in the subject, else by the sender's address.
+    fn subscriber_leaving(&self, tx: &Tx<'_>, mail: &ParsedMail) -> anyhow::Result<Option<SubscriberId>> {
+        let st = tx.store();
+        for word in mail.subject.split_whitespace() {
+            if let Ok(s) = self.news.subscriber_by_token(st, word, newsletter::tokens::Purpose::Unsubscribe, None)? {
+                return Ok(Some(s.id));
+            }
+        }
+        let Some(from) = &mail.from else { return Ok(None) };
+        Ok(st.subscriber_by_email(from.as_str())?.map(|s| s.id))
+    }
+
+    /// A message filed before (same dedupe key): move it where it went the first time.
+    fn replayed(&self, tx: &Tx<'_>, m: &FetchedMessage, key: &str) -> anyhow::Result<Option<Filed>> {
+        Ok(tx.find_filed(key)?.map(|(row, folder)| Filed {
+            uid: m.meta.uid,
+            message_row: row,
+            folder,
+            new: false,
+            category: Category::Review,
+            replied: false,
+        }))
+    }
+
+    /// Which conversation this message continues, and why: References/In-Reply-To (ours
+    /// included), then a `[MAO-n]` case reference, then sender plus normalised subject.
+    fn follow_up(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        by_ids: Option<ConversationRef>,
+        contact: Option<ContactId>,
+        subject_norm: &str,
+    ) -> anyhow::Result<Option<(ConversationRef, String)>> {
+        if let Some(c) = by_ids {
+            let why = format!("In-Reply-To/References match conversation {}", case_reference(c.id));
+            return Ok(Some((c, why)));
+        }
+        if let Some(id) = triage::case_reference_in(&mail.subject).map(ConversationId)
+            && let Some(c) = tx.conversation(id)?
+        {
+            return Ok(Some((c, format!("case reference {} in subject", case_reference(id)))));
+        }
+        if let Some(contact) = contact
+            && !subject_norm.is_empty()
+            && let Some(c) = tx.conversation_by_subject(contact, subject_norm)?
+        {
+            let why = format!("same sender and subject as conversation {}", case_reference(c.id));
+            return Ok(Some((c, why)));
+        }
+        Ok(None)
+    }
+
+    fn file_review(
+        &self,
+        tx: &Tx<'_>,
+        m: &FetchedMessage,
+        mail: Option<&ParsedMail>,
+        uidvalidity: u32,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Filed> {
+        let key = match mail.and_then(|p| p.message_id.as_deref()) {
+            Some(mid) => parse::dedupe_key(Some(mid), &m.raw),
+            None => parse::dedupe_key(None, &[m.raw.as_slice(), &m.meta.size.to_le_bytes()].concat()),
+        };
+        if let Some(f) = self.replayed(tx, m, &key)? {
+            return Ok(f);
+        }
+        let folder = self.folder_for(Category::Review);
+        let row = tx.insert_message(
+            &NewMessage {
+                dedupe_key: key,
+                message_id: mail.and_then(|p| p.message_id.clone()),
+                in_reply_to: mail.and_then(|p| p.in_reply_to.first().cloned()),
+                refs: mail.map(|p| p.references.clone()).unwrap_or_default(),
+                from_addr: mail.and_then(|p| p.from.as_ref().map(|a| a.to_string()).or_else(|| p.from_raw.clone())),
+                from_name: mail.and_then(|p| p.from_name.clone()),
+                reply_to: None,
+                subject: mail.map(|p| p.subject.clone()).unwrap_or_default(),
+                body_text: mail.map(|p| p.text.clone()).unwrap_or_default(),
+                category: Category::Review,
+                reason: reason.into(),
+                language: Language::Dutch,
+                status: MessageStatus::New,
+                folder: folder.clone(),
+                reply_note: "not answered: a person reviews it first".into(),
+                auto_replied: false,
+                conversation_id: None,
+                size: i64::try_from(m.meta.size).unwrap_or(i64::MAX),
+                received_at: m.meta.internal_date,
+                date_header: mail.and_then(|p| p.date),
+                uidvalidity: Some(uidvalidity),
+                uid: Some(m.meta.uid),
+            },
+            now,
+        )?;
+        Ok(Filed { uid: m.meta.uid, message_row: row, folder, new: true, category: Category::Review, replied: false })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue_reply(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        to: &EmailAddress,
+        category: Category,
+        language: Language,
+        row: MessageRowId,
+        conversation: ConversationId,
+        has_photo: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let case_ref = case_reference(conversation);
+        let name = mail.from_name.clone().unwrap_or_default();
+        let body = self.templates.reply(
+            category,
+            language,
+            &ReplyData { name: &name, subject: &mail.subject, case_ref: &case_ref, has_photo },
+        )?;
+        let message_id = compose::new_message_id(&self.from);
+        let raw = compose::auto_reply(
+            &self.from,
+            &compose::ReplyTo {
+                to,
+                to_name: mail.from_name.as_deref().filter(|_| mail.reply_to.is_none()),
+                original_subject: &mail.subject,
+                original_message_id: mail.message_id.as_deref(),
+                original_references: &mail.references,
+                case_ref: &case_ref,
+            },
+            &message_id,
+            body,
+            SystemTime::from(now),
+        )?;
+        let mut reply = NewOutgoing::new(
+            OutboxKind::AutoReply,
+            message_id,
+            self.settings.smtp.envelope_from.clone(),
+            to.to_string(),
+            raw,
+        );
+        reply.reply_to_msg = Some(row);
+        reply.conversation_id = Some(conversation);
+        tx.enqueue(&reply, now)?;
+        tx.set_auto_replied(row, &format!("auto-reply queued to {} in {}", to.domain(), language.code()))?;
+        Ok(())
+    }
+
+    /// Tells the coordinator, at most once an hour, that the circuit breaker is open.
+    fn tell_coordinator_breaker(&self, tx: &Tx<'_>, mail: &ParsedMail, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let Some(addr) = self.news.coordinator() else {
+            tracing::warn!("auto-reply circuit breaker is open and no coordinator.address is configured");
+            return Ok(());
+        };
+        if tx.queued_kind_since(OutboxKind::NoticeBreaker, now - Duration::hours(1))? {
+            return Ok(());
+        }
+        tracing::warn!(
+            limit = self.settings.autoreply.max_per_hour,
+            "auto-reply circuit breaker opened; telling the coordinator"
+        );
+        #[derive(serde::Serialize)]
+        struct Data<'a> {
+            count: u64,
+            limit: u64,
+            subject: &'a str,
+        }
+        let count = tx.auto_replies_since(now - Duration::hours(1))?;
+        let body = self.templates.render(
+            "notice/breaker.nl.txt",
+            &Data { count, limit: self.settings.autoreply.max_per_hour, subject: &mail.subject },
+        )?;
+        let message_id = compose::new_message_id(&self.from);
+        let raw = compose::notice(
+            &self.from,
+            &addr,
+            "outreach: automatische antwoorden gepauzeerd",
+            &message_id,
+            body,
+            SystemTime::from(now),
+        )?;
+        tx.enqueue(
+            &NewOutgoing::new(
+                OutboxKind::NoticeBreaker,
+                message_id,
+                self.from.email.to_string(),
+                addr.to_string(),
+                raw,
+            ),
+            now,
+        )?;
+        Ok(())
+    }
+
+    /// The folder of a decision: a follow-up goes where its conversation went.
+    fn folder_of(&self, d: &Decision) -> String {
+        match (d.category, &d.conversation) {
+            (Category::Followup, Some(c)) => self.folder_for(c.category),
+            (c, _) => self.folder_for(c),
+        }
+    }
+
+    fn folder_for(&self, c: Category) -> String {
+        let f = &self.settings.filing;
+        match c {
+            Category::Join => f.join.clone(),
+            Category::Question | Category::Followup => f.question.clone(),
+            Category::Unsubscribe => f.unsubscribe.clone(),
+            Category::Automatic => f.automatic.clone(),
+            Category::Bounce => f.bounce.clone(),
+            Category::Review => f.review.clone(),
+            Category::Story => f.story.clone(),
+        }
+    }
+}
+
+/// `[PROEF n]` in a subject: the issue a proof answer is about.
+fn proof_reference(subject: &str) -> Option<IssueId> {
+    let i = subject.find("[PROEF ")?;
+    let rest = &subject[i + 7..];
+    rest[..rest.find(']')?].trim().parse().ok().map(IssueId)
+}

@@ -1,0 +1,213 @@
+//! The subscriber lifecycle `pending -> active -> unsubscribed | bounced` and the short
+//! mails that go with it. The moves themselves are checked by the store
+//! ([`crate::store::subscribers::SubscriberMove`]).
+
+use std::time::SystemTime;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::domain::ids::SubscriberId;
+use crate::domain::state::{OutboxKind, SubscriberStatus};
+use crate::domain::{EmailAddress, Language, clean_text};
+use crate::outbox::compose;
+use crate::store::subscribers::{NewSubscriber, Subscriber, SubscriberMove};
+use crate::store::{NewOutgoing, Store};
+
+/// What asking to subscribe did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscribed {
+    /// New or again pending: a confirmation mail was queued.
+    ConfirmationSent(SubscriberId),
+    /// Pending, and a confirmation went out less than a day ago: none sent (backscatter cap).
+    ConfirmationRecent(SubscriberId),
+    /// Active at once (an import that states consent).
+    Activated(SubscriberId),
+    AlreadyActive(SubscriberId),
+    /// Unsubscribed or bounced earlier, and an import may not bring them back.
+    Kept(SubscriberId, SubscriberStatus),
+    /// Erased on request earlier: never mailed again.
+    Suppressed,
+}
+
+/// Hash kept of erased addresses.
+pub fn email_hash(email: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(email.trim().to_lowercase().as_bytes()))
+}
+
+impl Ctx {
+    /// Asks `email` to subscribe (double opt-in) or, with `consent`, subscribes at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscribe(
+        &self,
+        st: Store<'_>,
+        email: &EmailAddress,
+        name: Option<&str>,
+        language: Language,
+        source: &str,
+        consent: Option<(&str, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Subscribed> {
+        if st.is_suppressed(&email_hash(email.as_str()))? {
+            return Ok(Subscribed::Suppressed);
+        }
+        let name = name.map(clean_text).filter(|n| !n.is_empty());
+        let existing = st.subscriber_by_email(email.as_str())?;
+        let id = match existing {
+            Some(s) if s.status == SubscriberStatus::Active => return Ok(Subscribed::AlreadyActive(s.id)),
+            // An import never brings back someone who left, nor mails a pending one again.
+            Some(s) if source == "import" && (s.status != SubscriberStatus::Pending || consent.is_none()) => {
+                return Ok(Subscribed::Kept(s.id, s.status));
+            }
+            Some(s) if s.status == SubscriberStatus::Pending => {
+                if let Some((how, at)) = consent {
+                    st.move_subscriber(s.id, SubscriberMove::Activate { consent_source: how }, at)?;
+                    return Ok(Subscribed::Activated(s.id));
+                }
+                let recent = s.confirm_sent_at.is_some_and(|t| now - t < chrono::Duration::hours(24));
+                if recent {
+                    return Ok(Subscribed::ConfirmationRecent(s.id));
+                }
+                s.id
+            }
+            Some(s) => {
+                // Unsubscribed or bounced before, and asking again themselves.
+                st.move_subscriber(s.id, SubscriberMove::AskAgain { source }, now)?;
+                s.id
+            }
+            None => {
+                let status = if consent.is_some() { SubscriberStatus::Active } else { SubscriberStatus::Pending };
+                let id = st.insert_subscriber(
+                    &NewSubscriber {
+                        email: email.as_str(),
+                        name: name.as_deref(),
+                        language,
+                        status,
+                        source,
+                        consent,
+                        nonce: &super::tokens::new_nonce(),
+                    },
+                    now,
+                )?;
+                if consent.is_some() {
+                    return Ok(Subscribed::Activated(id));
+                }
+                id
+            }
+        };
+        let s = st.subscriber(id)?.context("subscriber vanished")?;
+        self.queue_subscriber_mail(st, &s, SubscriberMail::Confirm, now)?;
+        st.set_confirm_sent(id, now)?;
+        Ok(Subscribed::ConfirmationSent(id))
+    }
+
+    /// A pending subscriber confirms (link or reply): active, consent recorded, welcome mail.
+    /// Returns false when they were already active (a second click).
+    pub fn confirm(
+        &self,
+        st: Store<'_>,
+        id: SubscriberId,
+        consent_source: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let Some(s) = st.subscriber(id)? else { anyhow::bail!("no subscriber {id}") };
+        if s.status != SubscriberStatus::Pending {
+            return Ok(false);
+        }
+        st.move_subscriber(id, SubscriberMove::Activate { consent_source }, now)?;
+        let s = st.subscriber(id)?.context("subscriber vanished")?;
+        self.queue_subscriber_mail(st, &s, SubscriberMail::Welcome, now)?;
+        tracing::info!(subscriber = %id, via = consent_source.split(':').next().unwrap_or(""), "subscription confirmed");
+        Ok(true)
+    }
+
+    /// Unsubscribes at once; `confirm_by_mail` queues the short confirmation mail.
+    /// Returns false when they were not subscribed (nothing changed, no mail).
+    pub fn unsubscribe(
+        &self,
+        st: Store<'_>,
+        id: SubscriberId,
+        source: &str,
+        confirm_by_mail: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        if !st.move_subscriber(id, SubscriberMove::Unsubscribe { source }, now)? {
+            return Ok(false);
+        }
+        tracing::info!(subscriber = %id, via = source.split(':').next().unwrap_or(""), "unsubscribed");
+        if confirm_by_mail && let Some(s) = st.subscriber(id)? {
+            self.queue_subscriber_mail(st, &s, SubscriberMail::Unsubscribed, now)?;
+        }
+        Ok(true)
+    }
+
+    /// Queues one of the short mails about a subscription.
+    pub fn queue_subscriber_mail(
+        &self,
+        st: Store<'_>,
+        s: &Subscriber,
+        kind: SubscriberMail,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<String> {
+        let lang = s.language;
+        #[derive(Serialize)]
+        struct Data<'a> {
+            name: &'a str,
+            title: &'a str,
+            confirm_url: String,
+            unsubscribe_url: String,
+            archive_url: String,
+        }
+        let data = Data {
+            name: s.name.as_deref().unwrap_or(""),
+            title: &self.settings.newsletter.title,
+            confirm_url: self.confirm_url(s, now),
+            unsubscribe_url: self.unsubscribe_url(s.id, &s.token_nonce, now),
+            archive_url: self.archive_url(None),
+        };
+        let (template, subject) = kind.template_and_subject(lang, &self.settings.newsletter.title);
+        let body = self.templates.render(&format!("{template}.{}.txt", lang.code()), &data)?;
+        let to = EmailAddress::parse(&s.email).map_err(|e| anyhow::anyhow!(e))?;
+        let message_id = compose::new_message_id(&self.from);
+        let raw = compose::notice(&self.from, &to, &subject, &message_id, body, SystemTime::from(now))?;
+        let mut mail =
+            NewOutgoing::new(kind.kind(), message_id.clone(), self.from.email.to_string(), to.to_string(), raw);
+        mail.subscriber_id = Some(s.id);
+        st.enqueue(&mail, now)?;
+        Ok(message_id)
+    }
+}
+
+/// The short mails about a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberMail {
+    Confirm,
+    Welcome,
+    Unsubscribed,
+}
+
+impl SubscriberMail {
+    fn kind(self) -> OutboxKind {
+        match self {
+            Self::Confirm => OutboxKind::Confirm,
+            Self::Welcome => OutboxKind::Welcome,
+            Self::Unsubscribed => OutboxKind::Unsubscribed,
+        }
+    }
+
+    fn template_and_subject(self, lang: Language, title: &str) -> (&'static str, String) {
+        match (self, lang) {
+            (Self::Confirm, Language::Dutch) => ("subscribe/confirm", format!("Bevestig je aanmelding: {title}")),
+            (Self::Confirm, Language::English) => ("subscribe/confirm", format!("Please confirm: {title}")),
+            (Self::Welcome, Language::Dutch) => ("subscribe/welcome", format!("Welkom bij de {title}")),
+            (Self::Welcome, Language::English) => ("subscribe/welcome", format!("Welcome to the {title}")),
+            (Self::Unsubscribed, Language::Dutch) => ("subscribe/unsubscribed", format!("Je bent afgemeld: {title}")),
+            (Self::Unsubscribed, Language::English) => {
+                ("subscribe/unsubscribed", format!("You have unsubscribed: {title}"))
+            }
+        }
+    }
+}

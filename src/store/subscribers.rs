@@ -1,0 +1,317 @@
+//! Subscribers, erased addresses and the retention rules that forget people.
+//!
+//! Status moves go through [`Store::move_subscriber`], which asks
+//! [`SubscriberStatus::can_become`] and refuses anything else.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::Store;
+use super::types::{Ts, time, time_opt, ts_opt};
+use crate::domain::Language;
+use crate::domain::ids::{IssueId, SubscriberId};
+use crate::domain::state::{DeliveryStatus, SubscriberStatus};
+use crate::domain::time::{rfc3339, rfc3339_opt};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscriber {
+    pub id: SubscriberId,
+    /// Lower case, as given (a `+tag` is kept); `erased-N` once erased.
+    pub email: String,
+    pub name: Option<String>,
+    pub language: Language,
+    pub status: SubscriberStatus,
+    pub source: String,
+    pub consent_source: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub consent_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_opt")]
+    pub confirmed_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    pub unsubscribe_source: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub bounced_at: Option<DateTime<Utc>>,
+    pub bounce_reason: Option<String>,
+    pub soft_bounces: i64,
+    #[serde(skip)]
+    pub token_nonce: String,
+    #[serde(skip)]
+    pub confirm_sent_at: Option<DateTime<Utc>>,
+}
+
+const SUBSCRIBER_COLS: &str = "id, email, name, language, status, source, consent_source, consent_at, created_at, confirmed_at, unsubscribed_at, unsubscribe_source, bounced_at, bounce_reason, soft_bounces, token_nonce, confirm_sent_at";
+
+fn subscriber(r: &Row<'_>) -> rusqlite::Result<Subscriber> {
+    Ok(Subscriber {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        name: r.get(2)?,
+        language: r.get(3)?,
+        status: r.get(4)?,
+        source: r.get(5)?,
+        consent_source: r.get(6)?,
+        consent_at: time_opt(r, 7)?,
+        created_at: time(r, 8)?,
+        confirmed_at: time_opt(r, 9)?,
+        unsubscribed_at: time_opt(r, 10)?,
+        unsubscribe_source: r.get(11)?,
+        bounced_at: time_opt(r, 12)?,
+        bounce_reason: r.get(13)?,
+        soft_bounces: r.get(14)?,
+        token_nonce: r.get(15)?,
+        confirm_sent_at: time_opt(r, 16)?,
+    })
+}
+
+/// A new subscriber row.
+pub struct NewSubscriber<'a> {
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub language: Language,
+    /// `Pending` (double opt-in follows) or `Active` (consent given, see `consent`).
+    pub status: SubscriberStatus,
+    pub source: &'a str,
+    /// How and when they agreed, for an active row.
+    pub consent: Option<(&'a str, DateTime<Utc>)>,
+    pub nonce: &'a str,
+}
+
+/// A move of a subscriber, with what it records.
+#[derive(Debug, Clone, Copy)]
+pub enum SubscriberMove<'a> {
+    /// A former subscriber asks again (`source`): back to pending.
+    AskAgain {
+        source: &'a str,
+    },
+    /// Confirmed: active, with the consent that did it.
+    Activate {
+        consent_source: &'a str,
+    },
+    Unsubscribe {
+        source: &'a str,
+    },
+    Bounce {
+        reason: &'a str,
+    },
+}
+
+impl SubscriberMove<'_> {
+    fn target(self) -> SubscriberStatus {
+        match self {
+            SubscriberMove::AskAgain { .. } => SubscriberStatus::Pending,
+            SubscriberMove::Activate { .. } => SubscriberStatus::Active,
+            SubscriberMove::Unsubscribe { .. } => SubscriberStatus::Unsubscribed,
+            SubscriberMove::Bounce { .. } => SubscriberStatus::Bounced,
+        }
+    }
+}
+
+impl Store<'_> {
+    pub fn subscriber_by_email(&self, email: &str) -> anyhow::Result<Option<Subscriber>> {
+        let q = format!("SELECT {SUBSCRIBER_COLS} FROM subscribers WHERE email = ?1");
+        Ok(self.c.query_row(&q, [email], subscriber).optional()?)
+    }
+
+    pub fn subscriber(&self, id: SubscriberId) -> anyhow::Result<Option<Subscriber>> {
+        let q = format!("SELECT {SUBSCRIBER_COLS} FROM subscribers WHERE id = ?1");
+        Ok(self.c.query_row(&q, [id], subscriber).optional()?)
+    }
+
+    /// Subscribers, optionally of one status, in the order they came.
+    pub fn subscribers(&self, status: Option<SubscriberStatus>) -> anyhow::Result<Vec<Subscriber>> {
+        let q = format!("SELECT {SUBSCRIBER_COLS} FROM subscribers WHERE ?1 IS NULL OR status = ?1 ORDER BY id");
+        let mut st = self.c.prepare(&q)?;
+        let rows = st.query_map([status], subscriber)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn active_subscriber_count(&self) -> anyhow::Result<i64> {
+        Ok(self.c.query_row("SELECT COUNT(*) FROM subscribers WHERE status = 'active'", [], |r| r.get(0))?)
+    }
+
+    pub fn insert_subscriber(&self, s: &NewSubscriber<'_>, now: DateTime<Utc>) -> anyhow::Result<SubscriberId> {
+        let active = s.status == SubscriberStatus::Active;
+        self.c.execute(
+            "INSERT INTO subscribers(email, name, language, status, source, consent_source, consent_at, created_at, confirmed_at, token_nonce)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                s.email,
+                s.name,
+                s.language,
+                s.status,
+                s.source,
+                s.consent.map(|(how, _)| how),
+                ts_opt(s.consent.map(|(_, at)| at)),
+                Ts(now),
+                active.then(|| Ts(s.consent.map_or(now, |(_, at)| at))),
+                s.nonce
+            ],
+        )?;
+        Ok(SubscriberId(self.c.last_insert_rowid()))
+    }
+
+    /// Moves a subscriber if [`SubscriberStatus::can_become`] allows it. `Ok(false)` when
+    /// nothing changed: they are already where the move leads (a second click), or the
+    /// state machine refuses the move (unsubscribing someone who bounced). An unknown
+    /// subscriber is an error.
+    pub fn move_subscriber(&self, id: SubscriberId, m: SubscriberMove<'_>, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let Some(from) = self
+            .c
+            .query_row("SELECT status FROM subscribers WHERE id = ?1", [id], |r| r.get::<_, SubscriberStatus>(0))
+            .optional()?
+        else {
+            anyhow::bail!("there is no subscriber {id}");
+        };
+        let to = m.target();
+        if from == to || !from.can_become(to) {
+            tracing::debug!(subscriber = %id, from = %from, to = %to, "subscriber move refused or not needed");
+            return Ok(false);
+        }
+        let n = match m {
+            SubscriberMove::AskAgain { source } => self.c.execute(
+                "UPDATE subscribers SET status = 'pending', source = ?3, unsubscribed_at = NULL, unsubscribe_source = NULL
+                 WHERE id = ?1 AND status = ?2",
+                params![id, from, source],
+            )?,
+            SubscriberMove::Activate { consent_source } => self.c.execute(
+                "UPDATE subscribers SET status = 'active', consent_source = ?3, consent_at = ?4, confirmed_at = ?4,
+                        unsubscribed_at = NULL, unsubscribe_source = NULL, bounced_at = NULL, bounce_reason = NULL, soft_bounces = 0
+                 WHERE id = ?1 AND status = ?2",
+                params![id, from, consent_source, Ts(now)],
+            )?,
+            SubscriberMove::Unsubscribe { source } => {
+                let n = self.c.execute(
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?3, unsubscribe_source = ?4
+                     WHERE id = ?1 AND status = ?2",
+                    params![id, from, Ts(now), source],
+                )?;
+                self.skip_open_deliveries(id, "unsubscribed before it was sent")?;
+                n
+            }
+            SubscriberMove::Bounce { reason } => {
+                let n = self.c.execute(
+                    "UPDATE subscribers SET status = 'bounced', bounced_at = ?3, bounce_reason = ?4 WHERE id = ?1 AND status = ?2",
+                    params![id, from, Ts(now), reason],
+                )?;
+                self.skip_open_deliveries(id, "the address bounced")?;
+                n
+            }
+        };
+        Ok(n > 0)
+    }
+
+    pub fn set_confirm_sent(&self, id: SubscriberId, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.c.execute("UPDATE subscribers SET confirm_sent_at = ?2 WHERE id = ?1", params![id, Ts(now)])?;
+        Ok(())
+    }
+
+    fn skip_open_deliveries(&self, subscriber: SubscriberId, why: &str) -> anyhow::Result<()> {
+        self.c.execute(
+            "UPDATE deliveries SET status = ?3, last_error = ?2 WHERE subscriber_id = ?1 AND status IN ('pending', 'retry')",
+            params![subscriber, why, DeliveryStatus::Skipped],
+        )?;
+        Ok(())
+    }
+
+    /// Counts a soft bounce of `issue` "in a row": when the subscriber's previous issue
+    /// got through (its delivery did not bounce), the count starts again at 1. Returns it.
+    pub fn add_soft_bounce(&self, id: SubscriberId, issue: IssueId) -> anyhow::Result<i64> {
+        let previous_bounced: Option<bool> = self
+            .c
+            .query_row(
+                "SELECT status = 'bounced' FROM deliveries WHERE subscriber_id = ?1 AND issue_id < ?2 AND status IN ('sent', 'bounced')
+                 ORDER BY issue_id DESC LIMIT 1",
+                params![id, issue],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let sql = if previous_bounced == Some(false) {
+            "UPDATE subscribers SET soft_bounces = 1 WHERE id = ?1 RETURNING soft_bounces"
+        } else {
+            "UPDATE subscribers SET soft_bounces = soft_bounces + 1 WHERE id = ?1 RETURNING soft_bounces"
+        };
+        Ok(self.c.query_row(sql, [id], |r| r.get(0))?)
+    }
+
+    /// Erases a subscriber's personal data, keeping a hash of the address so it is never
+    /// mailed again (MAIL-RULES 6). Their queued mail is dropped.
+    pub fn erase_subscriber(&self, id: SubscriberId, email_hash: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.c.execute(
+            "INSERT INTO suppressed(email_hash, erased_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![email_hash, Ts(now)],
+        )?;
+        self.skip_open_deliveries(id, "erased")?;
+        self.c.execute(
+            "UPDATE outbox SET status = 'failed', last_error = 'erased', raw = x'', rcpt = 'erased' WHERE subscriber_id = ?1",
+            [id],
+        )?;
+        self.c.execute(
+            "UPDATE subscribers SET email = 'erased-' || id, name = NULL, status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, ?2),
+                    unsubscribe_source = 'erased on request', consent_source = NULL, token_nonce = lower(hex(randomblob(16)))
+             WHERE id = ?1",
+            params![id, Ts(now)],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes sign-ups that stayed `pending` since before `before`, with the mails queued
+    /// for them. Returns how many.
+    pub fn forget_unconfirmed(&self, before: DateTime<Utc>) -> anyhow::Result<usize> {
+        let ids: Vec<SubscriberId> = {
+            let mut st = self.c.prepare(
+                "SELECT id FROM subscribers WHERE status = 'pending' AND created_at < ?1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = subscribers.id)",
+            )?;
+            st.query_map([Ts(before)], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            self.c.execute(
+                "UPDATE outbox SET subscriber_id = NULL, raw = x'', rcpt = 'forgotten', status = CASE WHEN status IN ('queued', 'sending') THEN 'failed' ELSE status END
+                 WHERE subscriber_id = ?1",
+                [id],
+            )?;
+            self.c.execute("DELETE FROM subscribers WHERE id = ?1", [id])?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Removes the text of filed mail and the bytes of sent mail older than `before`.
+    /// Returns `(messages, sent mails)` cleared.
+    pub fn purge_mail_text(&self, before: DateTime<Utc>) -> anyhow::Result<(usize, usize)> {
+        let messages = self
+            .c
+            .execute("UPDATE messages SET body_text = '' WHERE received_at < ?1 AND body_text != ''", [Ts(before)])?;
+        let sent = self.c.execute(
+            "UPDATE outbox SET raw = x'' WHERE status IN ('sent', 'failed') AND created_at < ?1 AND length(raw) > 0",
+            [Ts(before)],
+        )?;
+        Ok((messages, sent))
+    }
+
+    pub fn is_suppressed(&self, email_hash: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .c
+            .query_row("SELECT 1 FROM suppressed WHERE email_hash = ?1", [email_hash], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn subscriber_counts(&self) -> anyhow::Result<Vec<(SubscriberStatus, i64)>> {
+        let mut st = self.c.prepare("SELECT status, COUNT(*) FROM subscribers GROUP BY status ORDER BY status")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A generated secret, created on first use.
+    pub fn secret(&self, name: &str, fresh: impl FnOnce() -> String, now: DateTime<Utc>) -> anyhow::Result<String> {
+        self.c.execute(
+            "INSERT INTO secrets(name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![name, fresh(), Ts(now)],
+        )?;
+        Ok(self.c.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| r.get(0))?)
+    }
+}

@@ -1,0 +1,259 @@
+//! The web endpoints of `outreach run` (axum), at `[web] listen`, linked as `[web] base_url`:
+//!
+//! - `GET /confirm/TOKEN`: confirms a subscription (double opt-in) and says so;
+//! - `GET /unsubscribe/TOKEN`: a page with one button; `POST /unsubscribe/TOKEN`:
+//!   unsubscribes at once (RFC 8058 one-click: no cookies, no login, any body);
+//! - `GET /archive`, `GET /archive/ID`: sent issues, without personal data.
+//!
+//! A forged, truncated or unknown token gets the same clear page (404), an expired
+//! confirmation link its own (410); never a 500 for bad input. Pages are templates
+//! (`templates/web/`), Dutch, or English for subscribers who wrote in English.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::domain::Language;
+use crate::domain::ids::IssueId;
+use crate::domain::state::{IssueStatus, SubscriberStatus};
+use crate::newsletter::Ctx;
+use crate::newsletter::tokens::{self, Purpose, TokenError};
+use crate::store::Shared;
+
+#[derive(Clone)]
+struct AppState {
+    ctx: Ctx,
+    db: Shared,
+    wake_outbox: Arc<Notify>,
+}
+
+/// What a page template may use.
+#[derive(Serialize, Default)]
+struct Page {
+    lang: &'static str,
+    title: String,
+    issues: Vec<IssueLink>,
+}
+
+#[derive(Serialize)]
+struct IssueLink {
+    url: String,
+    subject: String,
+    date: String,
+}
+
+impl AppState {
+    /// Renders `templates/web/<page>.<lang>.html` with `page`.
+    fn render(&self, status: StatusCode, page: &str, lang: Language, mut data: Page) -> Response {
+        data.lang = lang.code();
+        match self.ctx.templates.page(page, lang, &data) {
+            Ok(html) => (status, html_headers(), html).into_response(),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "web page template failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Er ging iets mis. Something went wrong.").into_response()
+            }
+        }
+    }
+
+    fn bad_link(&self, e: TokenError) -> Response {
+        match e {
+            TokenError::Expired => self.render(StatusCode::GONE, "link_expired", Language::Dutch, Page::default()),
+            _ => self.render(StatusCode::NOT_FOUND, "link_invalid", Language::Dutch, Page::default()),
+        }
+    }
+}
+
+fn html_headers() -> [(header::HeaderName, HeaderValue); 4] {
+    [
+        (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'",
+            ),
+        ),
+        // Tokens are in the URL: never send it on.
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]
+}
+
+enum Done {
+    Confirmed(Language),
+    AlreadyActive(Language),
+    NotPending(Language),
+    Unsubscribed(Language),
+    AlreadyOut(Language),
+    UnsubscribePage(Language),
+    Bad(TokenError),
+}
+
+async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    let ctx = st.ctx.clone();
+    let r = st
+        .db
+        .run(move |db| {
+            let sub = match ctx.subscriber_by_token(
+                db.store(),
+                &token,
+                Purpose::Confirm,
+                Some(tokens::CONFIRM_VALID_HOURS),
+            )? {
+                Ok(s) => s,
+                Err(e) => return Ok(Done::Bad(e)),
+            };
+            let now = ctx.clock.now();
+            let source = format!("link: confirmation link clicked ({})", crate::domain::time::ts(now));
+            match sub.status {
+                SubscriberStatus::Pending => {
+                    db.write(|st| ctx.confirm(st, sub.id, &source, now))?;
+                    Ok(Done::Confirmed(sub.language))
+                }
+                SubscriberStatus::Active => Ok(Done::AlreadyActive(sub.language)),
+                _ => Ok(Done::NotPending(sub.language)),
+            }
+        })
+        .await;
+    st.wake_outbox.notify_one();
+    respond(&st, r)
+}
+
+async fn unsubscribe_page(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    let ctx = st.ctx.clone();
+    let r = st
+        .db
+        .run(move |db| {
+            Ok(match ctx.subscriber_by_token(db.store(), &token, Purpose::Unsubscribe, None)? {
+                Ok(s) if matches!(s.status, SubscriberStatus::Active | SubscriberStatus::Pending) => {
+                    Done::UnsubscribePage(s.language)
+                }
+                Ok(s) => Done::AlreadyOut(s.language),
+                Err(e) => Done::Bad(e),
+            })
+        })
+        .await;
+    respond(&st, r)
+}
+
+async fn unsubscribe_post(State(st): State<AppState>, Path(token): Path<String>, body: String) -> Response {
+    let ctx = st.ctx.clone();
+    let one_click = body.contains("List-Unsubscribe=One-Click");
+    let r = st
+        .db
+        .run(move |db| {
+            let sub = match ctx.subscriber_by_token(db.store(), &token, Purpose::Unsubscribe, None)? {
+                Ok(s) => s,
+                Err(e) => return Ok(Done::Bad(e)),
+            };
+            let lang = sub.language;
+            let source = if one_click { "link: List-Unsubscribe one-click POST" } else { "link: unsubscribe page" };
+            if db.write(|st| ctx.unsubscribe(st, sub.id, source, true, ctx.clock.now()))? {
+                Ok(Done::Unsubscribed(lang))
+            } else {
+                Ok(Done::AlreadyOut(lang))
+            }
+        })
+        .await;
+    st.wake_outbox.notify_one();
+    respond(&st, r)
+}
+
+fn respond(st: &AppState, r: anyhow::Result<Done>) -> Response {
+    let (page, lang) = match r {
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "web request failed");
+            return st.render(StatusCode::SERVICE_UNAVAILABLE, "unavailable", Language::Dutch, Page::default());
+        }
+        Ok(Done::Bad(e)) => return st.bad_link(e),
+        Ok(Done::Confirmed(l)) => ("confirmed", l),
+        Ok(Done::AlreadyActive(l)) => ("already_active", l),
+        Ok(Done::NotPending(l)) => ("not_pending", l),
+        Ok(Done::Unsubscribed(l)) => ("unsubscribed", l),
+        Ok(Done::AlreadyOut(l)) => ("already_out", l),
+        Ok(Done::UnsubscribePage(l)) => ("unsubscribe", l),
+    };
+    st.render(StatusCode::OK, page, lang, Page::default())
+}
+
+async fn archive_index(State(st): State<AppState>) -> Response {
+    let ctx = st.ctx.clone();
+    let r = st
+        .db
+        .run(move |db| {
+            let tz = ctx.settings.newsletter.timezone()?;
+            Ok(db
+                .store()
+                .issues()?
+                .into_iter()
+                .filter(|i| matches!(i.status, IssueStatus::Sent | IssueStatus::Sending))
+                .map(|i| IssueLink {
+                    url: ctx.archive_url(Some(i.id)),
+                    date: i.started_at.map(|t| t.with_timezone(&tz).format("%d-%m-%Y").to_string()).unwrap_or_default(),
+                    subject: i.subject,
+                })
+                .collect::<Vec<_>>())
+        })
+        .await;
+    match r {
+        Ok(issues) => {
+            let title = st.ctx.settings.newsletter.title.clone();
+            st.render(StatusCode::OK, "archive", Language::Dutch, Page { title, issues, ..Default::default() })
+        }
+        Err(e) => respond(&st, Err(e)),
+    }
+}
+
+async fn archive_issue(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<IssueId>() else { return not_found(&st) };
+    let r = st.db.run(move |db| db.store().archive(id)).await;
+    match r {
+        Ok(Some((_, html))) => (StatusCode::OK, html_headers(), html).into_response(),
+        Ok(None) => not_found(&st),
+        Err(e) => respond(&st, Err(e)),
+    }
+}
+
+fn not_found(st: &AppState) -> Response {
+    st.render(StatusCode::NOT_FOUND, "not_found", Language::Dutch, Page::default())
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+/// The router, for `outreach run` and for tests.
+pub fn router(ctx: Ctx, db: Shared, wake_outbox: Arc<Notify>) -> Router {
+    let state = AppState { ctx, db, wake_outbox };
+    Router::new()
+        .route("/confirm/{token}", get(confirm).post(confirm))
+        .route("/unsubscribe/{token}", get(unsubscribe_page).post(unsubscribe_post))
+        .route("/archive", get(archive_index))
+        .route("/archive/{id}", get(archive_issue))
+        .route("/", get(archive_index))
+        .route("/health", get(health))
+        .fallback(|State(st): State<AppState>| async move { not_found(&st) })
+        .with_state(state)
+}
+
+/// Serves the endpoints on `listener` until shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: Ctx,
+    db: Shared,
+    wake_outbox: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    tracing::info!(listen = %ctx.settings.web.listen(), base_url = %ctx.base_url(), "web endpoints listening");
+    axum::serve(listener, router(ctx, db, wake_outbox))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await?;
+    Ok(())
+}
