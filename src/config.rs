@@ -1,17 +1,23 @@
 //! Settings: one TOML file, every key overridable by `OUTREACH_<SECTION>__<KEY>`.
 //!
-//! Loading is `file -> env overrides -> typed Settings -> validate()`. Every error names
-//! the key and what was expected, so an operator can fix it without reading code.
+//! Loading is a figment of two layers, `file <- environment`, extracted into typed
+//! `Settings` and then validated. Every error names the key and what was expected (and
+//! the environment variable, when the value came from one), so an operator can fix it
+//! without reading code.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::{Context, bail};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::domain::EmailAddress;
 
@@ -68,7 +74,6 @@ pub enum Security {
 #[serde(deny_unknown_fields)]
 pub struct ImapSettings {
     pub host: String,
-    #[serde(deserialize_with = "flex")]
     pub port: u16,
     pub security: Security,
     pub username: String,
@@ -78,16 +83,16 @@ pub struct ImapSettings {
     #[serde(default = "default_mailbox")]
     pub mailbox: String,
     /// Use IMAP IDLE when the server offers it; poll otherwise.
-    #[serde(default = "default_true", deserialize_with = "flex")]
+    #[serde(default = "default_true")]
     pub idle: bool,
     /// Seconds between polls when IDLE is off or unavailable.
-    #[serde(default = "default_poll_interval", deserialize_with = "flex")]
+    #[serde(default = "default_poll_interval")]
     pub poll_interval: u64,
     /// Seconds after which an IDLE is re-issued (RFC 2177 asks for less than 29 minutes).
-    #[serde(default = "default_idle_refresh", deserialize_with = "flex")]
+    #[serde(default = "default_idle_refresh")]
     pub idle_refresh: u64,
     /// Messages larger than this many bytes are filed for review without downloading them.
-    #[serde(default = "default_max_message_size", deserialize_with = "flex")]
+    #[serde(default = "default_max_message_size")]
     pub max_message_size: u64,
 }
 
@@ -95,7 +100,6 @@ pub struct ImapSettings {
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     pub host: String,
-    #[serde(deserialize_with = "flex")]
     pub port: u16,
     pub security: Security,
     #[serde(default)]
@@ -111,16 +115,16 @@ pub struct SmtpSettings {
     #[serde(default)]
     pub envelope_from: String,
     /// Pooled SMTP connections and concurrent deliveries.
-    #[serde(default = "default_pool_size", deserialize_with = "flex")]
+    #[serde(default = "default_pool_size")]
     pub pool_size: u32,
     /// Seconds before an SMTP command times out.
-    #[serde(default = "default_smtp_timeout", deserialize_with = "flex")]
+    #[serde(default = "default_smtp_timeout")]
     pub timeout: u64,
     /// Delivery attempts on temporary failures (4xx, connection errors) before giving up.
-    #[serde(default = "default_max_attempts", deserialize_with = "flex")]
+    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// First retry delay in seconds; doubles with each attempt (with jitter), capped at 1 hour.
-    #[serde(default = "default_retry_base", deserialize_with = "flex")]
+    #[serde(default = "default_retry_base")]
     pub retry_base: u64,
 }
 
@@ -156,15 +160,13 @@ impl Default for FilingSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct AutoReplySettings {
     /// Send auto-replies at all.
-    #[serde(deserialize_with = "flex")]
     pub enabled: bool,
     /// At most one auto-reply per sender per this many hours.
-    #[serde(deserialize_with = "flex")]
     pub window_hours: u64,
     /// Circuit breaker: at most this many auto-replies per hour in total.
-    #[serde(deserialize_with = "flex")]
     pub max_per_hour: u64,
     /// More addresses that are ours (aliases); mail from them is never answered.
+    #[serde(deserialize_with = "list")]
     pub own_addresses: Vec<String>,
 }
 
@@ -205,19 +207,14 @@ pub struct NewsletterSettings {
     /// IANA time zone of the schedule, e.g. `Europe/Amsterdam`.
     pub timezone: String,
     /// At most this many approved stories per issue.
-    #[serde(deserialize_with = "flex")]
     pub max_stories: u32,
     /// Sending rate in messages per minute; 0 = as fast as the relay takes them.
-    #[serde(deserialize_with = "flex")]
     pub rate_per_minute: u32,
     /// SMTP transactions at the same time while sending an issue.
-    #[serde(deserialize_with = "flex")]
     pub concurrency: u32,
     /// Mail a proof of each scheduled issue to the coordinator first; it goes out when approved.
-    #[serde(deserialize_with = "flex")]
     pub proof: bool,
     /// Hours a proof waits for an answer.
-    #[serde(deserialize_with = "flex")]
     pub proof_deadline_hours: u64,
     /// What happens to an unanswered proof at its deadline: `send` or `drop`.
     pub proof_deadline_action: ProofDeadlineAction,
@@ -227,10 +224,8 @@ pub struct NewsletterSettings {
     /// Envelope sender of newsletters; bounces come back here. Empty: the From address.
     pub bounce_address: String,
     /// Tag the bounce address per delivery (`contact+b-TOKEN@...`); needs plus addressing.
-    #[serde(deserialize_with = "flex")]
     pub plus_addressing: bool,
     /// Issues in a row with a soft bounce after which a subscriber counts as bounced.
-    #[serde(deserialize_with = "flex")]
     pub soft_bounce_limit: u32,
     /// The newsletter's name, in subjects and pages.
     pub title: String,
@@ -271,11 +266,9 @@ pub struct WebSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionSettings {
     /// Sign-ups never confirmed are deleted after this many days.
-    #[serde(deserialize_with = "flex")]
     pub unconfirmed_days: u32,
     /// After this many days the text of filed mail and the bytes of sent mail are removed
     /// from the store (what was filed, when and why stays). 0 keeps them.
-    #[serde(deserialize_with = "flex")]
     pub filed_mail_days: u32,
 }
 
@@ -338,14 +331,8 @@ impl Settings {
 
     /// Parses settings from TOML text plus environment overrides.
     pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let mut root: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.to_string().trim()))?;
-        apply_env(&mut root, env)?;
-        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." { anyhow::anyhow!("{inner}") } else { anyhow::anyhow!("key `{path}`: {inner}") }
-        })?;
+        let settings: Settings =
+            Figment::from(Toml::string(text)).merge(EnvOverrides::new(env)).extract_lossy().map_err(explain)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -427,8 +414,7 @@ impl Settings {
         let n = &self.newsletter;
         n.timezone()?;
         if !n.schedule.trim().is_empty() {
-            crate::newsletter::schedule::parse_cron(&n.schedule)
-                .map_err(|e| anyhow::anyhow!("key `newsletter.schedule`: {e}"))?;
+            parse_cron(&n.schedule).map_err(|e| anyhow::anyhow!("key `newsletter.schedule`: {e}"))?;
         }
         if n.concurrency == 0 || n.max_stories == 0 || n.soft_bounce_limit == 0 || n.proof_deadline_hours == 0 {
             bail!(
@@ -486,78 +472,120 @@ impl Settings {
     }
 }
 
-/// Applies `OUTREACH_<SECTION>__<KEY>=value` overrides. Values are inserted as strings;
-/// numeric and boolean fields accept strings (see [`flex`]).
-fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
-    let overrides: BTreeMap<String, String> = env
-        .into_iter()
-        .filter_map(|(k, v)| k.strip_prefix(ENV_PREFIX).map(|rest| (rest.to_string(), v)))
-        .filter(|(k, _)| k.contains("__") || k == "SECRET")
-        .collect();
-    for (name, value) in overrides {
-        if name == "SECRET" {
-            root.insert("secret".into(), toml::Value::String(value));
-            continue;
-        }
-        let (section, key) = name.split_once("__").expect("filtered above");
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        if section.is_empty() || key.is_empty() {
-            bail!("environment variable {ENV_PREFIX}{name}: expected {ENV_PREFIX}<SECTION>__<KEY>");
-        }
-        let table = root
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .with_context(|| format!("environment variable {ENV_PREFIX}{name}: `{section}` is not a section"))?;
-        let value = match table.get(&key) {
-            // A list key (own_addresses) takes a comma-separated list.
-            Some(toml::Value::Array(_)) => toml::Value::Array(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.into()))
-                    .collect(),
-            ),
-            _ => toml::Value::String(value),
-        };
-        table.insert(key, value);
+/// Name of the environment layer in figment's metadata.
+const ENV_SOURCE: &str = "environment variable";
+
+/// The environment layer: the `OUTREACH_<SECTION>__<KEY>` and `OUTREACH_SECRET` variables
+/// among the given ones, by name without the prefix. Other `OUTREACH_*` variables
+/// (`OUTREACH_CONFIG`, `OUTREACH_LOG_JSON`, ...) are not config keys and are left out.
+///
+/// Unlike figment's `Env`, it takes the variables as given (tests pass their own) and
+/// keeps every value a string: `extract_lossy` reads numbers and booleans from strings,
+/// and a password of digits stays a password.
+struct EnvOverrides(BTreeMap<String, String>);
+
+impl EnvOverrides {
+    fn new(env: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(
+            env.into_iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(ENV_PREFIX)?.to_string(), v)))
+                .filter(|(k, _)| k == "SECRET" || k.contains("__"))
+                .collect(),
+        )
     }
-    Ok(())
 }
 
-/// Deserializes a number or boolean that may also be given as a string (from the environment).
-fn flex<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    struct V<T>(std::marker::PhantomData<T>);
-    impl<T: FromStr> Visitor<'_> for V<T>
-    where
-        T::Err: fmt::Display,
-    {
-        type Value = T;
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_SOURCE).interpolater(|_: &Profile, keys: &[&str]| match keys {
+            [section] if *section != "secret" => format!("{ENV_PREFIX}{}__*", section.to_ascii_uppercase()),
+            _ => format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase()),
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        let mut sections: BTreeMap<String, Dict> = BTreeMap::new();
+        for (name, value) in &self.0 {
+            if name == "SECRET" {
+                root.insert("secret".into(), value.as_str().into());
+                continue;
+            }
+            let Some((section, key)) = name.split_once("__").filter(|(s, k)| !s.is_empty() && !k.is_empty()) else {
+                return Err(
+                    format!("environment variable {ENV_PREFIX}{name}: expected {ENV_PREFIX}<SECTION>__<KEY>").into()
+                );
+            };
+            let section = sections.entry(section.to_ascii_lowercase()).or_default();
+            section.insert(key.to_ascii_lowercase(), value.as_str().into());
+        }
+        root.extend(sections.into_iter().map(|(section, keys)| (section, keys.into())));
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+/// Renders figment's errors one a line, each naming the key and, when the value came from
+/// the environment, the variable: ``key `imap.port` (environment variable OUTREACH_IMAP__PORT): ...``.
+fn explain(error: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let var = match (&e.metadata, &e.profile, &e.kind) {
+                (_, _, figment::error::Kind::MissingField(_)) => None,
+                (Some(md), Some(profile), _) if md.name == ENV_SOURCE && !e.path.is_empty() => {
+                    Some(md.interpolate(profile, &e.path))
+                }
+                _ => None,
+            };
+            let what = e.kind.to_string();
+            let what = what.trim_end();
+            match var {
+                Some(var) => format!("key `{key}` ({ENV_SOURCE} {var}): {what}"),
+                None if key.is_empty() => what.to_string(),
+                None => format!("key `{key}`: {what}"),
+            }
+        })
+        .collect();
+    anyhow::anyhow!(lines.join("\n"))
+}
+
+/// Deserializes a list from an array (TOML) or a comma-separated string (environment).
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            write!(f, "a {}", std::any::type_name::<T>().rsplit("::").next().unwrap_or("value"))
+            f.write_str("a list of strings, or one string with the items separated by commas")
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-            v.trim()
-                .parse()
-                .map_err(|e| E::custom(format!("expected {}, found {v:?}: {e}", std::any::type_name::<T>())))
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
         }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-            self.visit_str(&v.to_string())
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-            self.visit_str(&v.to_string())
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
-            self.visit_str(&v.to_string())
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
         }
     }
-    d.deserialize_any(V(std::marker::PhantomData))
+    d.deserialize_any(V)
+}
+
+/// The expression with a seconds field: five-field crons get `0` seconds.
+pub fn normalize_cron(expr: &str) -> String {
+    let expr = expr.split_whitespace().collect::<Vec<_>>().join(" ");
+    if expr.split(' ').count() == 5 { format!("0 {expr}") } else { expr }
+}
+
+/// Parses a cron expression (`newsletter.schedule`) the way the scheduler does.
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(&normalize_cron(expr))
+        .map_err(|e| format!("expected a cron expression like \"0 0 10 1 * *\" (sec min hour day month weekday): {e}"))
 }
 
 impl NewsletterSettings {
@@ -692,5 +720,91 @@ from = "Netwerk <contact@example.org>"
     #[test]
     fn example_config_is_valid() {
         Settings::from_toml(EXAMPLE, env(&[])).unwrap();
+    }
+
+    #[test]
+    fn the_readme_environment_examples_override_the_file() {
+        let vars = [
+            ("OUTREACH_IMAP__PASSWORD", "from-the-environment"),
+            ("OUTREACH_SMTP__PORT", "587"),
+            ("OUTREACH_AUTOREPLY__OWN_ADDRESSES", "info@example.org,secretariaat@example.org"),
+        ];
+        let with_key = format!("{MINIMAL}[autoreply]\nown_addresses = [\"oud@example.org\"]\n");
+        for text in [MINIMAL, with_key.as_str()] {
+            let s = Settings::from_toml(text, env(&vars)).unwrap();
+            assert_eq!(s.imap.password.expose_secret(), "from-the-environment");
+            assert_eq!(s.smtp.port, 587);
+            assert_eq!(s.autoreply.own_addresses, ["info@example.org", "secretariaat@example.org"]);
+        }
+    }
+
+    #[test]
+    fn a_list_is_an_array_in_the_file_and_its_items_are_our_addresses() {
+        let text = format!("{MINIMAL}[autoreply]\nown_addresses = [\"info@example.org\", \"bestuur@example.org\"]\n");
+        let s = Settings::from_toml(&text, env(&[])).unwrap();
+        assert_eq!(s.autoreply.own_addresses, ["info@example.org", "bestuur@example.org"]);
+        assert!(s.own_addresses().iter().any(|a| a.as_str() == "bestuur@example.org"));
+        let s = Settings::from_toml(
+            MINIMAL,
+            env(&[("OUTREACH_AUTOREPLY__OWN_ADDRESSES", " a@example.org , ,b@example.org ")]),
+        )
+        .unwrap();
+        assert_eq!(s.autoreply.own_addresses, ["a@example.org", "b@example.org"]);
+        let err = format!(
+            "{:#}",
+            Settings::from_toml(MINIMAL, env(&[("OUTREACH_AUTOREPLY__OWN_ADDRESSES", "info@example.org,geen adres")]))
+                .unwrap_err()
+        );
+        assert!(err.contains("autoreply.own_addresses"), "{err}");
+    }
+
+    #[test]
+    fn a_bool_and_a_number_come_from_the_environment() {
+        let s = Settings::from_toml(
+            MINIMAL,
+            env(&[("OUTREACH_NEWSLETTER__PROOF", "false"), ("OUTREACH_RETENTION__FILED_MAIL_DAYS", "10")]),
+        )
+        .unwrap();
+        assert!(!s.newsletter.proof);
+        assert_eq!(s.retention.filed_mail_days, 10);
+    }
+
+    #[test]
+    fn a_bad_number_from_the_environment_names_the_key_and_the_variable() {
+        let err =
+            format!("{:#}", Settings::from_toml(MINIMAL, env(&[("OUTREACH_SMTP__POOL_SIZE", "veel")])).unwrap_err());
+        assert!(err.contains("smtp.pool_size") && err.contains("OUTREACH_SMTP__POOL_SIZE"), "{err}");
+        assert!(err.contains("u32") && err.contains("veel"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_comes_from_outreach_secret() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let s = Settings::from_toml(MINIMAL, env(&[("OUTREACH_SECRET", secret)])).unwrap();
+        assert_eq!(s.secret.unwrap().expose_secret(), secret);
+    }
+
+    #[test]
+    fn other_outreach_variables_are_not_config_keys() {
+        let s = Settings::from_toml(
+            MINIMAL,
+            env(&[
+                ("OUTREACH_CONFIG", "/etc/outreach.toml"),
+                ("OUTREACH_LOG_JSON", "true"),
+                ("OUTREACH_MAILSTACK_DIR", "/tmp/mailstack"),
+                ("OUTREACH_CORPUS", "/tmp/corpus"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.imap.port, 1143);
+    }
+
+    #[test]
+    fn an_unknown_key_from_the_environment_names_the_variable() {
+        let err = format!("{:#}", Settings::from_toml(MINIMAL, env(&[("OUTREACH_IMAP__PROT", "993")])).unwrap_err());
+        assert!(err.contains("imap.prot") && err.contains("OUTREACH_IMAP__PROT"), "{err}");
+        let err = format!("{:#}", Settings::from_toml(MINIMAL, env(&[("OUTREACH_IMAP__", "993")])).unwrap_err());
+        assert!(err.contains("OUTREACH_IMAP__") && err.contains("<SECTION>__<KEY>"), "{err}");
     }
 }

@@ -12,32 +12,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use super::{Ctx, MadeIssue};
+pub use crate::config::{normalize_cron as normalize, parse_cron};
 use crate::domain::time::{parse_ts, ts};
 use crate::store::{Db, Shared};
 
 /// How far back a missed slot is still made (the daemon was down at the time).
 const CATCH_UP: chrono::Duration = chrono::Duration::hours(24);
-
-/// The expression with a seconds field: five-field crons get `0` seconds.
-pub fn normalize(expr: &str) -> String {
-    let expr = expr.split_whitespace().collect::<Vec<_>>().join(" ");
-    if expr.split(' ').count() == 5 { format!("0 {expr}") } else { expr }
-}
-
-/// Parses a cron expression the way the scheduler does.
-pub fn parse_cron(expr: &str) -> Result<Cron, String> {
-    CronParser::builder()
-        .seconds(Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(&normalize(expr))
-        .map_err(|e| format!("expected a cron expression like \"0 0 10 1 * *\" (sec min hour day month weekday): {e}"))
-}
 
 /// The latest slot at or before `now`.
 pub fn latest_slot(cron: &Cron, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
