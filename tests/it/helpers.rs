@@ -31,7 +31,7 @@ pub fn stack() -> &'static Stack {
     STACK.get_or_init(|| {
         let dir = PathBuf::from(std::env::var("OUTREACH_MAILSTACK_DIR").unwrap_or_else(|_| "/tmp/outreach-mailstack".into()));
         let env = std::fs::read_to_string(dir.join("mailstack.env")).unwrap_or_else(|_| {
-            panic!("the mail stack is not running in {}: start it with `bash deploy/mailstack/start.sh` (or run `bash .ci/test`)", dir.display())
+            panic!("the mail stack is not running in {}: start it with `bash deploy/mailstack/start.sh` (or run `bash deploy/test.sh`)", dir.display())
         });
         let get = |k: &str| {
             env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing in mailstack.env")).to_string()
@@ -482,12 +482,27 @@ pub fn stack_ctl(what: &str, action: &str) {
     assert!(st.success(), "restart.sh {what} {action} failed");
 }
 
-/// The corpus of real-world mails, when present (../shared/corpus or OUTREACH_CORPUS).
-pub fn corpus_dir() -> Option<PathBuf> {
-    let p = std::env::var("OUTREACH_CORPUS")
+/// The corpus of real-world mails: tests/fixtures/corpus in the repository (see
+/// tests/fixtures/README.md), or the directory in OUTREACH_CORPUS.
+pub fn corpus_dir() -> PathBuf {
+    std::env::var("OUTREACH_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    p.is_dir().then_some(p)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus"))
+}
+
+/// The corpus directory and its .eml files; fails when the corpus is missing or empty, so
+/// the corpus tests never pass without having read it.
+pub fn corpus() -> (PathBuf, Vec<PathBuf>) {
+    let dir = corpus_dir();
+    assert!(
+        dir.is_dir(),
+        "the mail corpus is missing: {} is not a directory (the corpus is part of the \
+         repository, in tests/fixtures/corpus; OUTREACH_CORPUS, when set, replaces it)",
+        dir.display()
+    );
+    let files = eml_files(&dir);
+    assert!(!files.is_empty(), "the mail corpus in {} has no .eml files", dir.display());
+    (dir, files)
 }
 
 /// Every .eml file below `dir`, sorted.

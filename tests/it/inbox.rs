@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{
-    TestApp, addr, corpus_dir, count, eml_files, fetch_all, fresh, mail, parsed, send_mail, send_raw, wait_count,
-};
+use crate::helpers::{TestApp, addr, corpus, count, fetch_all, fresh, mail, parsed, send_mail, send_raw, wait_count};
 use outreach::inbox::parse::parse;
 use serde_json::Value;
 
@@ -328,14 +326,10 @@ fn header_injection_does_not_reach_the_reply() {
 
 #[test]
 fn every_corpus_mail_is_filed_without_panic() {
-    let Some(dir) = corpus_dir() else {
-        eprintln!("corpus not present (../shared/corpus or OUTREACH_CORPUS): skipped");
-        return;
-    };
+    let (dir, files) = corpus();
     let _g = fresh();
     let app = TestApp::new("contact").with_env("OUTREACH_AUTOREPLY__MAX_PER_HOUR", "1000");
-    let files = eml_files(&dir);
-    assert!(files.len() > 100, "corpus has {} files", files.len());
+    assert!(files.len() > 100, "the corpus in {} has only {} .eml files", dir.display(), files.len());
     let mut appended = 0;
     for f in &files {
         let raw = std::fs::read(f).unwrap();

@@ -1,5 +1,5 @@
 //! Integration tests against the real mail stack (Dovecot + Postfix on loopback).
-//! Start it with `bash deploy/mailstack/start.sh`; `bash .ci/test` does everything.
+//! Start it with `bash deploy/mailstack/start.sh`; `bash deploy/test.sh` does everything.
 
 mod corpus;
 mod helpers;
