@@ -175,12 +175,11 @@ pub fn is_bounce(mail: &ParsedMail) -> bool {
     if mail.content_type == "message/delivery-status" {
         return true;
     }
-    if mail.content_type == "message/delivery-status" {
+    if mail.content_type == "multipart/report" && mail.report_type.as_deref().is_none_or(|t| t == "delivery-status") {
         return true;
     }
-    if mail.content_type == "multipart/report" {
-        return mail.report_type.as_deref().is_none_or(|t| t == "delivery-status");
-    }
+    // Without a DSN part: a report from a mail system whose subject says the mail did not
+    // get through (Exim delay warnings, rejections, blocks), in any report format.
     let from_daemon = mail.from.as_ref().is_some_and(|f| {
         let l = f.local_part();
         l.eq_ignore_ascii_case("mailer-daemon") || l.eq_ignore_ascii_case("postmaster")
@@ -193,9 +192,13 @@ pub fn is_bounce(mail: &ParsedMail) -> bool {
             "failure",
             "returned mail",
             "failed",
+            "delayed",
+            "rejected",
+            "blocked",
             "onbestelbaar",
             "niet bezorgd",
             "unzustellbar",
+            "odrzucona",
         ]
         .iter()
         .any(|w| s.contains(w))
