@@ -103,7 +103,13 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
 
 /// The daemon: IMAP (IDLE, else polling) on a thread, the outbox worker beside it,
 /// until SIGTERM or SIGINT. Returns an error when a part stopped on its own.
-pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
+/// `serve_web` serves the web endpoints on the listener (the web room sits above this
+/// one, so the caller hands it in: `crate::web::serve`).
+pub async fn run<W, F>(settings: Arc<Settings>, serve_web: W) -> anyhow::Result<()>
+where
+    W: FnOnce(tokio::net::TcpListener, Ctx, Shared, Arc<Notify>, watch::Receiver<bool>) -> F + Send + 'static,
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     // Take over SIGTERM/SIGINT before anything else: a stop during start-up is clean too.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("Failed to install the SIGTERM handler")?;
@@ -161,7 +167,7 @@ pub async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     ));
     let web = tokio::spawn(async move {
         match listener {
-            Some(l) => crate::web::serve(l, ctx.clone(), shared, wake.clone(), stop_rx).await,
+            Some(l) => serve_web(l, ctx.clone(), shared, wake.clone(), stop_rx).await,
             None => Ok(()),
         }
     });

@@ -126,7 +126,7 @@ impl Cli {
                 Ok(0)
             }
             Command::Run => {
-                crate::app::run(Arc::new(self.settings()?)).await?;
+                crate::app::run(Arc::new(self.settings()?), crate::web::serve).await?;
                 Ok(0)
             }
             Command::Poll { once } => {
