@@ -4,24 +4,39 @@
 //!
 //! # Layout
 //!
+//! Rooms from the bottom up; each uses only rooms below it (checked by
+//! `tests/it/architecture.rs`; the whole picture in `docs/ARCHITECTURE.md`).
+//!
 //! ```text
-//!  IMAP (IDLE, else poll)                                   SMTP (pooled)
-//!  contact inbox ──► inbox::imap ──► inbox (parse, triage) ──► store ◄── outbox ──► relay
-//!       ▲                                  │ one transaction     ▲
-//!       └──────────── UID MOVE to folder ◄─┘ after the commit    └── auto-replies, notices
+//!  cli ─────────────┬──────────────► web (confirm, unsubscribe, archive)
+//!   │               ▼                  │
+//!   └──────────► app (daemon tasks, poll --once, deliver now)
+//!                   │
+//!  IMAP ──► inbox (imap, parse, triage, filing) ──► newsletter (subscribers, stories,
+//!                   │                                issues, render, send, schedule)
+//!                   └──────────────┬──────────────────┘
+//!                                  ▼
+//!                  outbox (compose, deliver, journal) ──► SMTP
+//!                                  │
+//!        store (typed SQL, migrations, Shared)   config   templates
+//!                                  │
+//!                 domain (addresses, categories, ids, states, clock)
 //! ```
 //!
+//! - [`domain`]: pure types: addresses, categories, languages, row ids, state machines,
+//!   the clock.
 //! - [`config`]: settings from one TOML file plus `OUTREACH_<SECTION>__<KEY>` overrides.
-//! - [`domain`]: pure types: addresses, categories, languages, case references.
-//! - [`store`]: SQLite (WAL) and the embedded migrations; the only module with SQL.
-//! - [`inbox`]: IMAP source, parsing (mail-parser), triage (pure), filing pipeline.
+//! - [`store`]: SQLite (WAL), the embedded migrations and typed operations per table
+//!   group; the only module that names rusqlite.
+//! - [`templates`]: every text a person reads (handlebars), built in and overridable.
 //! - [`outbox`]: composing mail with lettre and delivering it with retries.
 //! - [`newsletter`]: subscribers (double opt-in, unsubscribe), stories, issues: rendering,
-//!   scheduling, delivery per (issue, subscriber), bounces, and the web endpoints.
-//! - [`templates`]: handlebars texts, built in and overridable.
-//! - [`tls`]: rustls client config with an optional private CA.
-//! - [`app`]: the daemon (`run`) and a single pass (`poll --once`).
-//! - [`cli`]: clap commands; printing only.
+//!   scheduling, delivery per (issue, subscriber), bounces, link tokens.
+//! - [`inbox`]: IMAP source, parsing (mail-parser), triage (pure), filing pipeline.
+//! - [`app`]: the daemon (`run`), a single pass (`poll --once`), delivering now.
+//! - [`web`]: the confirm, unsubscribe and archive pages.
+//! - [`cli`]: clap commands.
+//! - [`tls`], [`telemetry`]: rustls client config; logging.
 
 pub mod app;
 pub mod cli;

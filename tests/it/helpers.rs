@@ -345,9 +345,24 @@ base_url = "http://127.0.0.1:{web}"
         self
     }
 
+    /// The test clock of this instance: every command it runs reads its time from here
+    /// (`OUTREACH_CLOCK_FILE`); without the file the clock is the system clock.
+    pub fn clock_file(&self) -> PathBuf {
+        self.db.with_extension("clock")
+    }
+
+    /// Sets the instance's clock (a running daemon follows within a second): "now" is
+    /// `t` at this moment and runs on from there.
+    pub fn set_clock(&self, t: chrono::DateTime<chrono::Utc>) {
+        let tmp = self.db.with_extension("clock.tmp");
+        std::fs::write(&tmp, outreach::domain::time::ts(t)).unwrap();
+        std::fs::rename(&tmp, self.clock_file()).unwrap();
+    }
+
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_outreach"));
         c.arg("--config").arg(&self.config).env("RUST_LOG", "info,outreach=debug").env_remove("OUTREACH_CONFIG");
+        c.env("OUTREACH_CLOCK_FILE", self.clock_file());
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -495,29 +495,32 @@ fn a_dsn_for_one_delivery_marks_that_subscriber_bounced_and_gets_no_reply() {
     assert!(out.contains("1 subscriber(s)"), "{out}");
 }
 
-/// A cron expression for `secs` seconds from now, in Europe/Amsterdam, and that slot in UTC.
-fn cron_soon(secs: i64) -> (String, chrono::DateTime<chrono::Utc>) {
-    use chrono::{SubsecRound, Timelike};
-    let at = (chrono::Utc::now() + chrono::Duration::seconds(secs)).trunc_subsecs(0);
-    let local = at.with_timezone(&chrono_tz::Europe::Amsterdam);
-    (format!("{} {} {} * * *", local.second(), local.minute(), local.hour()), at)
+/// The monthly schedule of the tests, and its `n`-th slot from 2027 on (the 1st of the
+/// month at 10:00 in Europe/Amsterdam), in UTC. Tests move the instance's clock to it.
+const MONTHLY: &str = "0 0 10 1 * *";
+fn slot(n: u32) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono_tz::Europe::Amsterdam.with_ymd_and_hms(2027, 1 + n, 1, 10, 0, 0).unwrap().with_timezone(&chrono::Utc)
 }
 
 #[test]
 fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof() {
     let _g = fresh();
     app_subscriber_alice_and_run(|app| {
-        // 1. No stories: skipped, and the coordinator hears about it.
-        let (cron, slot) = cron_soon(5);
-        let app1 = app.clone_with_schedule(&cron);
+        // 1. No stories: skipped, and the coordinator hears about it. The daemon sees the
+        //    schedule an hour before the slot; then its clock is moved past the slot.
+        let app1 = app.clone_with_schedule(MONTHLY);
+        app.set_clock(slot(0) - chrono::Duration::hours(1));
         let mut d = app1.spawn_ready();
+        assert_eq!(app.wait_sql("SELECT COUNT(*) FROM secrets WHERE name = 'schedule_since'", 1, T), 1);
+        app.set_clock(slot(0) + chrono::Duration::seconds(1));
         assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE status = 'skipped'", 1, T), 1, "{}", d.log_text());
         let (got_slot, created): (String, String) = {
             let c = rusqlite::Connection::open(&app.db).unwrap();
             c.query_row("SELECT slot, created_at FROM issues", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
         };
-        assert_eq!(got_slot, outreach::domain::time::ts(slot), "the slot is the cron time in Europe/Amsterdam");
-        let late = outreach::domain::time::parse_ts(&created).unwrap() - slot;
+        assert_eq!(got_slot, outreach::domain::time::ts(slot(0)), "the slot is the cron time in Europe/Amsterdam");
+        let late = outreach::domain::time::parse_ts(&created).unwrap() - slot(0);
         assert!(late >= chrono::Duration::zero() && late < chrono::Duration::seconds(5), "fired {late} after the slot");
         let notice = wait_subject("coordinator", "geen verhalen", 1, T);
         assert_eq!(notice.len(), 1);
@@ -526,8 +529,8 @@ fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof(
 
         // 2. A story: a proof for the coordinator, approved by a reply VERZENDEN.
         approved_story(app, "Verhaal met proef", "Eerst de proef.");
-        let (cron, _) = cron_soon(4);
-        let app2 = app.clone_with_schedule(&cron);
+        app.set_clock(slot(1) + chrono::Duration::seconds(1));
+        let app2 = app.clone_with_schedule(MONTHLY);
         let mut d = app2.spawn_ready();
         let proof = wait_subject("coordinator", "[PROEF 2]", 1, T);
         assert_eq!(proof.len(), 1, "{}", d.log_text());
@@ -546,8 +549,8 @@ fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof(
 
         // 3. Another proof, answered STOP: not sent.
         approved_story(app, "Verhaal dat wacht", "Nog niet.");
-        let (cron, _) = cron_soon(4);
-        let app3 = app.clone_with_schedule(&cron);
+        app.set_clock(slot(2) + chrono::Duration::seconds(1));
+        let app3 = app.clone_with_schedule(MONTHLY);
         let mut d = app3.spawn_ready();
         let proof = wait_subject("coordinator", "[PROEF 3]", 1, T);
         assert_eq!(proof.len(), 1, "{}", d.log_text());
@@ -666,20 +669,19 @@ fn a_known_ambassador_sends_a_story_by_mail_and_it_needs_consent_before_approval
     assert!(d.terminate().success());
 }
 
-/// Runs `poll --once` with a schedule whose slot was a second ago (and a schedule that
-/// began long before), so a scheduled issue with a proof is made now.
+/// Runs `poll --once` once before the first slot (the schedule is seen) and once just
+/// after it (its issue is made, with a proof), moving the instance's clock.
 fn poll_with_a_due_slot(app: &TestApp) {
-    std::thread::sleep(Duration::from_millis(1100)); // a new slot each time
-    app.exec(
-        "INSERT OR REPLACE INTO secrets(name, value, created_at) VALUES ('schedule_since', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z')",
-    );
-    app.clone_with_schedule(&cron_soon(-1).0).poll();
+    let scheduled = app.clone_with_schedule(MONTHLY);
+    app.set_clock(slot(0) - chrono::Duration::hours(1));
+    scheduled.poll();
+    app.set_clock(slot(0) + chrono::Duration::seconds(1));
+    scheduled.poll();
 }
 
 #[test]
 fn an_unanswered_proof_is_sent_or_dropped_at_its_deadline_and_approve_and_cancel_work_from_the_cli() {
     let _g = fresh();
-    let past = "UPDATE issues SET proof_deadline = '2020-01-01T00:00:00.000Z' WHERE status = 'proof'";
     for (action, expected) in [("send", "sent"), ("drop", "dropped")] {
         let app = TestApp::new("contact").with_env("OUTREACH_NEWSLETTER__PROOF_DEADLINE_ACTION", action);
         app.ok(&["subscribers", "add", "alice@example.org", "--consent", "test"]);
@@ -691,7 +693,7 @@ fn an_unanswered_proof_is_sent_or_dropped_at_its_deadline_and_approve_and_cancel
         app.poll();
         let status: String = app.sql("SELECT status FROM issues");
         assert_eq!(status, "proof", "before the deadline nothing happens");
-        app.exec(past);
+        app.set_clock(slot(0) + chrono::Duration::hours(49)); // past the 48-hour deadline
         app.poll();
         let status: String = app.sql("SELECT status FROM issues");
         assert_eq!(status, expected, "{action}");
