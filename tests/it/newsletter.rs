@@ -669,13 +669,13 @@ fn a_known_ambassador_sends_a_story_by_mail_and_it_needs_consent_before_approval
     assert!(d.terminate().success());
 }
 
-/// Runs `poll --once` once before the first slot (the schedule is seen) and once just
-/// after it (its issue is made, with a proof), moving the instance's clock.
-fn poll_with_a_due_slot(app: &TestApp) {
+/// Runs `poll --once` once before slot `n` (the schedule is seen) and once just after it
+/// (its issue is made, with a proof), moving the instance's clock.
+fn poll_with_a_due_slot(app: &TestApp, n: u32) {
     let scheduled = app.clone_with_schedule(MONTHLY);
-    app.set_clock(slot(0) - chrono::Duration::hours(1));
+    app.set_clock(slot(n) - chrono::Duration::hours(1));
     scheduled.poll();
-    app.set_clock(slot(0) + chrono::Duration::seconds(1));
+    app.set_clock(slot(n) + chrono::Duration::seconds(1));
     scheduled.poll();
 }
 
@@ -686,7 +686,7 @@ fn an_unanswered_proof_is_sent_or_dropped_at_its_deadline_and_approve_and_cancel
         let app = TestApp::new("contact").with_env("OUTREACH_NEWSLETTER__PROOF_DEADLINE_ACTION", action);
         app.ok(&["subscribers", "add", "alice@example.org", "--consent", "test"]);
         approved_story(&app, &format!("Deadline {action}"), "Tekst.");
-        poll_with_a_due_slot(&app);
+        poll_with_a_due_slot(&app, 0);
         let proofs: i64 = app.sql("SELECT COUNT(*) FROM issues WHERE status = 'proof'");
         assert_eq!(proofs, 1);
         assert_eq!(wait_subject("coordinator", &format!("Deadline {action}"), 1, T).len(), 1, "the proof");
@@ -704,14 +704,14 @@ fn an_unanswered_proof_is_sent_or_dropped_at_its_deadline_and_approve_and_cancel
     let app = TestApp::new("contact");
     app.ok(&["subscribers", "add", "bob@example.org", "--consent", "test"]);
     approved_story(&app, "Goedgekeurd via de opdrachtregel", "Tekst.");
-    poll_with_a_due_slot(&app);
+    poll_with_a_due_slot(&app, 0);
     let out = app.ok(&["newsletter", "approve"]);
     assert!(out.contains("sending to 1 subscriber(s)"), "{out}");
     assert_eq!(wait_subject("bob", "Goedgekeurd via de opdrachtregel", 1, T).len(), 1);
     let refused = app.run_cli(&["newsletter", "approve"]);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("no issue is waiting"));
     approved_story(&app, "Geannuleerd via de opdrachtregel", "Tekst.");
-    poll_with_a_due_slot(&app);
+    poll_with_a_due_slot(&app, 1);
     let out = app.ok(&["newsletter", "cancel"]);
     assert!(out.contains("cancelled"), "{out}");
     let free: i64 = app.sql("SELECT COUNT(*) FROM stories WHERE status = 'approved' AND issue_id IS NULL");
