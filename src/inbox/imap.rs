@@ -321,11 +321,6 @@ impl ImapSource {
         }
     }
 
-    /// A cheap round trip to check the connection (and see new mail when polling).
-    pub fn noop(&mut self) -> anyhow::Result<()> {
-        self.session.noop().context("NOOP failed")
-    }
-
     pub fn logout(mut self) {
         let _ = self.session.logout();
     }
