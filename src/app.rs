@@ -120,21 +120,7 @@ where
     let db = Db::open(&settings.database.path)?;
     let clock = ctx.clock.clone();
     db.set_state("daemon", &format!("running (pid {})", std::process::id()), clock.now())?;
-    let listen = settings.web.listen();
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => {
-            db.set_state("web", &format!("listening on {listen} ({})", settings.base_url()), clock.now())?;
-            Some(l)
-        }
-        // The default address is taken (another instance on this machine): the mail side
-        // runs on; links in mail then need an instance with [web] listen set.
-        Err(e) if settings.web.listen.is_none() => {
-            tracing::warn!(listen, error = %e, "web endpoints not started: the default address is in use; set [web] listen");
-            let _ = db.set_state("web", &format!("not started: {listen} is in use ({e})"), clock.now());
-            None
-        }
-        Err(e) => return Err(e).with_context(|| format!("key `web.listen`: cannot listen on {listen}")),
-    };
+    let listener = bind_web(&settings, &db, &clock).await?;
     let outbox = Outbox::open(&settings.database.path, settings.smtp.clone(), clock.clone()).await?;
     let sender = Sender::open(ctx.clone(), &settings.database.path).await?;
     let shared = Shared::new(Db::open(&settings.database.path)?);
@@ -201,6 +187,25 @@ where
     Ok(())
 }
 
+/// The web endpoints' listener at `[web] listen`. When that key is unset and the default
+/// address is taken (another instance on this machine), the mail side runs without them;
+/// links in mail then need an instance with `[web] listen` set.
+async fn bind_web(settings: &Settings, db: &Db, clock: &Clock) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let listen = settings.web.listen();
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => {
+            db.set_state("web", &format!("listening on {listen} ({})", settings.base_url()), clock.now())?;
+            Ok(Some(l))
+        }
+        Err(e) if settings.web.listen.is_none() => {
+            tracing::warn!(listen, error = %e, "web endpoints not started: the default address is in use; set [web] listen");
+            let _ = db.set_state("web", &format!("not started: {listen} is in use ({e})"), clock.now());
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("key `web.listen`: cannot listen on {listen}")),
+    }
+}
+
 /// Connect, file, wait (IDLE or poll), repeat; reconnect with back-off on errors.
 /// Only a broken store ends it: then nothing more may be acknowledged. After each
 /// committed batch the outbox and the newsletter sender are woken (`wake`).
@@ -244,7 +249,8 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
                         );
                     }
                 }
-                Err(e) if store::is_fatal_storage_error(&e) => {
+                Err(e) if let Some(fault) = store::Fault::of(&e) => {
+                    tracing::error!(%fault, "the store failed");
                     record_error(&db, clock, "store", &e);
                     return Err(e.context("the store failed; stopping so that nothing is acknowledged"));
                 }

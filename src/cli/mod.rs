@@ -1,6 +1,5 @@
 //! Command-line interface: argument parsing and printing only; the work is in the parts.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,14 +7,15 @@ use anyhow::{Context, bail};
 use chrono_tz::Europe::Amsterdam;
 use clap::{Args, Parser, Subcommand};
 
-mod news;
+mod common;
+mod inbox;
+mod newsletter;
+mod status;
+mod stories;
+mod subscribers;
 
 use crate::config::{self, Settings};
-use crate::domain::Category;
 use crate::domain::ids::MessageRowId;
-use crate::domain::state::MessageStatus;
-use crate::domain::time::ts;
-use crate::store::{DaemonLock, Db, MessageFilter};
 
 /// outreach: files, answers and follows up every mail to the network's contact address.
 #[derive(Debug, Parser)]
@@ -61,16 +61,16 @@ pub enum Command {
     CheckConfig,
     /// Newsletter subscribers: list, add, remove, import, export.
     #[command(subcommand)]
-    Subscribers(news::SubscribersCommand),
+    Subscribers(subscribers::SubscribersCommand),
     /// Ambassadors (who write stories).
     #[command(subcommand)]
-    Ambassadors(news::AmbassadorsCommand),
+    Ambassadors(stories::AmbassadorsCommand),
     /// Ambassador stories: add, list, show, approve, reject.
     #[command(subcommand)]
-    Stories(news::StoriesCommand),
+    Stories(stories::StoriesCommand),
     /// Newsletter issues: preview, send, status, approve, cancel, resend-missed.
     #[command(subcommand)]
-    Newsletter(news::NewsletterCommand),
+    Newsletter(newsletter::NewsletterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,12 +135,12 @@ impl Cli {
                 }
                 poll(Arc::new(self.settings()?)).await
             }
-            Command::Inbox(cmd) => inbox(&self.settings()?, cmd),
-            Command::Status { json } => status(&self.settings()?, *json),
-            Command::Subscribers(cmd) => news::subscribers(self.settings()?, cmd).await,
-            Command::Ambassadors(cmd) => news::ambassadors(self.settings()?, cmd),
-            Command::Stories(cmd) => news::stories(self.settings()?, cmd),
-            Command::Newsletter(cmd) => news::newsletter(self.settings()?, cmd).await,
+            Command::Inbox(cmd) => inbox::inbox(&self.settings()?, cmd),
+            Command::Status { json } => status::status(&self.settings()?, *json),
+            Command::Subscribers(cmd) => subscribers::subscribers(self.settings()?, cmd).await,
+            Command::Ambassadors(cmd) => stories::ambassadors(self.settings()?, cmd),
+            Command::Stories(cmd) => stories::stories(self.settings()?, cmd),
+            Command::Newsletter(cmd) => newsletter::newsletter(self.settings()?, cmd).await,
         }
     }
 }
@@ -196,174 +196,4 @@ async fn poll(settings: Arc<Settings>) -> anyhow::Result<i32> {
 pub(crate) fn local_time(ts: &str) -> String {
     crate::domain::time::parse_ts(ts)
         .map_or_else(|| ts.to_string(), |t| t.with_timezone(&Amsterdam).format("%Y-%m-%d %H:%M").to_string())
-}
-
-fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i32> {
-    let db = Db::open(&settings.database.path)?;
-    match cmd {
-        InboxCommand::List(a) => {
-            let category = a
-                .category
-                .as_deref()
-                .map(|c| {
-                    Category::parse(c).with_context(|| {
-                        format!(
-                            "unknown category {c:?}; expected one of: {}",
-                            Category::ALL.map(|c| c.as_str()).join(", ")
-                        )
-                    })
-                })
-                .transpose()?;
-            let status = a
-                .status
-                .as_deref()
-                .map(|s| MessageStatus::parse(s).with_context(|| format!("unknown status {s:?}; expected new or done")))
-                .transpose()?;
-            let rows = db.list_messages(&MessageFilter { category, status, limit: a.limit })?;
-            let mut out = std::io::stdout().lock();
-            if a.json {
-                serde_json::to_writer_pretty(&mut out, &rows)?;
-                writeln!(out)?;
-            } else {
-                writeln!(
-                    out,
-                    "{:>5}  {:16}  {:11}  {:6}  {:30}  SUBJECT",
-                    "ID", "RECEIVED", "CATEGORY", "STATUS", "FROM"
-                )?;
-                for m in &rows {
-                    let from: String = m.from.as_deref().unwrap_or("?").chars().take(30).collect();
-                    let subject: String = m.subject.chars().take(60).collect();
-                    writeln!(
-                        out,
-                        "{:>5}  {:16}  {:11}  {:6}  {:30}  {}",
-                        m.id,
-                        local_time(&ts(m.received_at)),
-                        m.category,
-                        m.status,
-                        from,
-                        subject
-                    )?;
-                }
-            }
-            Ok(0)
-        }
-        InboxCommand::Show { id, json } => {
-            let Some(m) = db.get_message(*id)? else {
-                bail!("no filed message with id {id}");
-            };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&m)?);
-            } else {
-                println!("Message {} {}", m.id, m.case_reference.as_deref().unwrap_or(""));
-                println!(
-                    "From:      {}{}",
-                    m.from_name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(),
-                    m.from.as_deref().map(|f| format!("<{f}>")).unwrap_or_default()
-                );
-                println!("Subject:   {}", m.subject);
-                println!("Received:  {}", local_time(&ts(m.received_at)));
-                println!("Category:  {} (why: {})", m.category, m.reason);
-                println!("Language:  {}", m.language.code());
-                println!("Status:    {}", m.status);
-                println!("Folder:    {}{}", m.folder, if m.moved { "" } else { " (not moved yet)" });
-                println!("Reply:     {}", m.reply_note);
-                println!();
-                println!("{}", m.body.unwrap_or_default());
-            }
-            Ok(0)
-        }
-        InboxCommand::Done { id, reopen } => {
-            let status = if *reopen { MessageStatus::New } else { MessageStatus::Done };
-            if !db.set_message_status(*id, status)? {
-                bail!("no filed message with id {id}");
-            }
-            println!("message {id} is now {status}");
-            Ok(0)
-        }
-    }
-}
-
-fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
-    let db = Db::open(&settings.database.path)?;
-    let running = DaemonLock::acquire(&settings.database.path).is_err();
-    let states: std::collections::BTreeMap<String, (String, String)> =
-        db.states()?.into_iter().map(|(k, v, t)| (k, (v, ts(t)))).collect();
-    let outbox = db.outbox_counts()?;
-    let counts = db.message_counts()?;
-    let unmoved = db.unmoved_count()?;
-    let failed = db.failed_outgoing(5)?;
-    let subscribers: std::collections::BTreeMap<String, i64> =
-        db.store().subscriber_counts()?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
-    let mut issues = Vec::new();
-    for i in db.store().issues()?.into_iter().take(5) {
-        let counts: std::collections::BTreeMap<String, i64> =
-            db.store().delivery_counts(i.id)?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
-        issues.push((i, counts));
-    }
-    let get = |k: &str| states.get(k).map(|(v, t)| (v.clone(), t.clone()));
-    if json {
-        let v = serde_json::json!({
-            "daemon_running": running,
-            "imap": get("imap").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
-            "smtp": get("smtp").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
-            "web": get("web").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
-            "last_error": get("last_error").map(|(v, t)| serde_json::json!({"error": v, "at": t})),
-            "outbox": outbox,
-            "messages": counts.iter().map(|(c, s, n)| serde_json::json!({"category": c, "status": s, "count": n})).collect::<Vec<_>>(),
-            "not_moved": unmoved,
-            "failed_recent": failed.iter().map(|(id, rcpt, e)| serde_json::json!({"id": id, "to": rcpt, "error": e})).collect::<Vec<_>>(),
-            "subscribers": subscribers,
-            "newsletter": issues.iter().map(|(i, c)| serde_json::json!({"issue": i.id, "status": i.status, "subject": i.subject, "deliveries": c})).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(0);
-    }
-    println!("daemon:   {}", if running { "running" } else { "not running" });
-    for part in ["imap", "smtp", "web"] {
-        match get(part) {
-            Some((v, t)) => println!("{part}:     {v} (since {})", local_time(&t)),
-            None if part == "web" => println!("web:      not started yet (outreach run serves the pages)"),
-            None => println!("{part}:     no connection made yet"),
-        }
-    }
-    println!(
-        "outbox:   {} queued ({} waiting for a retry{}), {} sending, {} sent, {} failed",
-        outbox.queued,
-        outbox.retrying,
-        outbox.next_attempt_at.map(|t| format!(", next at {}", local_time(&ts(t)))).unwrap_or_default(),
-        outbox.sending,
-        outbox.sent,
-        outbox.failed
-    );
-    let total: i64 = counts.iter().map(|c| c.2).sum();
-    println!("filed:    {total} messages, {unmoved} not moved to their folder yet");
-    for (c, s, n) in &counts {
-        println!("          {c:11} {s:5} {n}");
-    }
-    println!(
-        "subscribers: {}",
-        if subscribers.is_empty() {
-            "none".to_string()
-        } else {
-            subscribers.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
-        }
-    );
-    for (i, c) in &issues {
-        let detail = c.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ");
-        println!(
-            "newsletter: issue {} {} {}",
-            i.id,
-            i.status,
-            if detail.is_empty() { String::new() } else { format!("({detail})") }
-        );
-    }
-    match get("last_error") {
-        Some((v, t)) => println!("last error: {v} (at {})", local_time(&t)),
-        None => println!("last error: none"),
-    }
-    for (id, rcpt, e) in failed {
-        let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-        println!("failed:   #{id} to …@{domain}: {e}");
-    }
-    Ok(0)
 }

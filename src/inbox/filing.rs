@@ -111,13 +111,13 @@ impl<'a> Pipeline<'a> {
             });
             match filed {
                 Ok(f) => out.push(f),
-                Err(e) if store::is_fatal_storage_error(&e) => return Err(e),
+                Err(e) if store::Fault::of(&e).is_some() => return Err(e),
                 Err(e) => {
                     tracing::warn!(uid = m.meta.uid, error = %format!("{e:#}"), "filing failed; filing for review");
                     let reason = format!("review: filing failed: {e:#}");
                     match tx.savepoint(|tx| self.file_review(tx, m, None, uidvalidity, &reason, now)) {
                         Ok(f) => out.push(f),
-                        Err(e) if store::is_fatal_storage_error(&e) => return Err(e),
+                        Err(e) if store::Fault::of(&e).is_some() => return Err(e),
                         Err(e) => {
                             tracing::error!(uid = m.meta.uid, error = %format!("{e:#}"), "could not file even for review; left in the mailbox")
                         }

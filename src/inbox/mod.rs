@@ -43,8 +43,9 @@ pub struct PassStats {
     pub left: usize,
 }
 
-/// One pass over the watched mailbox: file everything in it and move it to its folder.
-/// `on_committed` runs after each committed batch (the daemon wakes the outbox there).
+/// One pass over the watched mailbox: file everything in it and move it to its folder,
+/// in batches (bounded in bytes and count): fetch -> file (one transaction) -> commit ->
+/// `on_committed` (the daemon wakes the senders there) -> MOVE -> record the move.
 pub fn process_mailbox(
     src: &mut ImapSource,
     db: &mut Db,
@@ -63,8 +64,40 @@ pub fn process_mailbox(
     }
     let uids = src.search_all()?;
     stats.seen = uids.len();
-    // Filed messages no longer in the mailbox were moved (a crash may have come between
-    // the MOVE and recording it): record it now.
+    record_moves_made_before(src, db, &uids, clock)?;
+    if uids.is_empty() {
+        return Ok(stats);
+    }
+    let metas = src.fetch_meta(&uids)?;
+    let mut batch: Vec<imap::MessageMeta> = Vec::new();
+    let mut bytes = 0;
+    for (i, meta) in metas.iter().enumerate() {
+        batch.push(*meta);
+        bytes += meta.size.min(max_size);
+        if bytes >= BATCH_BYTES || batch.len() >= BATCH_MESSAGES || i + 1 == metas.len() {
+            bytes = 0;
+            let filed = fetch_and_file(src, db, pipeline, std::mem::take(&mut batch), max_size, clock)?;
+            for f in &filed {
+                if f.new {
+                    stats.filed += 1;
+                } else {
+                    stats.replayed += 1;
+                }
+                stats.replies_queued += usize::from(f.replied);
+            }
+            on_committed(&filed);
+            stats.moved += move_filed(src, db, &filed, clock)?;
+        }
+    }
+    let highest = metas.iter().map(|m| m.uid).max().unwrap_or(0);
+    db.set_mailbox_state(&mailbox, src.uidvalidity, highest)?;
+    stats.left = stats.seen - stats.moved;
+    Ok(stats)
+}
+
+/// Filed messages no longer in the mailbox were moved (a crash may have come between the
+/// MOVE and recording it): record it now.
+fn record_moves_made_before(src: &ImapSource, db: &mut Db, uids: &[u32], clock: &Clock) -> anyhow::Result<()> {
     let present: std::collections::HashSet<u32> = uids.iter().copied().collect();
     let gone: Vec<MessageRowId> = db
         .unmoved_uids(src.uidvalidity)?
@@ -75,64 +108,54 @@ pub fn process_mailbox(
     if !gone.is_empty() {
         db.mark_moved(&gone, clock.now())?;
     }
-    if uids.is_empty() {
-        return Ok(stats);
-    }
-    let metas = src.fetch_meta(&uids)?;
-    let mut batch: Vec<imap::MessageMeta> = Vec::new();
-    let mut bytes = 0;
-    let mut highest = 0;
-    for (i, meta) in metas.iter().enumerate() {
-        batch.push(*meta);
-        bytes += meta.size.min(max_size);
-        highest = highest.max(meta.uid);
-        if bytes >= BATCH_BYTES || batch.len() >= BATCH_MESSAGES || i + 1 == metas.len() {
-            let (big, small): (Vec<_>, Vec<_>) = batch.drain(..).partition(|m| m.size > max_size);
-            bytes = 0;
-            let t0 = std::time::Instant::now();
-            let mut fetched = src.fetch_bodies(&small)?;
-            fetched.extend(src.fetch_headers(&big)?);
-            let t1 = std::time::Instant::now();
-            let filed = pipeline.file_batch(db, &fetched, src.uidvalidity, clock.now())?;
-            let t2 = std::time::Instant::now();
-            drop(fetched);
-            for f in &filed {
-                if f.new {
-                    stats.filed += 1;
-                } else {
-                    stats.replayed += 1;
-                }
-                stats.replies_queued += usize::from(f.replied);
+    Ok(())
+}
+
+/// Fetches one batch (bodies, or headers only for mail over `max_size`) and files it in
+/// one transaction.
+fn fetch_and_file(
+    src: &mut ImapSource,
+    db: &mut Db,
+    pipeline: &Pipeline<'_>,
+    batch: Vec<imap::MessageMeta>,
+    max_size: u64,
+    clock: &Clock,
+) -> anyhow::Result<Vec<Filed>> {
+    let (big, small): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| m.size > max_size);
+    let t0 = std::time::Instant::now();
+    let mut fetched = src.fetch_bodies(&small)?;
+    fetched.extend(src.fetch_headers(&big)?);
+    let t1 = std::time::Instant::now();
+    let filed = pipeline.file_batch(db, &fetched, src.uidvalidity, clock.now())?;
+    tracing::debug!(
+        messages = filed.len(),
+        fetch_ms = (t1 - t0).as_millis(),
+        file_ms = t1.elapsed().as_millis(),
+        "batch filed"
+    );
+    Ok(filed)
+}
+
+/// Moves committed messages to their folders, grouped by folder (commit first, then
+/// move: guarantee 1), and records the moves. Returns how many moved.
+fn move_filed(src: &mut ImapSource, db: &mut Db, filed: &[Filed], clock: &Clock) -> anyhow::Result<usize> {
+    let mut by_folder: Vec<(&str, Vec<u32>, Vec<MessageRowId>)> = Vec::new();
+    for f in filed {
+        match by_folder.iter_mut().find(|(folder, _, _)| *folder == f.folder) {
+            Some((_, uids, rows)) => {
+                uids.push(f.uid);
+                rows.push(f.message_row);
             }
-            on_committed(&filed);
-            // Commit first, then move (guarantee 1): group by folder.
-            let mut by_folder: Vec<(&str, Vec<u32>, Vec<MessageRowId>)> = Vec::new();
-            for f in &filed {
-                match by_folder.iter_mut().find(|(folder, _, _)| *folder == f.folder) {
-                    Some((_, uids, rows)) => {
-                        uids.push(f.uid);
-                        rows.push(f.message_row);
-                    }
-                    None => by_folder.push((&f.folder, vec![f.uid], vec![f.message_row])),
-                }
-            }
-            let mut moved_rows = Vec::with_capacity(filed.len());
-            for (folder, uids, rows) in by_folder {
-                src.move_to(&uids, folder)?;
-                stats.moved += uids.len();
-                moved_rows.extend(rows);
-            }
-            db.mark_moved(&moved_rows, clock.now())?;
-            tracing::debug!(
-                messages = filed.len(),
-                fetch_ms = (t1 - t0).as_millis(),
-                file_ms = (t2 - t1).as_millis(),
-                move_ms = t2.elapsed().as_millis(),
-                "batch"
-            );
+            None => by_folder.push((&f.folder, vec![f.uid], vec![f.message_row])),
         }
     }
-    db.set_mailbox_state(&mailbox, src.uidvalidity, highest)?;
-    stats.left = stats.seen - stats.moved;
-    Ok(stats)
+    let mut moved = 0;
+    let mut moved_rows = Vec::with_capacity(filed.len());
+    for (folder, uids, rows) in by_folder {
+        src.move_to(&uids, folder)?;
+        moved += uids.len();
+        moved_rows.extend(rows);
+    }
+    db.mark_moved(&moved_rows, clock.now())?;
+    Ok(moved)
 }

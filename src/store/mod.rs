@@ -256,22 +256,35 @@ pub(crate) fn settle_in_flight(
     Ok((sent, requeued))
 }
 
-/// Whether an error means the disk or database is broken (full, I/O error, corrupt):
-/// then nothing may be acknowledged (no MOVE, no send).
-pub fn is_fatal_storage_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
-            matches!(
-                e.sqlite_error_code(),
-                Some(
-                    rusqlite::ErrorCode::DiskFull
-                        | rusqlite::ErrorCode::SystemIoFailure
-                        | rusqlite::ErrorCode::DatabaseCorrupt
-                        | rusqlite::ErrorCode::CannotOpen
-                )
-            )
+/// A store failure that no retry of the same work can fix: the disk or the database is
+/// broken. While one lasts nothing may be acknowledged (no MOVE, no send). Other errors
+/// (a busy database after the timeout, a constraint) concern the work at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("disk full: the database cannot grow; free space on its disk")]
+    DiskFull,
+    #[error("disk error: reading or writing the database failed")]
+    Io,
+    #[error("the database file is damaged; restore it from a backup")]
+    Corrupt,
+    #[error("the database file cannot be opened")]
+    CannotOpen,
+}
+
+impl Fault {
+    /// The fault behind an error, if it is one.
+    pub fn of(e: &anyhow::Error) -> Option<Fault> {
+        e.chain().find_map(|c| {
+            let code = c.downcast_ref::<rusqlite::Error>()?.sqlite_error_code()?;
+            match code {
+                rusqlite::ErrorCode::DiskFull => Some(Fault::DiskFull),
+                rusqlite::ErrorCode::SystemIoFailure => Some(Fault::Io),
+                rusqlite::ErrorCode::DatabaseCorrupt => Some(Fault::Corrupt),
+                rusqlite::ErrorCode::CannotOpen => Some(Fault::CannotOpen),
+                _ => None,
+            }
         })
-    })
+    }
 }
 
 /// An exclusive lock that keeps a second daemon off the same database.
@@ -333,6 +346,63 @@ mod tests {
         let db = Db::open(&p).unwrap();
         let v: usize = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_full_disk_is_a_fault_in_plain_words_and_a_busy_database_is_not() {
+        let sqlite = |code| {
+            anyhow::Error::from(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None))
+                .context("Failed to commit")
+        };
+        let full = sqlite(rusqlite::ffi::SQLITE_FULL);
+        assert_eq!(Fault::of(&full), Some(Fault::DiskFull));
+        assert!(Fault::DiskFull.to_string().starts_with("disk full"));
+        assert_eq!(Fault::of(&sqlite(rusqlite::ffi::SQLITE_BUSY)), None);
+        assert_eq!(Fault::of(&anyhow::anyhow!("something else")), None);
+    }
+
+    #[test]
+    fn states_are_checked_by_the_database_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db.sqlite")).unwrap();
+        let bad = db.conn.execute(
+            "INSERT INTO subscribers(email, status, source, created_at, token_nonce) VALUES ('a@b.nl', 'activ', 'x', 'now', 'n')",
+            [],
+        );
+        assert!(bad.unwrap_err().to_string().contains("CHECK"), "a status outside the list is refused");
+    }
+
+    #[test]
+    fn a_database_of_schema_version_2_migrates_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        {
+            let mut c = Connection::open(&p).unwrap();
+            let tx = c.transaction().unwrap();
+            for (_, sql) in &MIGRATIONS[..2] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 2).unwrap();
+            tx.execute_batch(
+                "INSERT INTO contacts(id, email, first_seen_at) VALUES (1, 'a@b.nl', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO conversations(id, contact_id, category, subject_norm, created_at, updated_at) VALUES (1, 1, 'question', 'x', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO messages(id, dedupe_key, category, reason, language, status, folder, conversation_id, received_at, filed_at) VALUES (1, 'k', 'question', 'r', 'nl', 'new', 'Vragen', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO outbox(id, kind, message_id, reply_to_msg, conversation_id, rcpt, raw, status, next_attempt_at, created_at) VALUES (1, 'auto_reply', 'm', 1, 1, 'a@b.nl', x'00', 'sent', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let db = Db::open(&p).unwrap();
+        let m = db.get_message(crate::domain::ids::MessageRowId(1)).unwrap().unwrap();
+        assert_eq!(
+            (m.category, m.status),
+            (crate::domain::Category::Question, crate::domain::state::MessageStatus::New)
+        );
+        assert_eq!(db.outbox_counts().unwrap().sent, 1);
+        let fk: i64 = db.conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 0);
+        let on: i64 = db.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(on, 1, "foreign keys are on again after the rebuild");
     }
 
     #[test]

@@ -1,0 +1,91 @@
+//! `outreach status`.
+
+use super::local_time;
+use crate::config::Settings;
+use crate::domain::time::ts;
+use crate::store::{DaemonLock, Db};
+
+pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
+    let db = Db::open(&settings.database.path)?;
+    let running = DaemonLock::acquire(&settings.database.path).is_err();
+    let states: std::collections::BTreeMap<String, (String, String)> =
+        db.states()?.into_iter().map(|(k, v, t)| (k, (v, ts(t)))).collect();
+    let outbox = db.outbox_counts()?;
+    let counts = db.message_counts()?;
+    let unmoved = db.unmoved_count()?;
+    let failed = db.failed_outgoing(5)?;
+    let subscribers: std::collections::BTreeMap<String, i64> =
+        db.store().subscriber_counts()?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
+    let mut issues = Vec::new();
+    for i in db.store().issues()?.into_iter().take(5) {
+        let counts: std::collections::BTreeMap<String, i64> =
+            db.store().delivery_counts(i.id)?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
+        issues.push((i, counts));
+    }
+    let get = |k: &str| states.get(k).map(|(v, t)| (v.clone(), t.clone()));
+    if json {
+        let v = serde_json::json!({
+            "daemon_running": running,
+            "imap": get("imap").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
+            "smtp": get("smtp").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
+            "web": get("web").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
+            "last_error": get("last_error").map(|(v, t)| serde_json::json!({"error": v, "at": t})),
+            "outbox": outbox,
+            "messages": counts.iter().map(|(c, s, n)| serde_json::json!({"category": c, "status": s, "count": n})).collect::<Vec<_>>(),
+            "not_moved": unmoved,
+            "failed_recent": failed.iter().map(|(id, rcpt, e)| serde_json::json!({"id": id, "to": rcpt, "error": e})).collect::<Vec<_>>(),
+            "subscribers": subscribers,
+            "newsletter": issues.iter().map(|(i, c)| serde_json::json!({"issue": i.id, "status": i.status, "subject": i.subject, "deliveries": c})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!("daemon:   {}", if running { "running" } else { "not running" });
+    for part in ["imap", "smtp", "web"] {
+        match get(part) {
+            Some((v, t)) => println!("{part}:     {v} (since {})", local_time(&t)),
+            None if part == "web" => println!("web:      not started yet (outreach run serves the pages)"),
+            None => println!("{part}:     no connection made yet"),
+        }
+    }
+    println!(
+        "outbox:   {} queued ({} waiting for a retry{}), {} sending, {} sent, {} failed",
+        outbox.queued,
+        outbox.retrying,
+        outbox.next_attempt_at.map(|t| format!(", next at {}", local_time(&ts(t)))).unwrap_or_default(),
+        outbox.sending,
+        outbox.sent,
+        outbox.failed
+    );
+    let total: i64 = counts.iter().map(|c| c.2).sum();
+    println!("filed:    {total} messages, {unmoved} not moved to their folder yet");
+    for (c, s, n) in &counts {
+        println!("          {c:11} {s:5} {n}");
+    }
+    println!(
+        "subscribers: {}",
+        if subscribers.is_empty() {
+            "none".to_string()
+        } else {
+            subscribers.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+        }
+    );
+    for (i, c) in &issues {
+        let detail = c.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ");
+        println!(
+            "newsletter: issue {} {} {}",
+            i.id,
+            i.status,
+            if detail.is_empty() { String::new() } else { format!("({detail})") }
+        );
+    }
+    match get("last_error") {
+        Some((v, t)) => println!("last error: {v} (at {})", local_time(&t)),
+        None => println!("last error: none"),
+    }
+    for (id, rcpt, e) in failed {
+        let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
+        println!("failed:   #{id} to …@{domain}: {e}");
+    }
+    Ok(0)
+}
