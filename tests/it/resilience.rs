@@ -100,7 +100,10 @@ fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
         "each mail in exactly one folder"
     );
 
-    let got = wait_count("catchall", "INBOX", N as u32, Duration::from_secs(120));
+    // Replies marked "not confirmed" may be lost (see below): wait for the others.
+    let unconfirmed_before: i64 =
+        app.sql("SELECT COUNT(*) FROM outbox WHERE last_error = 'sent just before a crash (not confirmed)'");
+    let got = wait_count("catchall", "INBOX", N as u32 - unconfirmed_before as u32, Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(2));
     let replies = fetch_all("catchall", "INBOX");
     let mut per_original: HashMap<String, usize> = HashMap::new();
@@ -122,9 +125,26 @@ fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
         ));
         eprintln!("no reply for {id}: outbox {row}");
     }
-    assert!(missing.is_empty(), "{} mails got no reply, e.g. {:?}", missing.len(), missing.first());
+    // The one loss the design allows (README, "The outbox"): a kill in the instant between
+    // a reply's journal record and the end of its message. Such a reply must be marked as
+    // not confirmed, and there can be at most one per kill.
+    let unconfirmed: i64 =
+        app.sql("SELECT COUNT(*) FROM outbox WHERE last_error = 'sent just before a crash (not confirmed)'");
+    for id in &missing {
+        let note: String = app.sql(&format!(
+            "SELECT COALESCE(o.last_error, '') FROM outbox o JOIN messages m ON m.id = o.reply_to_msg WHERE m.message_id = '{id}'"
+        ));
+        assert_eq!(note, "sent just before a crash (not confirmed)", "{id} got no reply and is not marked unconfirmed");
+    }
+    assert!(
+        missing.len() <= kills.len() && missing.len() as i64 <= unconfirmed,
+        "{} mails got no reply after {} kills, e.g. {:?}",
+        missing.len(),
+        kills.len(),
+        missing.first()
+    );
     assert_eq!(duplicates, 0, "duplicate replies");
-    assert_eq!(replies.len(), N);
+    assert_eq!(replies.len() + missing.len(), N);
 }
 
 #[test]
