@@ -44,6 +44,8 @@ pub struct Settings {
     pub web: WebSettings,
     #[serde(default)]
     pub retention: RetentionSettings,
+    #[serde(default)]
+    pub trust: TrustSettings,
     /// Signs the tokens in confirm and unsubscribe links (HMAC-SHA256). Give it from the
     /// environment in production (`OUTREACH_SECRET`); at least 32 characters. When it is
     /// missing, a random secret is generated once and kept in the database.
@@ -161,10 +163,13 @@ impl Default for FilingSettings {
 pub struct AutoReplySettings {
     /// Send auto-replies at all.
     pub enabled: bool,
-    /// At most one auto-reply per sender per this many hours.
+    /// At most one mail on a stranger's word (auto-reply or subscription confirmation) per
+    /// receiving address per this many hours.
     pub window_hours: u64,
-    /// Circuit breaker: at most this many auto-replies per hour in total.
+    /// Circuit breaker: at most this many such mails per hour in total.
     pub max_per_hour: u64,
+    /// At most this many such mails per hour to the addresses of one domain.
+    pub max_per_domain_per_hour: u64,
     /// More addresses that are ours (aliases); mail from them is never answered.
     #[serde(deserialize_with = "list")]
     pub own_addresses: Vec<String>,
@@ -172,8 +177,25 @@ pub struct AutoReplySettings {
 
 impl Default for AutoReplySettings {
     fn default() -> Self {
-        Self { enabled: true, window_hours: 24, max_per_hour: 100, own_addresses: Vec::new() }
+        Self {
+            enabled: true,
+            window_hours: 24,
+            max_per_hour: 100,
+            max_per_domain_per_hour: 20,
+            own_addresses: Vec::new(),
+        }
     }
+}
+
+/// Whom to believe about a mail's sender.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustSettings {
+    /// The authserv-id of the server that receives our mail (RFC 8601), e.g.
+    /// `mx.example.org`: its own `Authentication-Results` header is read, every other
+    /// instance ignored; mail that fails DMARC for its From domain is never answered and
+    /// never acts. Unset: no such header is read.
+    pub authserv_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

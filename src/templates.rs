@@ -28,6 +28,7 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("notice/breaker.nl.txt", "notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
     ("notice/no_stories.nl.txt", "notice/no_stories.nl.txt", include_str!("../templates/notice/no_stories.nl.txt")),
     ("notice/proof.nl.txt", "notice/proof.nl.txt", include_str!("../templates/notice/proof.nl.txt")),
+    ("notice/suspect.nl.txt", "notice/suspect.nl.txt", include_str!("../templates/notice/suspect.nl.txt")),
     ("reply/join.en.txt", "reply/join.en.txt", include_str!("../templates/reply/join.en.txt")),
     ("reply/join.nl.txt", "reply/join.nl.txt", include_str!("../templates/reply/join.nl.txt")),
     ("reply/question.en.txt", "reply/question.en.txt", include_str!("../templates/reply/question.en.txt")),

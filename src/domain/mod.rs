@@ -161,9 +161,59 @@ pub fn clean_text(s: &str) -> String {
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A stranger's words (a display name, a subject) as we may repeat them in a mail of
+/// ours: one clean line, no links (a URL, `www.` or anything that looks like a domain
+/// name is left out, so our mail cannot carry an attacker's link to a third party), and
+/// at most `max` characters.
+pub fn repeatable(s: &str, max: usize) -> String {
+    let cleaned = clean_text(s);
+    let words: Vec<&str> = cleaned.split(' ').filter(|w| !looks_like_link(w)).collect();
+    let line = words.join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// A word that a mail client would show as a link.
+fn looks_like_link(w: &str) -> bool {
+    let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '/' && c != ':');
+    let l = w.to_ascii_lowercase();
+    if l.contains("://") || l.starts_with("www.") || l.starts_with("mailto:") {
+        return true;
+    }
+    // name.tld or name.tld/path: letters after the last dot, a label before it.
+    let host = l.split('/').next().unwrap_or("");
+    match host.rsplit_once('.') {
+        Some((label, tld)) => {
+            !label.is_empty()
+                && tld.len() >= 2
+                && tld.chars().all(|c| c.is_ascii_alphabetic())
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && label.chars().any(|c| c.is_ascii_alphanumeric())
+                && label.len() >= 2
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strangers_words_are_repeated_short_and_without_links() {
+        assert_eq!(repeatable("Ann de Vries", 60), "Ann de Vries");
+        assert_eq!(repeatable("Win! Visit https://evil.example/x now", 60), "Win! Visit now");
+        assert_eq!(repeatable("Click www.evil.example or evil.example/pay", 60), "Click or");
+        assert_eq!(repeatable("Meet at St. Jan, 10.30", 60), "Meet at St. Jan, 10.30");
+        let long = "a".repeat(200);
+        let short = repeatable(&long, 100);
+        assert_eq!(short.chars().count(), 100);
+        assert!(short.ends_with('…'));
+        assert_eq!(repeatable("Bcc:\r\nx", 60), "Bcc: x");
+    }
 
     #[test]
     fn addresses_are_lowercased_and_validated() {

@@ -187,6 +187,9 @@ text_enum!(
         NoticeBreaker = "notice_breaker",
         /// A scheduled issue had no stories.
         NoticeNoStories = "notice_no_stories",
+        /// A mail looked like an answer that acts (a proof answer, consent) but proved
+        /// nothing: the coordinator is told once.
+        NoticeSuspect = "notice_suspect",
         /// An issue mailed to the coordinator for approval.
         Proof = "proof",
         /// `newsletter preview --to`.

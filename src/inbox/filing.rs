@@ -12,13 +12,14 @@ use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
 
 use super::Filed;
+use super::auth::{self, Dmarc};
 use super::imap::FetchedMessage;
 use super::parse::{self, ParsedMail};
 use super::triage::{self, ReplyContext, ReplyDecision};
 use crate::config::Settings;
-use crate::domain::ids::{ContactId, ConversationId, IssueId, MessageRowId, SubscriberId};
+use crate::domain::ids::{ContactId, ConversationId, IssueId, MessageRowId, StoryId, SubscriberId};
 use crate::domain::state::{IssueStatus, MessageStatus, OutboxKind};
-use crate::domain::{Category, EmailAddress, Language, case_reference};
+use crate::domain::{Category, EmailAddress, Language, case_reference, repeatable};
 use crate::newsletter::{self, Ctx, Subscribed, bounce};
 use crate::outbox::compose;
 use crate::store::stories::{Ambassador, NewStory};
@@ -48,6 +49,29 @@ struct Decision {
     handled: bool,
     /// Why no auto-reply, decided before the reply rules run.
     no_reply: Option<String>,
+    /// When the reply address last got a mail from us on a stranger's word, and how many
+    /// such mails its domain got in the last hour (read before this mail queues any).
+    last_to_recipient: Option<DateTime<Utc>>,
+    to_domain_last_hour: u64,
+    /// It looked like an answer that acts but proved nothing: the coordinator is told
+    /// once (about this issue or story).
+    suspect: Option<Suspect>,
+}
+
+/// A mail that looked like an answer that acts (a proof answer, consent to publish).
+#[derive(Debug, Clone)]
+struct Suspect {
+    why: String,
+    issue: Option<IssueId>,
+    story: Option<StoryId>,
+}
+
+/// What an answer to one of our newsletter mails did.
+enum Answer {
+    /// Acted on (confirmed, approved, cancelled): filed as done, no reply.
+    Handled(Category, String),
+    /// Looked like such an answer but proved nothing: filed for review.
+    Suspect(Suspect),
 }
 
 impl Decision {
@@ -61,14 +85,26 @@ impl Decision {
             story: None,
             handled: false,
             no_reply: None,
+            last_to_recipient: None,
+            to_domain_last_hour: 0,
+            suspect: None,
         }
+    }
+
+    /// Files the mail for review instead: no reply, no action, the coordinator told.
+    fn suspect(&mut self, s: Suspect) {
+        self.category = Category::Review;
+        self.reason = s.why.clone();
+        self.no_reply = Some("not answered: a person reviews it first".into());
+        self.suspect = Some(s);
     }
 }
 
 /// The first step's outcome: filed already (replay, review), or a mail to sort.
 enum Admitted {
     Done(Filed),
-    Mail(Box<ParsedMail>, String),
+    /// A mail to sort, with its dedupe key and content hash.
+    Mail(Box<ParsedMail>, String, String),
 }
 
 impl<'a> Pipeline<'a> {
@@ -115,7 +151,7 @@ impl<'a> Pipeline<'a> {
                 Err(e) => {
                     tracing::warn!(uid = m.meta.uid, error = %format!("{e:#}"), "filing failed; filing for review");
                     let reason = format!("review: filing failed: {e:#}");
-                    match tx.savepoint(|tx| self.file_review(tx, m, None, uidvalidity, &reason, now)) {
+                    match tx.savepoint(|tx| self.file_review(tx, m, None, None, uidvalidity, &reason, now)) {
                         Ok(f) => out.push(f),
                         Err(e) if store::Fault::of(&e).is_some() => return Err(e),
                         Err(e) => {
@@ -131,12 +167,16 @@ impl<'a> Pipeline<'a> {
 
     /// Files one message: the steps in order.
     fn file_one(&self, tx: &Tx<'_>, m: &FetchedMessage, uidvalidity: u32, now: DateTime<Utc>) -> anyhow::Result<Filed> {
-        let (mail, key) = match self.admit(tx, m, uidvalidity, now)? {
+        let (mail, key, hash) = match self.admit(tx, m, uidvalidity, now)? {
             Admitted::Done(f) => return Ok(f),
-            Admitted::Mail(mail, key) => (mail, key),
+            Admitted::Mail(mail, key, hash) => (mail, key, hash),
         };
+        if let Some(why) = self.unauthenticated(&mail) {
+            return self.file_review(tx, m, Some(&mail), Some(key), uidvalidity, &why, now);
+        }
         let language = triage::detect_language(&mail);
         let mut d = self.sort(tx, m, &mail, language, now)?;
+        self.recipient_history(tx, &mail, &mut d, now)?;
         self.story_consent(tx, &mail, &mut d, now)?;
         self.newsletter_request(tx, &mail, language, &mut d, now)?;
         if let Some(c) = &d.conversation {
@@ -146,9 +186,12 @@ impl<'a> Pipeline<'a> {
         let reply_addr = mail.reply_address().cloned();
         let decision = self.reply_decision(tx, &d, reply_addr.as_ref(), now)?;
         self.unsubscribe_by_mail(tx, &mail, &mut d, &decision, now)?;
-        let row = self.record(tx, m, &mail, key, language, &d, &folder, &decision, uidvalidity, now)?;
+        let row = self.record(tx, m, &mail, (key, hash), language, &d, &folder, &decision, uidvalidity, now)?;
         self.record_story(tx, &mail, &d, row, now)?;
         let replied = self.answer(tx, &mail, &d, decision, reply_addr, language, row, now)?;
+        if let Some(s) = &d.suspect {
+            self.tell_coordinator_suspect(tx, &mail, s, now)?;
+        }
         Ok(Filed { uid: m.meta.uid, message_row: row, folder, new: true, category: d.category, replied })
     }
 
@@ -161,21 +204,59 @@ impl<'a> Pipeline<'a> {
                 "review: message is {} bytes, over the limit of {} (imap.max_message_size); not downloaded",
                 m.meta.size, self.settings.imap.max_message_size
             );
-            return Ok(Admitted::Done(self.file_review(tx, m, parsed.as_ref(), uidvalidity, &reason, now)?));
+            return Ok(Admitted::Done(self.file_review(tx, m, parsed.as_ref(), None, uidvalidity, &reason, now)?));
         }
         let Some(mail) = parsed else {
             let reason = "review: could not be parsed as a mail message";
-            return Ok(Admitted::Done(self.file_review(tx, m, None, uidvalidity, reason, now)?));
+            return Ok(Admitted::Done(self.file_review(tx, m, None, None, uidvalidity, reason, now)?));
         };
         let key = parse::dedupe_key(mail.message_id.as_deref(), &m.raw);
-        if let Some(f) = self.replayed(tx, m, &key)? {
-            return Ok(Admitted::Done(f));
+        let hash = parse::content_hash(&mail);
+        if let Some((row, folder, known)) = tx.find_filed(&key)? {
+            // Filed before: a replay after a crash, unless the same Message-ID now comes
+            // with other content (anyone can write any Message-ID): then it is a mail of
+            // its own, for a person to look at.
+            if known.as_deref().is_none_or(|k| k == hash) {
+                return Ok(Admitted::Done(Filed::replayed(m, row, folder)));
+            }
+            let own_key = format!("sha256:{hash}");
+            if let Some((row, folder, _)) = tx.find_filed(&own_key)? {
+                return Ok(Admitted::Done(Filed::replayed(m, row, folder)));
+            }
+            let reason = format!(
+                "review: Message-ID <{}> was filed before (message {row}) with other content",
+                mail.message_id.as_deref().unwrap_or("")
+            );
+            return Ok(Admitted::Done(self.file_review(
+                tx,
+                m,
+                Some(&mail),
+                Some(own_key),
+                uidvalidity,
+                &reason,
+                now,
+            )?));
         }
         if mail.parts > parse::MAX_PARTS {
             let reason = format!("review: {} MIME parts (limit {})", mail.parts, parse::MAX_PARTS);
-            return Ok(Admitted::Done(self.file_review(tx, m, Some(&mail), uidvalidity, &reason, now)?));
+            return Ok(Admitted::Done(self.file_review(tx, m, Some(&mail), Some(key), uidvalidity, &reason, now)?));
         }
-        Ok(Admitted::Mail(Box::new(mail), key))
+        Ok(Admitted::Mail(Box::new(mail), key, hash))
+    }
+
+    /// With `trust.authserv_id`: a mail our receiving server found failing DMARC for its
+    /// From domain is never answered and never acts; the reason for review.
+    fn unauthenticated(&self, mail: &ParsedMail) -> Option<String> {
+        let id = self.settings.trust.authserv_id.as_deref()?;
+        match auth::dmarc(mail, id) {
+            Dmarc::Fail { domain } => {
+                let domain = domain.or_else(|| mail.from.as_ref().map(|f| f.domain().to_string())).unwrap_or_default();
+                Some(format!(
+                    "review: sender authentication failed ({id} says dmarc=fail for {domain}); not answered, nothing done"
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// What the message is: automatic mail (bounces counted), an answer to one of our
@@ -209,10 +290,19 @@ impl<'a> Pipeline<'a> {
         };
         let contact_id = contact.as_ref().map(|c| c.0);
         let subject_norm = triage::normalize_subject(&mail.subject);
-        let mut d = if let Some((cat, why)) = self.newsletter_answer(tx, mail, &ids, now)? {
-            let mut d = Decision::new(cat, why, by_ids);
-            d.handled = true;
-            d
+        let mut d = if let Some(answer) = self.newsletter_answer(tx, mail, &ids, now)? {
+            match answer {
+                Answer::Handled(cat, why) => {
+                    let mut d = Decision::new(cat, why, by_ids);
+                    d.handled = true;
+                    d
+                }
+                Answer::Suspect(s) => {
+                    let mut d = Decision::new(Category::Review, String::new(), None);
+                    d.suspect(s);
+                    d
+                }
+            }
         } else if let Some((title, amb)) = newsletter::stories::mail_title(&mail.subject)
             .zip(mail.from.as_ref().map(|f| tx.store().ambassador_by_email(f.as_str())).transpose()?.flatten())
         {
@@ -235,7 +325,25 @@ impl<'a> Pipeline<'a> {
         Ok(d)
     }
 
-    /// Consent to publish: "ja" in answer to our reply to a story.
+    /// Reads what we sent the reply address on a stranger's word before this mail: the
+    /// window and the domain cap are keyed on the address that receives our mail.
+    fn recipient_history(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        d: &mut Decision,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if let Some(to) = mail.reply_address() {
+            d.last_to_recipient = tx.last_unasked_mail_to(to)?;
+            d.to_domain_last_hour = tx.unasked_mails_to_domain_since(to.domain(), now - Duration::hours(1))?;
+        }
+        Ok(())
+    }
+
+    /// Consent to publish: "ja" in answer to our request for it (the reply to the story
+    /// mail, referred to by In-Reply-To/References), from the ambassador's registered
+    /// address. A "ja" in the story's conversation that is not both is filed for review.
     fn story_consent(
         &self,
         tx: &Tx<'_>,
@@ -243,20 +351,41 @@ impl<'a> Pipeline<'a> {
         d: &mut Decision,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        if d.category == Category::Followup
-            && let Some(conv) = d.conversation.as_ref().filter(|c| c.category == Category::Story)
-            && triage::says_yes(mail)
-            && let Some(story) = tx.store().story_by_conversation(conv.id)?
-        {
+        if d.category != Category::Followup || !triage::says_yes(mail) {
+            return Ok(());
+        }
+        let Some(conv) = d.conversation.as_ref().filter(|c| c.category == Category::Story) else { return Ok(()) };
+        let Some(story) = tx.store().story_by_conversation(conv.id)? else { return Ok(()) };
+        let (request, ambassador) = tx.store().story_consent_request(story)?;
+        let answers_request =
+            request.as_deref().is_some_and(|r| mail.in_reply_to.iter().chain(&mail.references).any(|id| id == r));
+        let from_ambassador = ambassador
+            .as_deref()
+            .and_then(|a| EmailAddress::parse(a).ok())
+            .zip(mail.from.as_ref())
+            .is_some_and(|(a, f)| a.normalized() == f.normalized());
+        if answers_request && from_ambassador {
             let source = format!("mail: \"ja\" in <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
             tx.store().record_story_consent(story, &source, now)?;
             d.reason = format!("{}; story {story}: consent to publish recorded", d.reason);
+        } else {
+            let missing = match (answers_request, from_ambassador) {
+                (false, false) => "it does not answer our request for consent and is not from the ambassador's address",
+                (false, true) => "it does not answer our request for consent (In-Reply-To/References)",
+                _ => "it is not from the ambassador's registered address",
+            };
+            d.suspect(Suspect {
+                why: format!("review: looks like consent to publish story {story}, but {missing}; nothing recorded"),
+                issue: None,
+                story: Some(story),
+            });
         }
         Ok(())
     }
 
     /// A request for the newsletter: double opt-in. When the mail asks for nothing else,
-    /// the confirmation mail is its answer.
+    /// the confirmation mail is its answer. No confirmation goes to an address that got a
+    /// mail from us on a stranger's word within the window.
     fn newsletter_request(
         &self,
         tx: &Tx<'_>,
@@ -270,18 +399,21 @@ impl<'a> Pipeline<'a> {
         }
         let Some(words) = triage::asks_for_newsletter(mail) else { return Ok(()) };
         let Some(addr) = mail.reply_address().cloned() else { return Ok(()) };
-        if self.is_ours(&addr) {
+        if self.is_ours(&addr) || triage::unanswerable(&addr).is_some() {
             return Ok(());
         }
-        let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
-        let outcome =
-            self.news.subscribe(tx.store(), &addr, mail.from_name.as_deref(), language, &source, None, now)?;
-        let note = match outcome {
-            Subscribed::ConfirmationSent(_) => "confirmation mail queued",
-            Subscribed::ConfirmationRecent(_) => "pending; a confirmation went out less than a day ago",
-            Subscribed::AlreadyActive(_) => "already subscribed",
-            Subscribed::Activated(_) | Subscribed::Kept(..) => "subscription unchanged",
-            Subscribed::Suppressed => "address erased earlier on request; not subscribed",
+        let note = if d.last_to_recipient.is_some_and(|t| now - t < self.window()) {
+            "not asked: this address got a mail from us less than a window ago"
+        } else {
+            let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+            let name = mail.from_name.as_deref().map(|n| repeatable(n, 60));
+            match self.news.subscribe(tx.store(), &addr, name.as_deref(), language, &source, None, now)? {
+                Subscribed::ConfirmationSent(_) => "confirmation mail queued",
+                Subscribed::ConfirmationRecent(_) => "pending; a confirmation went out less than a day ago",
+                Subscribed::AlreadyActive(_) => "already subscribed",
+                Subscribed::Activated(_) | Subscribed::Kept(..) => "subscription unchanged",
+                Subscribed::Suppressed => "address erased earlier on request; not subscribed",
+            }
         };
         d.reason = format!("{}; newsletter request ({words}): {note}", d.reason);
         if !triage::asks_to_join_network(mail) {
@@ -291,7 +423,12 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    /// Whether to answer, by the RFC 3834 rules, the window and the circuit breaker.
+    /// The reply window: at most one mail on a stranger's word per address in it.
+    fn window(&self) -> Duration {
+        Duration::hours(i64::try_from(self.settings.autoreply.window_hours).unwrap_or(i64::MAX / 3600))
+    }
+
+    /// Whether to answer, by the RFC 3834 rules, the window, the caps and the breaker.
     fn reply_decision(
         &self,
         tx: &Tx<'_>,
@@ -305,23 +442,28 @@ impl<'a> Pipeline<'a> {
         if d.handled {
             return Ok(ReplyDecision::NoReply("newsletter answer handled; no auto-reply".into()));
         }
+        let a = &self.settings.autoreply;
         Ok(triage::decide_reply(&ReplyContext {
-            enabled: self.settings.autoreply.enabled,
+            enabled: a.enabled,
             category: d.category,
             automatic: matches!(d.category, Category::Automatic | Category::Bounce),
             new_conversation: d.new_conversation,
             has_reply_address: reply_addr.is_some(),
             reply_address_is_ours: reply_addr.is_some_and(|a| self.is_ours(a)),
-            last_auto_reply_to_sender: d.contact.as_ref().and_then(|c| c.1),
-            window: Duration::hours(i64::try_from(self.settings.autoreply.window_hours).unwrap_or(i64::MAX / 3600)),
+            reply_address_unanswerable: reply_addr.and_then(triage::unanswerable),
+            last_mail_to_recipient: d.last_to_recipient,
+            window: self.window(),
+            mails_to_domain_last_hour: d.to_domain_last_hour,
+            max_per_domain_per_hour: a.max_per_domain_per_hour,
             replies_last_hour: tx.auto_replies_since(now - Duration::hours(1))?,
-            max_per_hour: self.settings.autoreply.max_per_hour,
+            max_per_hour: a.max_per_hour,
             now,
         }))
     }
 
-    /// "afmelden" by mail: unsubscribed at once. The auto-reply confirms it; without one,
-    /// a short confirmation mail does.
+    /// "afmelden" by mail: the sender's own address (or the one our link's token names)
+    /// is unsubscribed at once: leaving stays easy. The confirmation goes to that address:
+    /// by the auto-reply when that goes to the same address, else by a short mail.
     fn unsubscribe_by_mail(
         &self,
         tx: &Tx<'_>,
@@ -333,10 +475,14 @@ impl<'a> Pipeline<'a> {
         if d.category != Category::Unsubscribe {
             return Ok(());
         }
-        let Some(sub) = self.subscriber_leaving(tx, mail)? else { return Ok(()) };
+        let Some((sub, email)) = self.subscriber_leaving(tx, mail)? else { return Ok(()) };
         let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
-        let replying = *decision == ReplyDecision::Reply;
-        if self.news.unsubscribe(tx.store(), sub, &source, !replying, now)? {
+        let reply_goes_there = *decision == ReplyDecision::Reply
+            && mail
+                .reply_address()
+                .zip(EmailAddress::parse(&email).ok())
+                .is_some_and(|(r, e)| r.normalized() == e.normalized());
+        if self.news.unsubscribe(tx.store(), sub, &source, !reply_goes_there, now)? {
             d.reason = format!("{}; newsletter: subscriber {sub} unsubscribed", d.reason);
         }
         Ok(())
@@ -349,7 +495,7 @@ impl<'a> Pipeline<'a> {
         tx: &Tx<'_>,
         m: &FetchedMessage,
         mail: &ParsedMail,
-        dedupe_key: String,
+        (dedupe_key, content_hash): (String, String),
         language: Language,
         d: &Decision,
         folder: &str,
@@ -364,6 +510,7 @@ impl<'a> Pipeline<'a> {
         tx.insert_message(
             &NewMessage {
                 dedupe_key,
+                content_hash: Some(content_hash),
                 message_id: mail.message_id.clone(),
                 in_reply_to: mail.in_reply_to.first().cloned(),
                 refs: mail.references.clone(),
@@ -455,17 +602,15 @@ impl<'a> Pipeline<'a> {
     }
 
     /// A reply to one of our newsletter mails: "ja"/"yes" to a confirmation, or
-    /// VERZENDEN / STOP from the coordinator to a proof. `None`: not such an answer.
+    /// VERZENDEN / STOP to a proof. `None`: not such an answer.
     fn newsletter_answer(
         &self,
         tx: &Tx<'_>,
         mail: &ParsedMail,
         ids: &[String],
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Option<(Category, String)>> {
+    ) -> anyhow::Result<Option<Answer>> {
         let st = tx.store();
-        let from_coordinator =
-            mail.from.as_ref().zip(self.news.coordinator()).is_some_and(|(f, co)| f.normalized() == co.normalized());
         for id in ids.iter().rev() {
             let Some(out) = st.outgoing_by_message_id(id)? else { continue };
             match (out.kind, out.subscriber, out.issue) {
@@ -473,76 +618,86 @@ impl<'a> Pipeline<'a> {
                     let source = format!("mail: \"ja\" in <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
                     let done = self.news.confirm(st, sub, &source, now)?;
                     let note = if done { "confirmed by reply" } else { "already confirmed" };
-                    return Ok(Some((Category::Join, format!("newsletter: subscription {note}"))));
+                    return Ok(Some(Answer::Handled(Category::Join, format!("newsletter: subscription {note}"))));
                 }
-                (OutboxKind::Proof, _, Some(issue)) if from_coordinator => {
-                    return self.proof_answer(tx, mail, issue, now);
+                (OutboxKind::Proof, _, Some(issue)) if triage::proof_answer(mail).is_some() => {
+                    return self.proof_answer(tx, mail, issue, now).map(Some);
                 }
                 _ => {}
             }
         }
-        if from_coordinator
-            && let Some(issue) = proof_reference(&mail.subject)
-            && st.issue(issue)?.is_some_and(|i| i.status == IssueStatus::Proof)
+        // `[PROEF n]` and VERZENDEN/STOP, but no reference to the proof mail itself.
+        if let Some(issue) = proof_reference(&mail.subject)
+            && triage::proof_answer(mail).is_some()
         {
-            return self.proof_answer(tx, mail, issue, now);
+            return Ok(Some(Answer::Suspect(Suspect {
+                why: format!(
+                    "review: looks like an answer to the proof of issue {issue}, but it does not reply to the proof mail (In-Reply-To/References); nothing done"
+                ),
+                issue: st.issue(issue)?.map(|i| i.id),
+                story: None,
+            })));
         }
         Ok(None)
     }
 
-    /// VERZENDEN or STOP: records the coordinator's decision. The send itself is started
-    /// by the newsletter task after this transaction commits.
+    /// VERZENDEN or STOP in reply to a proof. It counts only from the coordinator's
+    /// address and with the proof's one-time code; then it records the decision (the send
+    /// itself is started by the newsletter task after this transaction commits).
     fn proof_answer(
         &self,
         tx: &Tx<'_>,
         mail: &ParsedMail,
         issue: IssueId,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Option<(Category, String)>> {
+    ) -> anyhow::Result<Answer> {
         let st = tx.store();
+        let suspect = |why: String| Answer::Suspect(Suspect { why, issue: Some(issue), story: None });
+        let Some(i) = st.issue(issue)? else {
+            return Ok(suspect(format!("review: an answer to the proof of issue {issue}, which does not exist")));
+        };
+        let from_coordinator =
+            mail.from.as_ref().zip(self.news.coordinator()).is_some_and(|(f, co)| f.normalized() == co.normalized());
+        if !from_coordinator {
+            return Ok(suspect(format!(
+                "review: an answer to the proof of issue {issue}, but not from the coordinator's address; nothing done"
+            )));
+        }
+        let has_code = i.proof_code.as_deref().is_some_and(|c| mail.text.contains(c) || mail.subject.contains(c));
+        if !has_code {
+            return Ok(suspect(format!(
+                "review: an answer to the proof of issue {issue} without the proof's code; nothing done (answer with the code, or use `outreach newsletter approve`)"
+            )));
+        }
+        if i.status != IssueStatus::Proof {
+            let note = format!("newsletter: answer to the proof of issue {issue}, which is {} already", i.status);
+            return Ok(Answer::Handled(Category::Question, note));
+        }
         let by = format!("coordinator by mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
-        let Some(answer) = triage::proof_answer(mail) else { return Ok(None) };
-        let status = st.issue(issue)?.map(|i| i.status);
-        let note = match (answer, status) {
-            (_, Some(s)) if s != IssueStatus::Proof => {
-                format!("answer to the proof of issue {issue}, which is {s} already")
-            }
-            (_, None) => format!("answer to the proof of issue {issue}, which does not exist"),
-            (triage::ProofAnswer::Send, _) => {
+        let note = match triage::proof_answer(mail) {
+            Some(triage::ProofAnswer::Send) => {
                 self.news.approve(st, issue, &by, now)?;
                 format!("proof of issue {issue} approved (VERZENDEN); the newsletter task sends it")
             }
-            (triage::ProofAnswer::Stop, _) => {
+            _ => {
                 self.news.cancel(st, issue, &by, now)?;
                 format!("proof of issue {issue} cancelled (STOP)")
             }
         };
-        Ok(Some((Category::Question, format!("newsletter: {note}"))))
+        Ok(Answer::Handled(Category::Question, format!("newsletter: {note}")))
     }
 
-    /// The subscriber an unsubscribe mail is about: by the token that our mailto link
-    /// puts in the subject, else by the sender's address.
-    fn subscriber_leaving(&self, tx: &Tx<'_>, mail: &ParsedMail) -> anyhow::Result<Option<SubscriberId>> {
+    /// The subscriber an unsubscribe mail is about, with their address: by the token that
+    /// our mailto link puts in the subject, else by the sender's own address.
+    fn subscriber_leaving(&self, tx: &Tx<'_>, mail: &ParsedMail) -> anyhow::Result<Option<(SubscriberId, String)>> {
         let st = tx.store();
         for word in mail.subject.split_whitespace() {
             if let Ok(s) = self.news.subscriber_by_token(st, word, newsletter::tokens::Purpose::Unsubscribe, None)? {
-                return Ok(Some(s.id));
+                return Ok(Some((s.id, s.email)));
             }
         }
         let Some(from) = &mail.from else { return Ok(None) };
-        Ok(st.subscriber_by_email(from.as_str())?.map(|s| s.id))
-    }
-
-    /// A message filed before (same dedupe key): move it where it went the first time.
-    fn replayed(&self, tx: &Tx<'_>, m: &FetchedMessage, key: &str) -> anyhow::Result<Option<Filed>> {
-        Ok(tx.find_filed(key)?.map(|(row, folder)| Filed {
-            uid: m.meta.uid,
-            message_row: row,
-            folder,
-            new: false,
-            category: Category::Review,
-            replied: false,
-        }))
+        Ok(st.subscriber_by_email(from.as_str())?.map(|s| (s.id, s.email)))
     }
 
     /// Which conversation this message continues, and why: References/In-Reply-To (ours
@@ -574,26 +729,31 @@ impl<'a> Pipeline<'a> {
         Ok(None)
     }
 
+    /// Files a message for a person to review, under `key` (by default its Message-ID,
+    /// else a hash of its bytes), unless it was filed under that key before.
+    #[allow(clippy::too_many_arguments)]
     fn file_review(
         &self,
         tx: &Tx<'_>,
         m: &FetchedMessage,
         mail: Option<&ParsedMail>,
+        key: Option<String>,
         uidvalidity: u32,
         reason: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Filed> {
-        let key = match mail.and_then(|p| p.message_id.as_deref()) {
+        let key = key.unwrap_or_else(|| match mail.and_then(|p| p.message_id.as_deref()) {
             Some(mid) => parse::dedupe_key(Some(mid), &m.raw),
             None => parse::dedupe_key(None, &[m.raw.as_slice(), &m.meta.size.to_le_bytes()].concat()),
-        };
-        if let Some(f) = self.replayed(tx, m, &key)? {
-            return Ok(f);
+        });
+        if let Some((row, folder, _)) = tx.find_filed(&key)? {
+            return Ok(Filed::replayed(m, row, folder));
         }
         let folder = self.folder_for(Category::Review);
         let row = tx.insert_message(
             &NewMessage {
                 dedupe_key: key,
+                content_hash: mail.map(parse::content_hash),
                 message_id: mail.and_then(|p| p.message_id.clone()),
                 in_reply_to: mail.and_then(|p| p.in_reply_to.first().cloned()),
                 refs: mail.map(|p| p.references.clone()).unwrap_or_default(),
@@ -635,19 +795,21 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let case_ref = case_reference(conversation);
-        let name = mail.from_name.clone().unwrap_or_default();
+        // A stranger's name and subject are repeated short and without links.
+        let name = mail.from_name.as_deref().map(|n| repeatable(n, 60)).unwrap_or_default();
+        let subject = repeatable(&mail.subject, 100);
         let body = self.templates.reply(
             category,
             language,
-            &ReplyData { name: &name, subject: &mail.subject, case_ref: &case_ref, has_photo },
+            &ReplyData { name: &name, subject: &subject, case_ref: &case_ref, has_photo },
         )?;
         let message_id = compose::new_message_id(&self.from);
         let raw = compose::auto_reply(
             &self.from,
             &compose::ReplyTo {
                 to,
-                to_name: mail.from_name.as_deref().filter(|_| mail.reply_to.is_none()),
-                original_subject: &mail.subject,
+                to_name: Some(name.as_str()).filter(|n| !n.is_empty() && mail.reply_to.is_none()),
+                original_subject: &subject,
                 original_message_id: mail.message_id.as_deref(),
                 original_references: &mail.references,
                 case_ref: &case_ref,
@@ -692,7 +854,7 @@ impl<'a> Pipeline<'a> {
         let count = tx.auto_replies_since(now - Duration::hours(1))?;
         let body = self.templates.render(
             "notice/breaker.nl.txt",
-            &Data { count, limit: self.settings.autoreply.max_per_hour, subject: &mail.subject },
+            &Data { count, limit: self.settings.autoreply.max_per_hour, subject: &repeatable(&mail.subject, 100) },
         )?;
         let message_id = compose::new_message_id(&self.from);
         let raw = compose::notice(
@@ -713,6 +875,56 @@ impl<'a> Pipeline<'a> {
             ),
             now,
         )?;
+        Ok(())
+    }
+
+    /// Tells the coordinator that a mail looked like an answer that acts but proved
+    /// nothing: once per issue or story (once a day for anything else).
+    fn tell_coordinator_suspect(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        s: &Suspect,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let Some(to) = self.news.coordinator() else { return Ok(()) };
+        let told = if s.issue.is_some() || s.story.is_some() {
+            tx.notice_queued(OutboxKind::NoticeSuspect, s.issue, s.story)?
+        } else {
+            tx.queued_kind_since(OutboxKind::NoticeSuspect, now - Duration::hours(24))?
+        };
+        if told {
+            return Ok(());
+        }
+        #[derive(serde::Serialize)]
+        struct Data<'a> {
+            why: &'a str,
+            subject: String,
+            sender_domain: &'a str,
+        }
+        let body = self.templates.render(
+            "notice/suspect.nl.txt",
+            &Data {
+                why: s.why.trim_start_matches("review: "),
+                subject: repeatable(&mail.subject, 100),
+                sender_domain: mail.from.as_ref().map_or("?", EmailAddress::domain),
+            },
+        )?;
+        let message_id = compose::new_message_id(&self.from);
+        let raw = compose::notice(
+            &self.from,
+            &to,
+            "outreach: een mail die iets wilde laten doen, ter controle",
+            &message_id,
+            body,
+            SystemTime::from(now),
+        )?;
+        let mut notice =
+            NewOutgoing::new(OutboxKind::NoticeSuspect, message_id, self.from.email.to_string(), to.to_string(), raw);
+        notice.issue_id = s.issue;
+        notice.story_id = s.story;
+        tx.enqueue(&notice, now)?;
+        tracing::warn!(issue = ?s.issue.map(|i| i.get()), story = ?s.story.map(|i| i.get()), "a mail that looked like an answer proved nothing; coordinator told");
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! **one transaction** (message, contact, conversation, auto-reply) -> commit -> MOVE.
 //! A crash anywhere re-sees the message; the dedupe key stops a second filing or reply.
 
+pub mod auth;
 mod filing;
 pub mod imap;
 pub mod parse;
@@ -30,6 +31,13 @@ pub struct Filed {
     pub new: bool,
     pub category: Category,
     pub replied: bool,
+}
+
+impl Filed {
+    /// A message filed before (a replay after a crash): it goes where it went the first time.
+    fn replayed(m: &imap::FetchedMessage, row: MessageRowId, folder: String) -> Self {
+        Filed { uid: m.meta.uid, message_row: row, folder, new: false, category: Category::Review, replied: false }
+    }
 }
 
 /// Counts of one pass over the mailbox.

@@ -64,6 +64,23 @@ pub fn dedupe_key(message_id: Option<&str>, raw: &[u8]) -> String {
     }
 }
 
+/// A hash of what a mail says (sender, subject, date, text), the same however often the
+/// mail is fetched or delivered: a different mail that reuses a known Message-ID has
+/// another.
+pub fn content_hash(mail: &ParsedMail) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        mail.from.as_ref().map(EmailAddress::as_str).or(mail.from_raw.as_deref()).unwrap_or(""),
+        &mail.subject,
+        &mail.date.map(crate::domain::time::ts).unwrap_or_default(),
+        &mail.text,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
 /// Parses a raw message. `None` when mail-parser finds no message at all, or panics on
 /// it (mail-parser 0.11.9 does on some malformed multiparts): one bad mail must never
 /// take the daemon down, it goes to review instead.

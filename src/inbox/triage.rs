@@ -131,6 +131,16 @@ const LIST_HOSTS: &[&str] =
 const REPORT_TYPES: &[&str] =
     &["message/delivery-status", "message/disposition-notification", "message/feedback-report"];
 
+/// An address that never wants an answer, whoever names it (a Reply-To is a claim):
+/// noreply, postmaster, mailer-daemon, list and `-request` addresses, list hosts.
+pub fn unanswerable(addr: &EmailAddress) -> Option<String> {
+    if let Some(rule) = automatic_local_part(addr.local_part()) {
+        return Some(rule);
+    }
+    let domain = addr.domain();
+    LIST_HOSTS.iter().find(|h| domain == **h || domain.ends_with(&format!(".{h}"))).map(|h| format!("list host {h}"))
+}
+
 /// Local parts of senders that never want an answer.
 fn automatic_local_part(local: &str) -> Option<String> {
     let l = local.to_ascii_lowercase();
@@ -619,8 +629,15 @@ pub struct ReplyContext {
     pub new_conversation: bool,
     pub has_reply_address: bool,
     pub reply_address_is_ours: bool,
-    pub last_auto_reply_to_sender: Option<DateTime<Utc>>,
+    /// Why the reply address never wants an answer (noreply, list, ...), if it does not.
+    pub reply_address_unanswerable: Option<String>,
+    /// When that address last got a mail from us on a stranger's word.
+    pub last_mail_to_recipient: Option<DateTime<Utc>>,
     pub window: Duration,
+    /// Such mails to that address's domain in the last hour, and the cap.
+    pub mails_to_domain_last_hour: u64,
+    pub max_per_domain_per_hour: u64,
+    /// Such mails in the last hour in total (the circuit breaker), and the limit.
     pub replies_last_hour: u64,
     pub max_per_hour: u64,
     pub now: DateTime<Utc>,
@@ -647,10 +664,19 @@ pub fn decide_reply(c: &ReplyContext) -> ReplyDecision {
     if c.reply_address_is_ours {
         return NoReply("the reply address is one of our own".into());
     }
-    if let Some(last) = c.last_auto_reply_to_sender
+    if let Some(rule) = &c.reply_address_unanswerable {
+        return NoReply(format!("the reply address never wants an answer ({rule})"));
+    }
+    if let Some(last) = c.last_mail_to_recipient
         && c.now - last < c.window
     {
-        return NoReply(format!("sender already got an auto-reply within {} hours", c.window.num_hours()));
+        return NoReply(format!("the reply address already got a mail from us within {} hours", c.window.num_hours()));
+    }
+    if c.mails_to_domain_last_hour >= c.max_per_domain_per_hour {
+        return NoReply(format!(
+            "{} mails to the reply address's domain in the last hour (limit autoreply.max_per_domain_per_hour = {})",
+            c.mails_to_domain_last_hour, c.max_per_domain_per_hour
+        ));
     }
     if c.replies_last_hour >= c.max_per_hour {
         return BreakerOpen(format!(
@@ -825,12 +851,30 @@ mod tests {
             new_conversation: true,
             has_reply_address: true,
             reply_address_is_ours: false,
-            last_auto_reply_to_sender: None,
+            reply_address_unanswerable: None,
+            last_mail_to_recipient: None,
             window: Duration::hours(24),
+            mails_to_domain_last_hour: 0,
+            max_per_domain_per_hour: 20,
             replies_last_hour: 0,
             max_per_hour: 100,
             now: Utc::now(),
         }
+    }
+
+    #[test]
+    fn noreply_postmaster_list_and_request_addresses_are_never_answered_whoever_names_them() {
+        for a in [
+            "noreply@shop.nl",
+            "postmaster@x.nl",
+            "list-request@lists.nl",
+            "owner-x@x.nl",
+            "ann@groups.io",
+            "mailer-daemon@x.nl",
+        ] {
+            assert!(unanswerable(&EmailAddress::parse(a).unwrap()).is_some(), "{a}");
+        }
+        assert_eq!(unanswerable(&EmailAddress::parse("ann@example.nl").unwrap()), None);
     }
 
     #[test]
@@ -847,10 +891,14 @@ mod tests {
             ReplyDecision::NoReply(_)
         ));
         let now = Utc::now();
-        let recent = ReplyContext { last_auto_reply_to_sender: Some(now - Duration::hours(2)), now, ..ctx() };
+        let recent = ReplyContext { last_mail_to_recipient: Some(now - Duration::hours(2)), now, ..ctx() };
         assert!(matches!(decide_reply(&recent), ReplyDecision::NoReply(_)));
-        let old = ReplyContext { last_auto_reply_to_sender: Some(now - Duration::hours(25)), now, ..ctx() };
+        let old = ReplyContext { last_mail_to_recipient: Some(now - Duration::hours(25)), now, ..ctx() };
         assert_eq!(decide_reply(&old), ReplyDecision::Reply);
+        let busy_domain = ReplyContext { mails_to_domain_last_hour: 20, ..ctx() };
+        assert!(matches!(decide_reply(&busy_domain), ReplyDecision::NoReply(w) if w.contains("domain")));
+        let list = ReplyContext { reply_address_unanswerable: Some("\"list-request\"".into()), ..ctx() };
+        assert!(matches!(decide_reply(&list), ReplyDecision::NoReply(_)));
         assert!(matches!(
             decide_reply(&ReplyContext { replies_last_hour: 100, ..ctx() }),
             ReplyDecision::BreakerOpen(_)

@@ -3,7 +3,8 @@
 //!
 //! Matched by the envelope (VERP) tag first (`contact+b-<delivery>-<mac>@...`, checked
 //! with the secret), then by the Message-ID of our message quoted in the DSN, then by
-//! `Final-Recipient`. `Action: failed` with `5.x.x` is hard: the subscriber is `bounced`
+//! `Final-Recipient`; only the tag acts (the others are claims anyone can write, so they
+//! are only reported in the filed mail's reason). `Action: failed` with `5.x.x` is hard: the subscriber is `bounced`
 //! at once. `4.x.x` is soft: counted once per issue; `[newsletter] soft_bounce_limit`
 //! issues in a row make the subscriber `bounced` (an issue that got through starts the
 //! count again). `Action: delayed` is only a warning.
@@ -14,6 +15,9 @@ use super::tokens::Signer;
 use crate::store::Store;
 use crate::store::deliveries::DeliveryRef;
 use crate::store::subscribers::SubscriberMove;
+
+/// How a DSN that carries our signed envelope tag is matched: the only match that acts.
+const TAG: &str = "envelope tag";
 
 /// What a DSN says about one of our deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +58,7 @@ pub fn find(st: Store<'_>, signer: &Signer, raw: &[u8]) -> anyhow::Result<Option
         if let Some(id) = signer.check_bounce_tag(&tag.to_ascii_lowercase())
             && let Some(r) = st.delivery_ref(Some(id), None)?
         {
-            found = Some((r, "envelope tag"));
+            found = Some((r, TAG));
             break;
         }
     }
@@ -93,8 +97,16 @@ pub fn find(st: Store<'_>, signer: &Signer, raw: &[u8]) -> anyhow::Result<Option
     Ok(Some(Bounce { delivery, status, action, matched_by }))
 }
 
-/// Records a bounce; returns a line for the filed message's reason.
+/// Records a bounce; returns a line for the filed message's reason. Only a DSN that
+/// carries a valid signed per-delivery tag changes a subscriber: the Message-ID and
+/// `Final-Recipient` fallbacks are claims anyone can write, so they are only reported.
 pub fn apply(st: Store<'_>, b: &Bounce, soft_limit: u32, now: DateTime<Utc>) -> anyhow::Result<String> {
+    if b.matched_by != TAG {
+        return Ok(format!(
+            "a report about newsletter delivery {} (matched by {} only, which anyone can write): nothing changed",
+            b.delivery.delivery, b.matched_by
+        ));
+    }
     if b.is_warning() {
         return Ok(format!(
             "delay warning for newsletter delivery {} (matched by {})",
@@ -186,7 +198,7 @@ mod tests {
             delivery: deliveries[&(issue, sub)],
             status: code.into(),
             action: action.into(),
-            matched_by: "test",
+            matched_by: TAG,
         };
         let apply = |db: &mut crate::store::Db, b: Bounce| db.write(|st| apply(st, &b, 3, now)).unwrap();
         apply(&mut db, bounce(1, 1, "failed", "4.2.2"));
@@ -196,6 +208,11 @@ mod tests {
         assert_eq!(status(&db, 1), SubscriberStatus::Active, "two issues so far");
         let note = apply(&mut db, bounce(3, 1, "failed", "4.2.2"));
         assert_eq!(status(&db, 1), SubscriberStatus::Bounced, "{note}");
+        // A report matched only by its claims (no signed tag) changes nobody.
+        let forged = Bounce { matched_by: "final-recipient", ..bounce(2, 2, "failed", "5.1.1") };
+        let note = apply(&mut db, forged);
+        assert!(note.contains("nothing changed"), "{note}");
+        assert_eq!(status(&db, 2), SubscriberStatus::Active);
         let note = apply(&mut db, bounce(1, 2, "failed", "5.1.1"));
         assert!(note.contains("hard bounce 5.1.1"), "{note}");
         assert_eq!(status(&db, 2), SubscriberStatus::Bounced);

@@ -121,7 +121,7 @@ impl Ctx {
                 issue = %issue_id,
                 "no coordinator.address: the proof is not mailed; approve it with `outreach newsletter approve`"
             );
-            st.set_proof(issue_id, None, deadline)?;
+            st.set_proof(issue_id, None, None, deadline)?;
             return Ok(());
         };
         let content = self.issue_content(st, &issue)?;
@@ -134,7 +134,9 @@ impl Ctx {
             recipients: i64,
             deadline: String,
             deadline_action: &'a str,
+            code: &'a str,
         }
+        let code = proof_code();
         let intro = self.templates.render(
             "notice/proof.nl.txt",
             &Data {
@@ -145,6 +147,7 @@ impl Ctx {
                     ProofDeadlineAction::Send => "vanzelf verstuurd",
                     ProofDeadlineAction::Drop => "niet verstuurd",
                 },
+                code: &code,
             },
         )?;
         let message_id = compose::new_message_id(&self.from);
@@ -166,7 +169,7 @@ impl Ctx {
             NewOutgoing::new(OutboxKind::Proof, message_id.clone(), self.from.email.to_string(), to.to_string(), raw);
         mail.issue_id = Some(issue_id);
         st.enqueue(&mail, now)?;
-        st.set_proof(issue_id, Some(&message_id), deadline)?;
+        st.set_proof(issue_id, Some(&message_id), Some(&code), deadline)?;
         tracing::info!(issue = %issue_id, "proof queued for the coordinator");
         Ok(())
     }
@@ -248,6 +251,14 @@ impl Ctx {
         }
         Ok(n)
     }
+}
+
+/// A random one-time code for a proof: six digits, easy to type in an answer. Together
+/// with the proof's Message-ID (which the answer must refer to) and the coordinator's
+/// address, it is what makes an answer the coordinator's.
+fn proof_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
 }
 
 /// What [`Ctx::make_issue`] did.

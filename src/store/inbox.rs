@@ -15,6 +15,8 @@ use crate::domain::{Category, Language};
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub dedupe_key: String,
+    /// A hash of what the mail says (see `inbox::parse::content_hash`).
+    pub content_hash: Option<String>,
     pub message_id: Option<String>,
     pub in_reply_to: Option<String>,
     pub refs: Vec<String>,
@@ -112,12 +114,13 @@ fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
 }
 
 impl Tx<'_> {
-    /// The filed message with this dedupe key: `(id, folder)`.
-    pub fn find_filed(&self, dedupe_key: &str) -> anyhow::Result<Option<(MessageRowId, String)>> {
+    /// The filed message with this dedupe key: `(id, folder, content hash)` (the hash is
+    /// `None` for mail filed before hashes were kept).
+    pub fn find_filed(&self, dedupe_key: &str) -> anyhow::Result<Option<(MessageRowId, String, Option<String>)>> {
         Ok(self
             .tx
-            .query_row("SELECT id, folder FROM messages WHERE dedupe_key = ?1", [dedupe_key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+            .query_row("SELECT id, folder, content_hash FROM messages WHERE dedupe_key = ?1", [dedupe_key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?)
     }
@@ -217,8 +220,8 @@ impl Tx<'_> {
         self.tx.execute(
             "INSERT INTO messages(dedupe_key, message_id, in_reply_to, refs, from_addr, from_name, reply_to, subject, body_text,
                  category, reason, language, status, folder, reply_note, auto_replied, conversation_id, size, received_at,
-                 date_header, filed_at, uidvalidity, uid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                 date_header, filed_at, uidvalidity, uid, content_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             params![
                 m.dedupe_key,
                 m.message_id,
@@ -243,6 +246,7 @@ impl Tx<'_> {
                 Ts(now),
                 m.uidvalidity,
                 m.uid,
+                m.content_hash,
             ],
         )?;
         Ok(MessageRowId(self.tx.last_insert_rowid()))

@@ -31,9 +31,12 @@ pub struct Issue {
     #[serde(with = "rfc3339_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
+    /// The one-time code a proof answer must carry (never printed in JSON).
+    #[serde(skip)]
+    pub proof_code: Option<String>,
 }
 
-const ISSUE_COLS: &str = "id, subject, status, slot, created_at, proof_message_id, proof_deadline, approved_at, approved_by, started_at, finished_at, note";
+const ISSUE_COLS: &str = "id, subject, status, slot, created_at, proof_message_id, proof_deadline, approved_at, approved_by, started_at, finished_at, note, proof_code";
 
 fn issue_row(r: &Row<'_>) -> rusqlite::Result<Issue> {
     Ok(Issue {
@@ -49,6 +52,7 @@ fn issue_row(r: &Row<'_>) -> rusqlite::Result<Issue> {
         started_at: time_opt(r, 9)?,
         finished_at: time_opt(r, 10)?,
         note: r.get(11)?,
+        proof_code: r.get(12)?,
     })
 }
 
@@ -117,12 +121,26 @@ impl Store<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn set_proof(&self, id: IssueId, message_id: Option<&str>, deadline: DateTime<Utc>) -> anyhow::Result<()> {
+    /// Records the proof mailed for an issue: its Message-ID, the one-time code an answer
+    /// must carry, and the deadline.
+    pub fn set_proof(
+        &self,
+        id: IssueId,
+        message_id: Option<&str>,
+        code: Option<&str>,
+        deadline: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         self.c.execute(
-            "UPDATE issues SET proof_message_id = ?2, proof_deadline = ?3 WHERE id = ?1",
-            params![id, message_id, Ts(deadline)],
+            "UPDATE issues SET proof_message_id = ?2, proof_code = ?3, proof_deadline = ?4 WHERE id = ?1",
+            params![id, message_id, code, Ts(deadline)],
         )?;
         Ok(())
+    }
+
+    /// The issue whose proof has this Message-ID.
+    pub fn issue_by_proof(&self, message_id: &str) -> anyhow::Result<Option<Issue>> {
+        let q = format!("SELECT {ISSUE_COLS} FROM issues WHERE proof_message_id = ?1");
+        Ok(self.c.query_row(&q, [message_id], issue_row).optional()?)
     }
 
     /// Moves an issue with a note; refuses what [`IssueStatus::can_become`] does not
@@ -214,7 +232,7 @@ impl Store<'_> {
         let q = format!(
             "SELECT {ISSUE_COLS}, archive_html FROM issues WHERE id = ?1 AND status IN ('sending', 'sent') AND archive_html IS NOT NULL"
         );
-        Ok(self.c.query_row(&q, [id], |r| Ok((issue_row(r)?, r.get(12)?))).optional()?)
+        Ok(self.c.query_row(&q, [id], |r| Ok((issue_row(r)?, r.get(13)?))).optional()?)
     }
 
     pub fn outgoing_by_message_id(&self, message_id: &str) -> anyhow::Result<Option<Outgoing>> {

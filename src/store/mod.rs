@@ -41,6 +41,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/0001_init.sql")),
     ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
+    ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::types::{Ts, time_opt};
 use super::{Db, Store, Tx};
+use crate::domain::EmailAddress;
 use crate::domain::ids::{ConversationId, IssueId, MessageRowId, OutboxId, StoryId, SubscriberId};
 use crate::domain::state::{OutboxKind, OutboxStatus};
 use crate::domain::time::rfc3339_opt;
@@ -46,11 +47,20 @@ impl NewOutgoing {
     }
 }
 
+/// The keys our sending limits use: the recipient without a `+tag`, and its domain.
+fn recipient_keys(rcpt: &str) -> (String, String) {
+    match EmailAddress::parse(rcpt) {
+        Ok(a) => (a.normalized(), a.domain().to_string()),
+        Err(_) => (rcpt.to_lowercase(), String::new()),
+    }
+}
+
 /// Queues a mail (inside the caller's transaction).
 fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<OutboxId> {
+    let (rcpt_norm, rcpt_domain) = recipient_keys(&m.rcpt);
     c.execute(
-        "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at, subscriber_id, issue_id, story_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?9, ?10, ?11)",
+        "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at, subscriber_id, issue_id, story_id, rcpt_norm, rcpt_domain)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             m.kind,
             m.message_id,
@@ -62,7 +72,9 @@ fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<Utc>) -> any
             Ts(now),
             m.subscriber_id,
             m.issue_id,
-            m.story_id
+            m.story_id,
+            rcpt_norm,
+            rcpt_domain
         ],
     )?;
     Ok(OutboxId(c.last_insert_rowid()))
@@ -103,13 +115,51 @@ impl Tx<'_> {
         enqueue(&self.tx, m, now)
     }
 
-    /// Auto-replies queued since `since` (for the global circuit breaker).
+    /// Mails sent on a stranger's word (auto-replies and subscription confirmations)
+    /// queued since `since`: what the global circuit breaker counts.
     pub fn auto_replies_since(&self, since: DateTime<Utc>) -> anyhow::Result<u64> {
         Ok(self.tx.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'auto_reply' AND created_at >= ?1",
+            "SELECT COUNT(*) FROM outbox WHERE kind IN ('auto_reply', 'confirm') AND created_at >= ?1",
             [Ts(since)],
             |r| r.get(0),
         )?)
+    }
+
+    /// When we last queued a mail on a stranger's word (an auto-reply or a confirmation)
+    /// to this address (a `+tag` does not make it another address).
+    pub fn last_unasked_mail_to(&self, rcpt: &EmailAddress) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(self.tx.query_row(
+            "SELECT MAX(created_at) FROM outbox WHERE rcpt_norm = ?1 AND kind IN ('auto_reply', 'confirm')",
+            [rcpt.normalized()],
+            |r| time_opt(r, 0),
+        )?)
+    }
+
+    /// Mails on a stranger's word queued to addresses at `domain` since `since`.
+    pub fn unasked_mails_to_domain_since(&self, domain: &str, since: DateTime<Utc>) -> anyhow::Result<u64> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE rcpt_domain = ?1 AND created_at >= ?2 AND kind IN ('auto_reply', 'confirm')",
+            params![domain, Ts(since)],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether a notice of this kind about this issue or story was ever queued.
+    pub fn notice_queued(
+        &self,
+        kind: OutboxKind,
+        issue: Option<IssueId>,
+        story: Option<StoryId>,
+    ) -> anyhow::Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM outbox WHERE kind = ?1 AND issue_id IS ?2 AND story_id IS ?3 LIMIT 1",
+                params![kind, issue, story],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// Whether a mail of this kind was queued since `since`.

@@ -194,6 +194,21 @@ impl Store<'_> {
         Ok(())
     }
 
+    /// What a consent to publish must answer: the Message-ID of our reply to the story
+    /// mail (which asks for consent), and the ambassador's registered address.
+    pub fn story_consent_request(&self, id: StoryId) -> anyhow::Result<(Option<String>, Option<String>)> {
+        Ok(self
+            .c
+            .query_row(
+                "SELECT (SELECT o.message_id FROM outbox o WHERE o.reply_to_msg = s.message_id AND o.kind = 'auto_reply'), a.email
+                 FROM stories s JOIN ambassadors a ON a.id = s.ambassador_id WHERE s.id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((None, None)))
+    }
+
     /// The story submitted by mail whose conversation this is.
     pub fn story_by_conversation(&self, conversation: ConversationId) -> anyhow::Result<Option<StoryId>> {
         Ok(self

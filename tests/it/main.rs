@@ -7,3 +7,4 @@ mod helpers;
 mod inbox;
 mod newsletter;
 mod resilience;
+mod trust;

@@ -495,6 +495,14 @@ fn a_dsn_for_one_delivery_marks_that_subscriber_bounced_and_gets_no_reply() {
     assert!(out.contains("1 subscriber(s)"), "{out}");
 }
 
+/// The one-time code a proof asks to put in the answer ("VERZENDEN 123456").
+fn proof_code(proof_text: &str) -> String {
+    let at = proof_text.find("VERZENDEN ").expect("the proof shows how to answer") + "VERZENDEN ".len();
+    let code: String = proof_text[at..].chars().take_while(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{proof_text}");
+    code
+}
+
 /// The monthly schedule of the tests, and its `n`-th slot from 2027 on (the 1st of the
 /// month at 10:00 in Europe/Amsterdam), in UTC. Tests move the instance's clock to it.
 const MONTHLY: &str = "0 0 10 1 * *";
@@ -537,14 +545,42 @@ fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof(
         assert!(proof[0].text.contains("VERZENDEN") && proof[0].text.contains("Eerst de proef"), "{}", proof[0].text);
         assert!(with_subject("alice", "Verhaal met proef").is_empty(), "nothing before approval");
         let mid = proof[0].message_id.clone().unwrap();
+        let code = proof_code(&proof[0].text);
+        // Forged answers: the right From and subject without the reference; the reference
+        // without the code; the code from another address. None sends anything.
+        send_mail("coordinator", &format!("Re: {}", proof[0].subject), &format!("VERZENDEN {code}"), &[]);
         send_mail(
             "coordinator",
             &format!("Re: {}", proof[0].subject),
             "VERZENDEN\n\nGroet, Co",
             &[&format!("In-Reply-To: <{mid}>"), &format!("References: <{mid}>")],
         );
+        send_mail(
+            "Co <co@elsewhere.example>",
+            &format!("Re: {}", proof[0].subject),
+            &format!("VERZENDEN {code}"),
+            &[&format!("In-Reply-To: <{mid}>")],
+        );
+        assert_eq!(
+            app.wait_sql("SELECT COUNT(*) FROM messages WHERE category = 'review' AND status = 'new'", 3, T),
+            3,
+            "forged answers are filed for review; {}",
+            d.log_text()
+        );
+        let notices = wait_subject("coordinator", "ter controle", 1, T);
+        assert_eq!(notices.len(), 1, "the coordinator is told once");
+        let issue2: String = app.sql("SELECT status FROM issues WHERE id = 2");
+        assert_eq!(issue2, "proof", "a forged answer sends nothing");
+        // The real answer: a reply to the proof, from the coordinator, with the code.
+        send_mail(
+            "coordinator",
+            &format!("Re: {}", proof[0].subject),
+            &format!("VERZENDEN {code}\n\nGroet, Co"),
+            &[&format!("In-Reply-To: <{mid}>"), &format!("References: <{mid}>")],
+        );
         assert_eq!(wait_subject("alice", "Verhaal met proef", 1, T).len(), 1, "{}", d.log_text());
         assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE id = 2 AND status = 'sent'", 1, T), 1);
+        assert_eq!(with_subject("coordinator", "ter controle").len(), 1, "told once, not once per forged mail");
         assert!(d.terminate().success());
 
         // 3. Another proof, answered STOP: not sent.
@@ -555,7 +591,13 @@ fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof(
         let proof = wait_subject("coordinator", "[PROEF 3]", 1, T);
         assert_eq!(proof.len(), 1, "{}", d.log_text());
         let mid = proof[0].message_id.clone().unwrap();
-        send_mail("coordinator", &format!("Re: {}", proof[0].subject), "STOP", &[&format!("In-Reply-To: <{mid}>")]);
+        let code = proof_code(&proof[0].text);
+        send_mail(
+            "coordinator",
+            &format!("Re: {}", proof[0].subject),
+            &format!("STOP {code}"),
+            &[&format!("In-Reply-To: <{mid}>")],
+        );
         assert_eq!(
             app.wait_sql("SELECT COUNT(*) FROM issues WHERE id = 3 AND status = 'cancelled'", 1, T),
             1,
