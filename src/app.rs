@@ -142,49 +142,92 @@ where
             handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
         })
     };
-    let worker = tokio::spawn(outbox.run_worker(wake.clone(), stop_rx.clone()));
-    let news_worker = tokio::spawn(sender.run_worker(wake_sender.clone(), stop_rx.clone()));
-    let scheduler = tokio::spawn(newsletter::schedule::run(
-        ctx.clone(),
-        shared.clone(),
-        wake_sender.clone(),
-        wake.clone(),
-        stop_rx.clone(),
+    // Every part runs as a task; the first one that ends on its own (an error, a panic,
+    // or a return) stops the daemon with an error, so that systemd restarts it whole
+    // (deploy/outreach.service: Restart=on-failure). No part runs on silently dead.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(supervised("IMAP side", async move {
+        imap.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the IMAP thread ended: {e}")))
+    }));
+    tasks.spawn(supervised("outbox worker", outbox.run_worker(wake.clone(), stop_rx.clone())));
+    tasks.spawn(supervised("newsletter sender", sender.run_worker(wake_sender.clone(), stop_rx.clone())));
+    tasks.spawn(supervised(
+        "newsletter scheduler",
+        newsletter::schedule::run(ctx.clone(), shared.clone(), wake_sender.clone(), wake.clone(), stop_rx.clone()),
     ));
-    let web = tokio::spawn(async move {
+    let mut web_stop = stop_rx.clone();
+    tasks.spawn(supervised("web server", async move {
         match listener {
             Some(l) => serve_web(l, ctx.clone(), shared, wake.clone(), stop_rx).await,
-            None => Ok(()),
+            None => {
+                let _ = web_stop.changed().await;
+                Ok(())
+            }
         }
-    });
+    }));
 
-    let mut imap = imap;
     let early = tokio::select! {
         _ = term.recv() => None,
         _ = int.recv() => None,
-        r = &mut imap => Some(r),
+        Some(done) = tasks.join_next() => Some(done.unwrap_or_else(|e| ("a task", Err(anyhow::anyhow!("{e}"))))),
     };
+    if let Some((name, result)) = &early {
+        let why = match result {
+            Ok(()) => "it returned".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        tracing::error!(part = name, error = %why, "a part of the daemon stopped on its own; stopping the daemon");
+        let _ = db.set_state("daemon", &format!("stopping: the {name} stopped: {why}"), clock.now());
+    }
     tracing::info!("shutting down: finishing work in progress");
     stop.stop();
     interrupter.interrupt();
     let _ = stop_tx.send(true);
-    let worker_result = worker.await.context("outbox worker panicked")?;
-    let news_result = news_worker.await.context("newsletter sender panicked")?;
-    let scheduler_result = scheduler.await.context("newsletter scheduler panicked")?;
-    let web_result = web.await.context("web server panicked")?;
-    let imap_result = match early {
-        Some(r) => r.context("IMAP task panicked")?,
-        None => imap.await.context("IMAP task panicked")?,
-    };
+    let mut failures = Vec::new();
+    if let Some((name, result)) = early {
+        failures.push(format!(
+            "the {name} stopped on its own: {}",
+            result.err().map_or("it returned".into(), |e| format!("{e:#}"))
+        ));
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((name, Err(e))) = done {
+            failures.push(format!("the {name} stopped: {e:#}"));
+        }
+    }
     let _ = db.set_state("daemon", "stopped", clock.now());
     let _ = db.set_state("web", "stopped", clock.now());
-    imap_result.context("the IMAP side stopped")?;
-    worker_result.context("the outbox worker stopped")?;
-    news_result.context("the newsletter sender stopped")?;
-    scheduler_result.context("the newsletter scheduler stopped")?;
-    web_result.context("the web server stopped")?;
+    if let Some(first) = failures.first() {
+        anyhow::bail!("{first}");
+    }
     tracing::info!("outreach daemon stopped");
     Ok(())
+}
+
+/// A part of the daemon, named, with a panic turned into an error.
+async fn supervised(
+    name: &'static str,
+    part: impl Future<Output = anyhow::Result<()>>,
+) -> (&'static str, anyhow::Result<()>) {
+    use futures_util::FutureExt;
+    failpoint(name);
+    let result = std::panic::AssertUnwindSafe(part).catch_unwind().await.unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(anyhow::anyhow!("panicked: {what}"))
+    });
+    (name, result)
+}
+
+/// For the supervision test: `OUTREACH_FAILPOINT=<part name>` makes that part of the
+/// daemon panic as it starts. Never set in production.
+fn failpoint(name: &str) {
+    if std::env::var("OUTREACH_FAILPOINT").is_ok_and(|v| v == name) {
+        panic!("failpoint {name}");
+    }
 }
 
 /// The web endpoints' listener at `[web] listen`. When that key is unset and the default
