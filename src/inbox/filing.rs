@@ -279,6 +279,7 @@ impl<'a> Pipeline<'a> {
         let note = match outcome {
             Subscribed::ConfirmationSent(_) => "confirmation mail queued",
             Subscribed::ConfirmationRecent(_) => "pending; a confirmation went out less than a day ago",
+            Subscribed::ConfirmationLimit(_) => "no confirmation sent: three went out in the last 30 days",
             Subscribed::AlreadyActive(_) => "already subscribed",
             Subscribed::Activated(_) | Subscribed::Kept(..) => "subscription unchanged",
             Subscribed::Suppressed => "address erased earlier on request; not subscribed",
