@@ -72,6 +72,8 @@ const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../templates/web/already_out.nl.html.hbs"),
     ),
     ("web/archive.nl.html", "web/archive.nl.html.hbs", include_str!("../templates/web/archive.nl.html.hbs")),
+    ("web/confirm.en.html", "web/confirm.en.html.hbs", include_str!("../templates/web/confirm.en.html.hbs")),
+    ("web/confirm.nl.html", "web/confirm.nl.html.hbs", include_str!("../templates/web/confirm.nl.html.hbs")),
     ("web/confirmed.en.html", "web/confirmed.en.html.hbs", include_str!("../templates/web/confirmed.en.html.hbs")),
     ("web/confirmed.nl.html", "web/confirmed.nl.html.hbs", include_str!("../templates/web/confirmed.nl.html.hbs")),
     ("web/layout.html", "web/layout.html.hbs", include_str!("../templates/web/layout.html.hbs")),

@@ -1,19 +1,24 @@
 //! The web endpoints of `outreach run` (axum), at `[web] listen`, linked as `[web] base_url`:
 //!
-//! - `GET /confirm/TOKEN`: confirms a subscription (double opt-in) and says so;
+//! - `GET /confirm/TOKEN`: a page with one button, changing nothing (mail security
+//!   gateways open every link in a mail, so a GET never gives consent); `POST
+//!   /confirm/TOKEN` (the button): confirms the subscription (double opt-in);
 //! - `GET /unsubscribe/TOKEN`: a page with one button; `POST /unsubscribe/TOKEN`:
 //!   unsubscribes at once (RFC 8058 one-click: no cookies, no login, any body);
 //! - `GET /archive`, `GET /archive/ID`: sent issues, without personal data.
 //!
 //! A forged, truncated or unknown token gets the same clear page (404), an expired
-//! confirmation link its own (410); never a 500 for bad input. Pages are templates
-//! (`templates/web/`), Dutch, or English for subscribers who wrote in English.
+//! confirmation link its own (410); never a 500 for bad input. A link whose subscriber
+//! changed status since it was sent (confirmed, left) no longer verifies and gets the
+//! same page as a forged one. Pages are templates (`templates/web/`), Dutch, or English
+//! for subscribers who wrote in English. Every response carries the headers of
+//! [`security_headers`].
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -69,22 +74,35 @@ impl AppState {
     }
 }
 
-fn html_headers() -> [(header::HeaderName, HeaderValue); 4] {
+fn html_headers() -> [(HeaderName, HeaderValue); 2] {
     [
         (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'",
-            ),
-        ),
-        // Tokens are in the URL: never send it on.
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ]
 }
 
+/// The headers every response gets (pages, errors, health): no framing, no `<base>`,
+/// no scripts, no content sniffing, no referrer (tokens are in the URL), and HSTS when
+/// the pages are served over https (`web.base_url`).
+fn security_headers(https: bool) -> Vec<(HeaderName, HeaderValue)> {
+    let mut h = vec![
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    ];
+    if https {
+        h.push((header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
+    }
+    h
+}
+
 enum Done {
+    ConfirmPage(Language),
     Confirmed(Language),
     AlreadyActive(Language),
     NotPending(Language),
@@ -94,7 +112,35 @@ enum Done {
     Bad(TokenError),
 }
 
-async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+/// The confirmation link: a page with one button. It changes nothing, so a link scanner
+/// that opens it gives no consent.
+async fn confirm_page(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    let ctx = st.ctx.clone();
+    let r = st
+        .db
+        .run(move |db| {
+            Ok(
+                match ctx.subscriber_by_token(
+                    db.store(),
+                    &token,
+                    Purpose::Confirm,
+                    Some(tokens::CONFIRM_VALID_HOURS),
+                )? {
+                    Ok(s) => match s.status {
+                        SubscriberStatus::Pending => Done::ConfirmPage(s.language),
+                        SubscriberStatus::Active => Done::AlreadyActive(s.language),
+                        _ => Done::NotPending(s.language),
+                    },
+                    Err(e) => Done::Bad(e),
+                },
+            )
+        })
+        .await;
+    respond(&st, r)
+}
+
+/// The button on the confirmation page: confirms the subscription.
+async fn confirm_post(State(st): State<AppState>, Path(token): Path<String>) -> Response {
     let ctx = st.ctx.clone();
     let r = st
         .db
@@ -109,7 +155,7 @@ async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Respo
                 Err(e) => return Ok(Done::Bad(e)),
             };
             let now = ctx.clock.now();
-            let source = format!("link: confirmation link clicked ({})", crate::domain::time::ts(now));
+            let source = format!("link: confirmation button pressed ({})", crate::domain::time::ts(now));
             match sub.status {
                 SubscriberStatus::Pending => {
                     db.write(|st| ctx.confirm(st, sub.id, &source, now))?;
@@ -171,6 +217,7 @@ fn respond(st: &AppState, r: anyhow::Result<Done>) -> Response {
             return st.render(StatusCode::SERVICE_UNAVAILABLE, "unavailable", Language::Dutch, Page::default());
         }
         Ok(Done::Bad(e)) => return st.bad_link(e),
+        Ok(Done::ConfirmPage(l)) => ("confirm", l),
         Ok(Done::Confirmed(l)) => ("confirmed", l),
         Ok(Done::AlreadyActive(l)) => ("already_active", l),
         Ok(Done::NotPending(l)) => ("not_pending", l),
@@ -229,15 +276,22 @@ async fn health() -> &'static str {
 
 /// The router, for `outreach run` and for tests.
 pub fn router(ctx: Ctx, db: Shared, wake_outbox: Arc<Notify>) -> Router {
+    let https = ctx.base_url().to_ascii_lowercase().starts_with("https://");
     let state = AppState { ctx, db, wake_outbox };
     Router::new()
-        .route("/confirm/{token}", get(confirm).post(confirm))
+        .route("/confirm/{token}", get(confirm_page).post(confirm_post))
         .route("/unsubscribe/{token}", get(unsubscribe_page).post(unsubscribe_post))
         .route("/archive", get(archive_index))
         .route("/archive/{id}", get(archive_issue))
         .route("/", get(archive_index))
         .route("/health", get(health))
         .fallback(|State(st): State<AppState>| async move { not_found(&st) })
+        .layer(axum::middleware::map_response(move |mut res: Response| async move {
+            for (name, value) in security_headers(https) {
+                res.headers_mut().insert(name, value);
+            }
+            res
+        }))
         .with_state(state)
 }
 
@@ -256,4 +310,28 @@ pub async fn serve(
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(h: &[(HeaderName, HeaderValue)], name: HeaderName) -> Option<&str> {
+        h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn every_response_forbids_framing_base_and_sniffing_and_https_adds_hsts() {
+        for https in [false, true] {
+            let h = security_headers(https);
+            let csp = get(&h, header::CONTENT_SECURITY_POLICY).unwrap();
+            for directive in ["default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"] {
+                assert!(csp.contains(directive), "{csp}");
+            }
+            assert_eq!(get(&h, header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
+            assert_eq!(get(&h, header::REFERRER_POLICY), Some("no-referrer"));
+            let hsts = get(&h, header::STRICT_TRANSPORT_SECURITY);
+            assert_eq!(hsts, https.then_some("max-age=31536000"), "HSTS only over https");
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! What the newsletter commands share: opening the store, parsing a language, and
-//! delivering what a command queued.
+//! What the commands share: opening the store, parsing a language, delivering what a
+//! command queued, and printing text that came in by mail.
 
 use std::sync::Arc;
 
@@ -61,4 +61,48 @@ pub(super) async fn deliver_now(ctx: &Ctx, with_newsletter: bool) -> anyhow::Res
 
 pub(super) fn time_or_empty(t: Option<DateTime<Utc>>) -> String {
     t.map(crate::domain::time::ts).unwrap_or_default()
+}
+
+/// Text from a mail (or a story) made safe to print on a terminal: every control
+/// character (C0, DEL, C1: an ANSI escape sequence starts with one) is shown escaped,
+/// like `\u{1b}`, so a sender cannot clear the screen, move the cursor or hide text.
+/// Newlines and tabs stay (a CR only as part of CRLF).
+pub(super) fn printable(s: &str) -> String {
+    escape_controls(s, true)
+}
+
+/// The same for one cell of a one-line table: newlines and tabs are escaped too.
+pub(super) fn printable_line(s: &str) -> String {
+    escape_controls(s, false)
+}
+
+fn escape_controls(s: &str, keep_lines: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        let kept = keep_lines && (c == '\n' || c == '\t' || (c == '\r' && chars.peek() == Some(&'\n')));
+        if c.is_control() && !kept {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_mail_are_printed_escaped_lines_and_tabs_stay() {
+        let body = "Hallo\x1b[2J\x1b[1;1H nep\r\nregel 2\tkolom\x07\x08\x7f\u{9b}31m\rover\u{0}";
+        assert_eq!(
+            printable(body),
+            "Hallo\\u{1b}[2J\\u{1b}[1;1H nep\r\nregel 2\tkolom\\u{7}\\u{8}\\u{7f}\\u{9b}31m\\u{d}over\\u{0}"
+        );
+        assert!(!printable(body).chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r'));
+        assert_eq!(printable_line("Re: a\nb\tc\x1b]0;titel\x07"), "Re: a\\u{a}b\\u{9}c\\u{1b}]0;titel\\u{7}");
+        assert_eq!(printable("Gewone tekst: één, ü, 😀"), "Gewone tekst: één, ü, 😀");
+    }
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 
+use super::common::{printable, printable_line};
 use super::{InboxCommand, local_time};
 use crate::config::Settings;
 use crate::domain::Category;
@@ -44,8 +45,8 @@ pub(super) fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i
                     "ID", "RECEIVED", "CATEGORY", "STATUS", "FROM"
                 )?;
                 for m in &rows {
-                    let from: String = m.from.as_deref().unwrap_or("?").chars().take(30).collect();
-                    let subject: String = m.subject.chars().take(60).collect();
+                    let from: String = printable_line(m.from.as_deref().unwrap_or("?")).chars().take(30).collect();
+                    let subject: String = printable_line(&m.subject).chars().take(60).collect();
                     writeln!(
                         out,
                         "{:>5}  {:16}  {:11}  {:6}  {:30}  {}",
@@ -67,21 +68,22 @@ pub(super) fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i
             if *json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                println!("Message {} {}", m.id, m.case_reference.as_deref().unwrap_or(""));
+                // Everything here may hold what a sender wrote: printed with controls escaped.
+                println!("Message {} {}", m.id, printable_line(m.case_reference.as_deref().unwrap_or("")));
                 println!(
                     "From:      {}{}",
-                    m.from_name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(),
-                    m.from.as_deref().map(|f| format!("<{f}>")).unwrap_or_default()
+                    m.from_name.as_deref().map(|n| format!("{} ", printable_line(n))).unwrap_or_default(),
+                    m.from.as_deref().map(|f| format!("<{}>", printable_line(f))).unwrap_or_default()
                 );
-                println!("Subject:   {}", m.subject);
+                println!("Subject:   {}", printable_line(&m.subject));
                 println!("Received:  {}", local_time(&ts(m.received_at)));
-                println!("Category:  {} (why: {})", m.category, m.reason);
+                println!("Category:  {} (why: {})", m.category, printable_line(&m.reason));
                 println!("Language:  {}", m.language.code());
                 println!("Status:    {}", m.status);
                 println!("Folder:    {}{}", m.folder, if m.moved { "" } else { " (not moved yet)" });
-                println!("Reply:     {}", m.reply_note);
+                println!("Reply:     {}", printable_line(&m.reply_note));
                 println!();
-                println!("{}", m.body.unwrap_or_default());
+                println!("{}", printable(m.body.as_deref().unwrap_or_default()));
             }
             Ok(0)
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use super::common::{open, time_or_empty};
+use super::common::{open, printable, printable_line, time_or_empty};
 use super::local_time;
 use crate::config::Settings;
 use crate::domain::EmailAddress;
@@ -129,8 +129,8 @@ pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> 
                         s.id,
                         s.status,
                         if s.consent_at.is_some() { "yes" } else { "no" },
-                        s.ambassador.chars().take(24).collect::<String>(),
-                        s.title
+                        printable_line(&s.ambassador).chars().take(24).collect::<String>(),
+                        printable_line(&s.title)
                     );
                 }
             }
@@ -141,22 +141,24 @@ pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> 
             if *json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("Story {}: {}", s.id, s.title);
+                // A story may have come by mail: printed with controls escaped.
+                println!("Story {}: {}", s.id, printable_line(&s.title));
                 println!(
                     "By:      {}{}",
-                    s.ambassador,
-                    if s.role.is_empty() { String::new() } else { format!(", {}", s.role) }
+                    printable_line(&s.ambassador),
+                    if s.role.is_empty() { String::new() } else { format!(", {}", printable_line(&s.role)) }
                 );
                 println!("Status:  {}", s.status);
                 println!(
                     "Consent: {}",
                     s.consent_source.as_deref().map_or("none yet".to_string(), |c| format!(
-                        "{c} ({})",
+                        "{} ({})",
+                        printable_line(c),
                         local_time(&time_or_empty(s.consent_at))
                     ))
                 );
                 println!();
-                println!("{}", s.body_md);
+                println!("{}", printable(&s.body_md));
             }
             Ok(0)
         }

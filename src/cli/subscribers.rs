@@ -88,7 +88,11 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
                     0
                 }
                 Subscribed::ConfirmationRecent(id) => {
-                    println!("subscriber {id} {addr} is pending: a confirmation went out less than a day ago");
+                    println!("subscriber {id} {addr}: no confirmation mail sent, one went out less than a day ago");
+                    0
+                }
+                Subscribed::ConfirmationLimit(id) => {
+                    println!("subscriber {id} {addr}: no confirmation mail sent, three went out in the last 30 days");
                     0
                 }
                 Subscribed::Activated(id) => {
@@ -232,4 +236,26 @@ fn export(db: &Db, json: bool) -> anyhow::Result<i32> {
         w.flush()?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_read_as_a_formula_is_written_as_text() {
+        for formula in [
+            "=HYPERLINK(\"https://evil.example\",\"klik\")",
+            "+31 6 12345678",
+            "-2+3",
+            "@SUM(A1:A2)",
+            "\t=1+1",
+            "\r=1+1",
+        ] {
+            assert_eq!(csv_cell(formula.to_string()), format!("'{formula}"), "{formula:?}");
+        }
+        for plain in ["ann@example.org", "Ann de Vries", "", "2026-01-01T00:00:00Z", "a=b", "x-y"] {
+            assert_eq!(csv_cell(plain.to_string()), plain, "{plain:?}");
+        }
+    }
 }

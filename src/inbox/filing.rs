@@ -403,13 +403,14 @@ impl<'a> Pipeline<'a> {
             return Ok(());
         }
         let note = if d.last_to_recipient.is_some_and(|t| now - t < self.window()) {
-            "not asked: this address got a mail from us less than a window ago"
+            "no confirmation sent: this address got a mail from us within autoreply.window_hours"
         } else {
             let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
             let name = mail.from_name.as_deref().map(|n| repeatable(n, 60));
             match self.news.subscribe(tx.store(), &addr, name.as_deref(), language, &source, None, now)? {
                 Subscribed::ConfirmationSent(_) => "confirmation mail queued",
                 Subscribed::ConfirmationRecent(_) => "pending; a confirmation went out less than a day ago",
+                Subscribed::ConfirmationLimit(_) => "no confirmation sent: three went out in the last 30 days",
                 Subscribed::AlreadyActive(_) => "already subscribed",
                 Subscribed::Activated(_) | Subscribed::Kept(..) => "subscription unchanged",
                 Subscribed::Suppressed => "address erased earlier on request; not subscribed",

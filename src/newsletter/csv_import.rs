@@ -135,6 +135,10 @@ pub fn import(
                 Subscribed::ConfirmationRecent(_) => {
                     ("unchanged", "pending: a confirmation went out less than a day ago".into())
                 }
+                Subscribed::ConfirmationLimit(_) => (
+                    "unchanged",
+                    "pending: three confirmations went out in 30 days; none until the person answers one".into(),
+                ),
                 Subscribed::AlreadyActive(_) => ("unchanged", "already active".into()),
                 Subscribed::Kept(_, status) => {
                     ("unchanged", format!("kept as {status}: an import does not change this"))

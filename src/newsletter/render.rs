@@ -273,21 +273,24 @@ fn shifted(level: HeadingLevel) -> HeadingLevel {
 }
 
 /// Story Markdown to HTML that is safe to put in the newsletter: rendered by
-/// pulldown-cmark, then sanitized by ammonia (no scripts, styles, event handlers,
-/// images or non-https links).
+/// pulldown-cmark without the raw HTML a story may hold (only Markdown makes markup),
+/// then sanitized by ammonia (no scripts, styles, event handlers, images, relative or
+/// protocol-relative links, or links other than https and mailto).
 pub fn markdown_to_html(md: &str) -> String {
-    let events = Parser::new_ext(md, Options::ENABLE_STRIKETHROUGH).map(|e| match e {
+    let events = Parser::new_ext(md, Options::ENABLE_STRIKETHROUGH).filter_map(|e| match e {
+        Event::Html(_) | Event::InlineHtml(_) => None,
         Event::Start(Tag::Heading { level, id, classes, attrs }) => {
-            Event::Start(Tag::Heading { level: shifted(level), id, classes, attrs })
+            Some(Event::Start(Tag::Heading { level: shifted(level), id, classes, attrs }))
         }
-        Event::End(TagEnd::Heading(level)) => Event::End(TagEnd::Heading(shifted(level))),
-        e => e,
+        Event::End(TagEnd::Heading(level)) => Some(Event::End(TagEnd::Heading(shifted(level)))),
+        e => Some(e),
     });
     let mut raw = String::with_capacity(md.len() * 2);
     pulldown_cmark::html::push_html(&mut raw, events);
     ammonia::Builder::default()
         .rm_tags(&["img"])
         .url_schemes(["https", "mailto"].into_iter().collect())
+        .url_relative(ammonia::UrlRelative::Deny)
         .link_rel(Some("noopener noreferrer"))
         .clean(&raw)
         .to_string()
@@ -461,7 +464,36 @@ mod tests {
         assert!(!html.contains("<script") && !html.contains("alert(1)</script>"), "{html}");
         assert!(!html.contains("onclick") && !html.contains("javascript:") && !html.contains("<iframe"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(html.contains("<b>vet</b>") && html.contains("href=\"https://a.nl\""), "{html}");
+        assert!(!html.contains("<b>"), "raw HTML makes no markup: {html}");
+        assert!(html.contains("vet") && html.contains("href=\"https://a.nl\""), "{html}");
+    }
+
+    #[test]
+    fn no_raw_html_and_no_protocol_relative_or_script_links_in_a_story() {
+        let cases: &[(&str, &[&str])] = &[
+            ("Voor <script>alert(1)</script> na", &["<script", "</script"]),
+            ("<script>\nalert(1)\n</script>\n\nTekst", &["<script", "alert(1)"]),
+            ("Een plaatje <img src=//evil.example/p.gif> hier", &["<img", "evil"]),
+            ("<img src=//evil.example/p.gif>\n\nTekst", &["<img", "evil"]),
+            ("Zie [x](//evil.example/a) hier", &["evil", "href"]),
+            ("Zie [x](/relatief) en [y](relatief.html)", &["href"]),
+            ("Zie [x](javascript:alert(1)) hier", &["javascript", "href"]),
+            ("Zie [x](JavaScript:alert(1)) hier", &["avascript", "href"]),
+            ("Zie [x](data:text/html;base64,PHNjcmlwdD4=) hier", &["data:", "href"]),
+            ("![foto](//evil.example/p.gif)", &["<img", "evil"]),
+            ("<a href=\"//evil.example\">klik</a>", &["evil", "href"]),
+            ("<div style=\"position:fixed\">x</div>", &["<div", "style"]),
+        ];
+        for (md, absent) in cases {
+            let html = markdown_to_html(md);
+            for a in *absent {
+                assert!(!html.to_lowercase().contains(&a.to_lowercase()), "{md:?} gave {html:?} (holds {a:?})");
+            }
+        }
+        // Markdown itself still makes markup, and https and mailto links stay.
+        let html = markdown_to_html("**vet** [site](https://a.nl) [mail](mailto:info@a.nl)");
+        assert!(html.contains("<strong>vet</strong>"), "{html}");
+        assert!(html.contains("href=\"https://a.nl\"") && html.contains("href=\"mailto:info@a.nl\""), "{html}");
     }
 
     #[test]

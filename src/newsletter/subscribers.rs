@@ -23,6 +23,9 @@ pub enum Subscribed {
     ConfirmationSent(SubscriberId),
     /// Pending, and a confirmation went out less than a day ago: none sent (backscatter cap).
     ConfirmationRecent(SubscriberId),
+    /// Already [`CONFIRMATIONS_PER_WINDOW`] confirmations in [`CONFIRMATION_WINDOW_DAYS`]
+    /// days: none sent, until the person answers one of them or the coordinator adds them.
+    ConfirmationLimit(SubscriberId),
     /// Active at once (an import that states consent).
     Activated(SubscriberId),
     AlreadyActive(SubscriberId),
@@ -32,10 +35,39 @@ pub enum Subscribed {
     Suppressed,
 }
 
+/// At most this many confirmation mails go to one subscriber in
+/// [`CONFIRMATION_WINDOW_DAYS`] days (besides at most one a day): anyone can ask for the
+/// newsletter in someone else's name, so a stranger's request may not become a stream of
+/// mail. `subscribers add` by the coordinator is not held to it.
+pub const CONFIRMATIONS_PER_WINDOW: u32 = 3;
+pub const CONFIRMATION_WINDOW_DAYS: i64 = 30;
+
 /// Hash kept of erased addresses.
 pub fn email_hash(email: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(email.trim().to_lowercase().as_bytes()))
+}
+
+/// Whether a confirmation mail to `s` must wait: one went out less than a day ago, or
+/// [`CONFIRMATIONS_PER_WINDOW`] went out in the last [`CONFIRMATION_WINDOW_DAYS`] days
+/// (counted in the outbox, by what was queued to this subscriber). The coordinator's
+/// `subscribers add` (source `cli`) is a person acting and is held only to the first.
+fn confirmation_held(
+    st: Store<'_>,
+    s: &Subscriber,
+    source: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<Subscribed>> {
+    if source != "cli" {
+        let since = now - chrono::Duration::days(CONFIRMATION_WINDOW_DAYS);
+        if st.confirmations_queued_since(s.id, since)? >= CONFIRMATIONS_PER_WINDOW {
+            return Ok(Some(Subscribed::ConfirmationLimit(s.id)));
+        }
+    }
+    if s.confirm_sent_at.is_some_and(|t| now - t < chrono::Duration::hours(24)) {
+        return Ok(Some(Subscribed::ConfirmationRecent(s.id)));
+    }
+    Ok(None)
 }
 
 impl Ctx {
@@ -67,14 +99,17 @@ impl Ctx {
                     st.move_subscriber(s.id, SubscriberMove::Activate { consent_source: how }, at)?;
                     return Ok(Subscribed::Activated(s.id));
                 }
-                let recent = s.confirm_sent_at.is_some_and(|t| now - t < chrono::Duration::hours(24));
-                if recent {
-                    return Ok(Subscribed::ConfirmationRecent(s.id));
+                if let Some(held) = confirmation_held(st, &s, source, now)? {
+                    return Ok(held);
                 }
                 s.id
             }
             Some(s) => {
-                // Unsubscribed or bounced before, and asking again themselves.
+                // Unsubscribed or bounced before, and asking again (themselves, or someone
+                // in their name: the same caps hold).
+                if let Some(held) = confirmation_held(st, &s, source, now)? {
+                    return Ok(held);
+                }
                 st.move_subscriber(s.id, SubscriberMove::AskAgain { source }, now)?;
                 s.id
             }
@@ -209,5 +244,94 @@ impl SubscriberMail {
                 ("subscribe/unsubscribed", format!("You have unsubscribed: {title}"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::domain::time::Clock;
+    use crate::store::Db;
+    use crate::templates::Templates;
+
+    fn setup() -> (tempfile::TempDir, Ctx, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("t.db")).unwrap();
+        let settings = Arc::new(Settings::from_toml(crate::config::tests::MINIMAL, Vec::new()).unwrap());
+        let templates = Arc::new(Templates::load(None).unwrap());
+        let ctx = Ctx::new(settings, templates, &mut db, Clock::system()).unwrap();
+        (dir, ctx, db)
+    }
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn days(d: i64) -> DateTime<Utc> {
+        t0() + chrono::Duration::days(d)
+    }
+
+    #[test]
+    fn at_most_one_confirmation_a_day_and_three_in_thirty_days_unless_the_coordinator_adds_them() {
+        let (_dir, ctx, mut db) = setup();
+        let addr = EmailAddress::parse("victim@example.org").unwrap();
+        let ask = |db: &mut Db, source: &str, now| {
+            db.write(|st| ctx.subscribe(st, &addr, None, Language::Dutch, source, None, now)).unwrap()
+        };
+        let by_mail = "mail <x@y>";
+        let Subscribed::ConfirmationSent(id) = ask(&mut db, by_mail, t0()) else {
+            panic!("first request: a confirmation")
+        };
+        // A hundred more on the same day: none.
+        for i in 1..=100 {
+            let now = t0() + chrono::Duration::minutes(i * 10);
+            assert_eq!(ask(&mut db, by_mail, now), Subscribed::ConfirmationRecent(id), "request {i} on day 0");
+        }
+        assert_eq!(ask(&mut db, by_mail, days(1)), Subscribed::ConfirmationSent(id), "day 1");
+        assert_eq!(ask(&mut db, by_mail, days(1) + chrono::Duration::hours(23)), Subscribed::ConfirmationRecent(id));
+        assert_eq!(ask(&mut db, by_mail, days(2)), Subscribed::ConfirmationSent(id), "day 2: the third");
+        assert_eq!(ask(&mut db, by_mail, days(3)), Subscribed::ConfirmationLimit(id), "day 3: three in 30 days");
+        // The coordinator adding them is a person acting: only the daily rule holds.
+        let h = chrono::Duration::hours;
+        assert_eq!(ask(&mut db, "cli", days(3) + h(1)), Subscribed::ConfirmationSent(id), "subscribers add");
+        assert_eq!(ask(&mut db, "cli", days(3) + h(2)), Subscribed::ConfirmationRecent(id));
+        for d in [4, 10, 31] {
+            assert_eq!(ask(&mut db, by_mail, days(d)), Subscribed::ConfirmationLimit(id), "day {d}");
+        }
+        let queued = |db: &Db| db.store().confirmations_queued_since(id, t0() - chrono::Duration::days(1)).unwrap();
+        assert_eq!(queued(&db), 4, "four confirmation mails in the outbox");
+        // The window rolls: 30 days after the third, only one (the coordinator's) is in it.
+        assert_eq!(ask(&mut db, by_mail, days(32) + h(2)), Subscribed::ConfirmationSent(id), "day 32");
+        // An import never mails a pending address again.
+        assert!(matches!(ask(&mut db, "import", days(40)), Subscribed::Kept(..)));
+        // The person answers one of them: active, and asking again sends nothing.
+        assert!(db.write(|st| ctx.confirm(st, id, "link: test", days(41))).unwrap());
+        assert_eq!(ask(&mut db, by_mail, days(42)), Subscribed::AlreadyActive(id));
+        assert_eq!(queued(&db), 5);
+    }
+
+    #[test]
+    fn someone_who_left_is_held_to_the_same_caps_when_asked_for_again() {
+        let (_dir, ctx, mut db) = setup();
+        let addr = EmailAddress::parse("left@example.org").unwrap();
+        let ask = |db: &mut Db, now| {
+            db.write(|st| ctx.subscribe(st, &addr, None, Language::Dutch, "mail <x@y>", None, now)).unwrap()
+        };
+        let Subscribed::ConfirmationSent(id) = ask(&mut db, t0()) else { panic!("a confirmation") };
+        let unsubscribe = |db: &mut Db, now| db.write(|st| ctx.unsubscribe(st, id, "test", false, now)).unwrap();
+        assert!(unsubscribe(&mut db, t0() + chrono::Duration::hours(1)));
+        // Asked for again within the day: back to pending would mean a second mail today.
+        assert_eq!(ask(&mut db, t0() + chrono::Duration::hours(2)), Subscribed::ConfirmationRecent(id));
+        let status = |db: &Db| db.store().subscriber(id).unwrap().unwrap().status;
+        assert_eq!(status(&db), SubscriberStatus::Unsubscribed, "nothing changed");
+        assert_eq!(ask(&mut db, days(1)), Subscribed::ConfirmationSent(id));
+        assert!(unsubscribe(&mut db, days(1) + chrono::Duration::hours(1)));
+        assert_eq!(ask(&mut db, days(2)), Subscribed::ConfirmationSent(id));
+        assert!(unsubscribe(&mut db, days(2) + chrono::Duration::hours(1)));
+        assert_eq!(ask(&mut db, days(3)), Subscribed::ConfirmationLimit(id));
+        assert_eq!(status(&db), SubscriberStatus::Unsubscribed, "the cap leaves them where they were");
     }
 }

@@ -108,6 +108,16 @@ impl Store<'_> {
     pub fn enqueue(&self, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<OutboxId> {
         enqueue(self.c, m, now)
     }
+
+    /// How many confirmation mails were queued to `subscriber` since `since` (every row
+    /// counts, whatever became of it: the cap is on what we tried to send).
+    pub fn confirmations_queued_since(&self, subscriber: SubscriberId, since: DateTime<Utc>) -> anyhow::Result<u32> {
+        Ok(self.c.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE kind = ?1 AND subscriber_id = ?2 AND created_at >= ?3",
+            params![OutboxKind::Confirm, subscriber, Ts(since)],
+            |r| r.get(0),
+        )?)
+    }
 }
 
 impl Tx<'_> {

@@ -158,6 +158,11 @@ impl Store<'_> {
     /// nothing changed: they are already where the move leads (a second click), or the
     /// state machine refuses the move (unsubscribing someone who bounced). An unknown
     /// subscriber is an error.
+    ///
+    /// Every move gives the subscriber a new `token_nonce`, so the links in mails sent
+    /// before it stop working: a confirmation link confirms once, and after leaving (or
+    /// coming back) an old link does nothing. An active subscriber's unsubscribe link in
+    /// a sent newsletter keeps working until their status changes.
     pub fn move_subscriber(&self, id: SubscriberId, m: SubscriberMove<'_>, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let Some(from) = self
             .c
@@ -173,19 +178,22 @@ impl Store<'_> {
         }
         let n = match m {
             SubscriberMove::AskAgain { source } => self.c.execute(
-                "UPDATE subscribers SET status = 'pending', source = ?3, unsubscribed_at = NULL, unsubscribe_source = NULL
+                "UPDATE subscribers SET status = 'pending', source = ?3, unsubscribed_at = NULL, unsubscribe_source = NULL,
+                        token_nonce = lower(hex(randomblob(16)))
                  WHERE id = ?1 AND status = ?2",
                 params![id, from, source],
             )?,
             SubscriberMove::Activate { consent_source } => self.c.execute(
                 "UPDATE subscribers SET status = 'active', consent_source = ?3, consent_at = ?4, confirmed_at = ?4,
-                        unsubscribed_at = NULL, unsubscribe_source = NULL, bounced_at = NULL, bounce_reason = NULL, soft_bounces = 0
+                        unsubscribed_at = NULL, unsubscribe_source = NULL, bounced_at = NULL, bounce_reason = NULL, soft_bounces = 0,
+                        token_nonce = lower(hex(randomblob(16)))
                  WHERE id = ?1 AND status = ?2",
                 params![id, from, consent_source, Ts(now)],
             )?,
             SubscriberMove::Unsubscribe { source } => {
                 let n = self.c.execute(
-                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?3, unsubscribe_source = ?4
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?3, unsubscribe_source = ?4,
+                            token_nonce = lower(hex(randomblob(16)))
                      WHERE id = ?1 AND status = ?2",
                     params![id, from, Ts(now), source],
                 )?;
@@ -194,7 +202,9 @@ impl Store<'_> {
             }
             SubscriberMove::Bounce { reason } => {
                 let n = self.c.execute(
-                    "UPDATE subscribers SET status = 'bounced', bounced_at = ?3, bounce_reason = ?4 WHERE id = ?1 AND status = ?2",
+                    "UPDATE subscribers SET status = 'bounced', bounced_at = ?3, bounce_reason = ?4,
+                            token_nonce = lower(hex(randomblob(16)))
+                     WHERE id = ?1 AND status = ?2",
                     params![id, from, Ts(now), reason],
                 )?;
                 self.skip_open_deliveries(id, "the address bounced")?;
@@ -313,5 +323,51 @@ impl Store<'_> {
             params![name, fresh(), Ts(now)],
         )?;
         Ok(self.c.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Db;
+
+    #[test]
+    fn every_status_move_gives_a_new_token_nonce_and_a_refused_move_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("t.db")).unwrap();
+        let now = Utc::now();
+        let id = db
+            .write(|st| {
+                st.insert_subscriber(
+                    &NewSubscriber {
+                        email: "a@b.nl",
+                        name: None,
+                        language: Language::Dutch,
+                        status: SubscriberStatus::Pending,
+                        source: "test",
+                        consent: None,
+                        nonce: "first",
+                    },
+                    now,
+                )
+            })
+            .unwrap();
+        let nonce = |db: &Db| db.store().subscriber(id).unwrap().unwrap().token_nonce;
+        let mut seen = vec![nonce(&db)];
+        for m in [
+            SubscriberMove::Activate { consent_source: "test" },
+            SubscriberMove::Unsubscribe { source: "test" },
+            SubscriberMove::AskAgain { source: "test" },
+            SubscriberMove::Bounce { reason: "5.1.1" },
+            SubscriberMove::AskAgain { source: "test" },
+        ] {
+            assert!(db.write(|st| st.move_subscriber(id, m, now)).unwrap(), "{m:?}");
+            let n = nonce(&db);
+            assert!(n.len() == 32 && !seen.contains(&n), "{m:?}: a new nonce, not {n:?}");
+            seen.push(n);
+        }
+        // Pending cannot become pending: nothing changes, the links stay.
+        assert!(!db.write(|st| st.move_subscriber(id, SubscriberMove::AskAgain { source: "x" }, now)).unwrap());
+        assert_eq!(&nonce(&db), seen.last().unwrap());
     }
 }

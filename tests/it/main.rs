@@ -2,6 +2,7 @@
 //! Start it with `bash deploy/mailstack/start.sh`; `bash deploy/test.sh` does everything.
 
 mod architecture;
+mod consent;
 mod corpus;
 mod helpers;
 mod inbox;

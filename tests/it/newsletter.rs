@@ -22,11 +22,11 @@ fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
 }
 
 /// The messages in `user`'s INBOX whose subject contains `needle`.
-fn with_subject(user: &str, needle: &str) -> Vec<ParsedMail> {
+pub(crate) fn with_subject(user: &str, needle: &str) -> Vec<ParsedMail> {
     parsed(user, "INBOX").into_iter().filter(|m| m.subject.contains(needle)).collect()
 }
 
-fn wait_subject(user: &str, needle: &str, n: usize, timeout: Duration) -> Vec<ParsedMail> {
+pub(crate) fn wait_subject(user: &str, needle: &str, n: usize, timeout: Duration) -> Vec<ParsedMail> {
     let deadline = Instant::now() + timeout;
     loop {
         let found = with_subject(user, needle);
@@ -38,12 +38,12 @@ fn wait_subject(user: &str, needle: &str, n: usize, timeout: Duration) -> Vec<Pa
 }
 
 /// The first URL in a text that starts with `prefix`.
-fn url_in(text: &str, prefix: &str) -> String {
+pub(crate) fn url_in(text: &str, prefix: &str) -> String {
     let i = text.find(prefix).unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
     text[i..].split(|c: char| c.is_whitespace() || c == '>' || c == '"').next().unwrap().to_string()
 }
 
-fn status_of(app: &TestApp, email: &str) -> String {
+pub(crate) fn status_of(app: &TestApp, email: &str) -> String {
     app.sql(&format!("SELECT status FROM subscribers WHERE email = '{email}'"))
 }
 
@@ -56,7 +56,7 @@ fn lifecycle_by_mail_and_link_and_nothing_after_unsubscribing() {
     let status = app.status_json();
     assert!(status["web"]["state"].as_str().unwrap().starts_with("listening on 127.0.0.1:"), "{status:#}");
 
-    // Alice asks by mail and confirms by link.
+    // Alice asks by mail and confirms by the button behind the link.
     send_mail(
         "Alice <alice@example.org>",
         "Nieuwsbrief",
@@ -72,15 +72,20 @@ fn lifecycle_by_mail_and_link_and_nothing_after_unsubscribing() {
     let link = url_in(&confirm[0].text, &format!("{}/confirm/", app.web));
     let (code, page) = http("GET", &link, "");
     assert_eq!(code, 200, "{page}");
+    assert!(page.contains("<form method=\"post\"") && page.contains("<button"), "{page}");
+    assert_eq!(status_of(&app, "alice@example.org"), "pending", "a GET must not confirm (link scanners)");
+    let (code, page) = http("POST", &link, "");
+    assert_eq!(code, 200, "{page}");
     assert!(page.contains("Je aanmelding is bevestigd"), "{page}");
     assert_eq!(status_of(&app, "alice@example.org"), "active");
     let consent: String = app.sql("SELECT consent_source FROM subscribers WHERE email = 'alice@example.org'");
     assert!(consent.starts_with("link:"), "{consent}");
     assert_eq!(wait_subject("alice", "Welkom", 1, T).len(), 1, "welcome mail");
-    // The link again: a clear page, no second welcome.
-    let (code, page) = http("GET", &link, "");
-    assert_eq!(code, 200);
-    assert!(page.contains("al aangemeld"), "{page}");
+    // The link again: confirming gave her new link tokens, so it is dead; a clear page
+    // that says why, no second welcome.
+    let (code, page) = http("POST", &link, "");
+    assert_eq!(code, 404);
+    assert!(page.contains("Deze link werkt niet") && page.contains("al aangemeld of afgemeld"), "{page}");
 
     // Bob asks in English and confirms by replying "yes".
     send_mail(
@@ -137,10 +142,11 @@ fn lifecycle_by_mail_and_link_and_nothing_after_unsubscribing() {
     let src: String = app.sql("SELECT unsubscribe_source FROM subscribers WHERE email = 'alice@example.org'");
     assert!(src.contains("one-click"), "{src}");
     assert_eq!(wait_subject("alice", "Je bent afgemeld", 1, T).len(), 1, "one short confirmation");
-    // Replayed: same answer, no second mail.
+    // Replayed: unsubscribing gave her new link tokens, so the link is dead; no second mail.
     let (code, page) = http("POST", &https, "List-Unsubscribe=One-Click");
-    assert_eq!(code, 200);
-    assert!(page.contains("al afgemeld"), "{page}");
+    assert_eq!(code, 404);
+    assert!(page.contains("Deze link werkt niet"), "{page}");
+    assert_eq!(status_of(&app, "alice@example.org"), "unsubscribed");
 
     // Bob: the footer link shows a page with one button (a GET changes nothing), then the button.
     let footer = url_in(&b[0].text, &format!("{}/unsubscribe/", app.web));
@@ -653,18 +659,22 @@ fn forged_truncated_and_replayed_tokens_get_clear_pages_never_a_500() {
     }
     assert_eq!(status_of(&app, "alice@example.org"), "pending", "no forged link did anything");
     let (code, page) = http("GET", &link, "");
-    assert_eq!(code, 200, "{page}");
-    let (code, page) = http("GET", &link, "");
-    assert_eq!(code, 200);
-    assert!(page.contains("al aangemeld"), "replayed confirm: {page}");
+    assert!(code == 200 && page.contains("<button"), "{page}");
+    assert_eq!(http("POST", &link, "").0, 200);
+    assert_eq!(status_of(&app, "alice@example.org"), "active");
+    // Replayed: the status changed, so the link's token no longer verifies.
+    let (code, page) = http("POST", &link, "");
+    assert!(code == 404 && page.contains("Deze link werkt niet"), "replayed confirm: {page}");
     let welcome = wait_subject("alice", "Welkom", 1, T);
     let unsub = url_in(&welcome[0].text, &format!("{}/unsubscribe/", app.web));
     assert_eq!(http("POST", &unsub, "").0, 200);
     let (code, page) = http("POST", &unsub, "");
-    assert!(code == 200 && page.contains("al afgemeld"), "replayed unsubscribe: {page}");
+    assert!(code == 404 && page.contains("Deze link werkt niet"), "replayed unsubscribe: {page}");
     // An old confirmation link does not bring an unsubscribed address back.
-    let (code, page) = http("GET", &link, "");
-    assert!(code == 200 && page.contains("werkt niet meer"), "{page}");
+    for method in ["GET", "POST"] {
+        let (code, page) = http(method, &link, "");
+        assert!(code == 404 && page.contains("Deze link werkt niet"), "{method}: {page}");
+    }
     assert_eq!(status_of(&app, "alice@example.org"), "unsubscribed");
     assert_eq!(http("GET", &format!("{base}/archive/999"), "").0, 404);
     assert_eq!(http("GET", &format!("{base}/archive/abc"), "").0, 404);
