@@ -178,6 +178,7 @@ where
         };
         tracing::error!(part = name, error = %why, "a part of the daemon stopped on its own; stopping the daemon");
         let _ = db.set_state("daemon", &format!("stopping: the {name} stopped: {why}"), clock.now());
+        let _ = db.set_state("last_error", &format!("daemon: the {name} stopped on its own: {why}"), clock.now());
     }
     tracing::info!("shutting down: finishing work in progress");
     stop.stop();
@@ -210,7 +211,10 @@ async fn supervised(
     part: impl Future<Output = anyhow::Result<()>>,
 ) -> (&'static str, anyhow::Result<()>) {
     use futures_util::FutureExt;
-    failpoint(name);
+    let part = async move {
+        failpoint(name);
+        part.await
+    };
     let result = std::panic::AssertUnwindSafe(part).catch_unwind().await.unwrap_or_else(|p| {
         let what = p
             .downcast_ref::<&str>()

@@ -457,3 +457,34 @@ fn a_4xx_answer_is_retried_with_back_off_then_given_up() {
     let waited = outreach::domain::time::parse_ts(&last).unwrap() - outreach::domain::time::parse_ts(&created).unwrap();
     assert!(waited >= chrono::Duration::milliseconds(2000), "the back-off grows: waited {waited}");
 }
+
+#[test]
+fn a_part_of_the_daemon_that_dies_stops_the_daemon_with_an_error_so_that_systemd_restarts_it() {
+    let _g = fresh();
+    for part in ["outbox worker", "newsletter sender", "newsletter scheduler", "web server", "IMAP side"] {
+        let app = TestApp::new("contact").with_env("OUTREACH_FAILPOINT", part);
+        let mut child = app
+            .cmd()
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "the daemon kept running with a dead {part}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{part}: exit code for systemd's Restart=on-failure");
+        assert!(stderr.contains(&format!("the {part} stopped on its own")), "{part}: {stderr}");
+        let daemon: String = app.sql("SELECT value FROM daemon_state WHERE key = 'daemon'");
+        assert_eq!(daemon, "stopped", "{part}");
+        let status = app.ok(&["status"]);
+        assert!(status.contains(&format!("the {part} stopped on its own")), "outreach status says why: {status}");
+    }
+}
