@@ -26,6 +26,9 @@ use crate::store::stories::{Ambassador, NewStory};
 use crate::store::{self, ConversationRef, Db, NewMessage, NewOutgoing, Tx};
 use crate::templates::{ReplyData, Templates};
 
+/// How many of a mail's In-Reply-To/References ids are looked up to find its thread.
+const MAX_REFERENCES: usize = 20;
+
 /// The filing rules, built once from the settings.
 pub struct Pipeline<'a> {
     settings: &'a Settings,
@@ -129,21 +132,26 @@ impl<'a> Pipeline<'a> {
         uidvalidity: u32,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<Filed>> {
+        // Parsing is the costly part of a hostile mail: it happens before the write
+        // transaction starts, so the write lock is held only for the decisions.
+        let parsed: Vec<Option<ParsedMail>> = batch.iter().map(|m| parse::parse(&m.raw)).collect();
         let mut tx = db.begin()?;
         let mut out = Vec::with_capacity(batch.len());
-        for m in batch {
+        for (m, parsed) in batch.iter().zip(parsed) {
             // A bug while filing one message (a panic) must not stop the queue: that
             // message's changes are rolled back and it is filed for review instead.
             let filed = tx.savepoint(|tx| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.file_one(tx, m, uidvalidity, now)))
-                    .unwrap_or_else(|p| {
-                        let what = p
-                            .downcast_ref::<&str>()
-                            .map(ToString::to_string)
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        Err(anyhow::anyhow!("internal error (panic): {what}"))
-                    })
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.file_one(tx, m, parsed, uidvalidity, now)
+                }))
+                .unwrap_or_else(|p| {
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(ToString::to_string)
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(anyhow::anyhow!("internal error (panic): {what}"))
+                })
             });
             match filed {
                 Ok(f) => out.push(f),
@@ -166,8 +174,15 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Files one message: the steps in order.
-    fn file_one(&self, tx: &Tx<'_>, m: &FetchedMessage, uidvalidity: u32, now: DateTime<Utc>) -> anyhow::Result<Filed> {
-        let (mail, key, hash) = match self.admit(tx, m, uidvalidity, now)? {
+    fn file_one(
+        &self,
+        tx: &Tx<'_>,
+        m: &FetchedMessage,
+        parsed: Option<ParsedMail>,
+        uidvalidity: u32,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Filed> {
+        let (mail, key, hash) = match self.admit(tx, m, parsed, uidvalidity, now)? {
             Admitted::Done(f) => return Ok(f),
             Admitted::Mail(mail, key, hash) => (mail, key, hash),
         };
@@ -195,10 +210,16 @@ impl<'a> Pipeline<'a> {
         Ok(Filed { uid: m.meta.uid, message_row: row, folder, new: true, category: d.category, replied })
     }
 
-    /// Parses the message and stops what must not be sorted: too large, unparseable,
-    /// filed before (a replay after a crash), too many MIME parts.
-    fn admit(&self, tx: &Tx<'_>, m: &FetchedMessage, uidvalidity: u32, now: DateTime<Utc>) -> anyhow::Result<Admitted> {
-        let parsed = parse::parse(&m.raw);
+    /// Stops what must not be sorted: too large, unparseable, filed before (a replay
+    /// after a crash), a known Message-ID with other content, too many MIME parts.
+    fn admit(
+        &self,
+        tx: &Tx<'_>,
+        m: &FetchedMessage,
+        parsed: Option<ParsedMail>,
+        uidvalidity: u32,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Admitted> {
         if m.header_only {
             let reason = format!(
                 "review: message is {} bytes, over the limit of {} (imap.max_message_size); not downloaded",
@@ -269,8 +290,13 @@ impl<'a> Pipeline<'a> {
         language: Language,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Decision> {
+        // The last ids referred to (the closest in the thread) and at most MAX_REFERENCES of
+        // them: a hostile mail with thousands of References cannot hold the write lock.
         let mut ids: Vec<String> = mail.references.clone();
         ids.extend(mail.in_reply_to.iter().cloned());
+        if ids.len() > MAX_REFERENCES {
+            ids.drain(..ids.len() - MAX_REFERENCES);
+        }
         let by_ids = tx.conversation_by_message_ids(&ids)?;
         if let Some((cat, rule)) = triage::detect_automatic(mail, &self.own) {
             let mut reason = format!("{}: {rule}", cat.as_str());

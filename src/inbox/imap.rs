@@ -191,7 +191,10 @@ impl ImapSource {
     /// Every UID in the watched mailbox, ascending. The mailbox is our work queue: what is
     /// filed leaves it, so this stays short.
     pub fn search_all(&mut self) -> anyhow::Result<Vec<u32>> {
-        let mut uids: Vec<u32> = self.session.uid_search("ALL").context("UID SEARCH failed")?.into_iter().collect();
+        // UNDELETED: on a server without MOVE, a message already copied to its folder and
+        // flagged \Deleted (but not yet expunged) is not filed again.
+        let mut uids: Vec<u32> =
+            self.session.uid_search("UNDELETED").context("UID SEARCH failed")?.into_iter().collect();
         uids.sort_unstable();
         Ok(uids)
     }
