@@ -17,6 +17,11 @@
 # Ports/users can be overridden with the MAILSTACK_* variables below.
 # Writes DIR/mailstack.env (ports, users, password, CA file) for tests.
 set -euo pipefail
+# The servers started here run on after this script: they must not inherit a descriptor
+# of whoever called it (a lock such as `flock FILE bash start.sh` would be held forever).
+for fd in 3 4 5 6 7 8 9; do
+    eval "exec $fd>&-" 2>/dev/null || true
+done
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

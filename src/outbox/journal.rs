@@ -57,11 +57,14 @@ impl SentJournal {
     /// The ids recorded since the journal was last emptied.
     pub fn ids(&self) -> anyhow::Result<HashSet<i64>> {
         let mut f = self.file()?;
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         f.rewind()?;
-        f.read_to_string(&mut text).with_context(|| format!("Failed to read {}", self.path.display()))?;
-        // A torn last line (crash mid-write) cannot have been followed by the terminator.
-        Ok(text.split_terminator('\n').filter_map(|l| l.trim().parse().ok()).collect())
+        f.read_to_end(&mut bytes).with_context(|| format!("Failed to read {}", self.path.display()))?;
+        // A torn last line (crash mid-write) cannot have been followed by the terminator,
+        // and bytes that are not a line of digits (a damaged block) record nothing.
+        let text = String::from_utf8_lossy(&bytes);
+        let complete = text.rsplit_once('\n').map_or("", |(lines, _)| lines);
+        Ok(complete.split('\n').filter_map(|l| l.trim().parse().ok()).collect())
     }
 
     /// Empties the journal; only when no delivery is in flight.
@@ -74,6 +77,21 @@ impl SentJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_torn_last_line_and_damaged_bytes_record_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let j = SentJournal::open(&db).unwrap();
+        j.record(3).unwrap();
+        drop(j);
+        let path = crate::store::beside_database(&db, ".sent-journal").unwrap();
+        let mut f = File::options().append(true).open(&path).unwrap();
+        f.write_all(b"\xff\xfe\n12\n4").unwrap(); // damaged bytes, a whole line, a torn one
+        drop(f);
+        let j = SentJournal::open(&db).unwrap();
+        assert_eq!(j.ids().unwrap(), HashSet::from([3, 12]), "the torn 4 was never followed by its end");
+    }
 
     #[test]
     fn records_survive_reopening_and_clear_empties() {

@@ -146,6 +146,9 @@ impl DeliveryStats {
     }
 }
 
+/// The unwind that stops a message whose journal record failed.
+struct JournalFailed;
+
 /// Yields the message, then records the row in the journal when lettre asks for more,
 /// which it does right before writing the terminating `.`.
 struct RecordBeforeEnd<'a, F: FnOnce() -> anyhow::Result<()>> {
@@ -162,7 +165,15 @@ impl<'a, F: FnOnce() -> anyhow::Result<()>> Iterator for RecordBeforeEnd<'a, F> 
         }
         // Inline, one write call: nothing may run between the record and the terminator.
         if let Some(commit) = self.commit.take() {
-            *self.committed = Some(commit());
+            let recorded = commit();
+            let failed = recorded.is_err();
+            *self.committed = Some(recorded);
+            if failed {
+                // Without its record, the end of the message must not go out: unwind out
+                // of lettre before it writes the terminating `.` (the caller catches this
+                // and drops the connection; the server discards the unfinished message).
+                std::panic::resume_unwind(Box::new(JournalFailed));
+            }
         }
         None
     }
@@ -338,14 +349,24 @@ impl Mailer {
             tracing::debug!(reused, "envelope accepted; sending the message");
             let mut committed = None;
             let iter = RecordBeforeEnd { data: Some(raw), commit: commit.take(), committed: &mut committed };
-            let result = conn.message_iter(iter).await;
+            let result = {
+                use futures_util::FutureExt;
+                std::panic::AssertUnwindSafe(conn.message_iter(iter)).catch_unwind().await
+            };
+            let result = match result {
+                Ok(r) => r,
+                Err(payload) if payload.is::<JournalFailed>() => {
+                    drop(conn);
+                    let why = committed.and_then(Result::err).map(|e| format!("{e:#}")).unwrap_or_default();
+                    tracing::error!(error = %why, "the sent journal could not record the end of a message; not sent");
+                    return Outcome::Transient(format!("not sent: the sent journal could not be written ({why})"));
+                }
+                Err(payload) => std::panic::resume_unwind(payload),
+            };
             tracing::debug!(ok = result.is_ok(), committed = committed.is_some(), "message answered");
             return match result {
                 Ok(_) => {
                     self.checkin(conn);
-                    if let Some(Err(e)) = committed {
-                        tracing::error!(error = %format!("{e:#}"), "sent, but the sent journal could not record it");
-                    }
                     Outcome::Sent
                 }
                 Err(e) if e.is_permanent() || e.is_transient() => {

@@ -488,3 +488,27 @@ fn a_part_of_the_daemon_that_dies_stops_the_daemon_with_an_error_so_that_systemd
         assert!(status.contains(&format!("the {part} stopped on its own")), "outreach status says why: {status}");
     }
 }
+
+#[test]
+fn when_the_sent_journal_cannot_be_written_the_end_of_the_message_never_goes_out() {
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    let settings = outreach::config::Settings::load(&app.config, Vec::new()).unwrap();
+    let mailer = outreach::outbox::Mailer::new(&settings.smtp).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let message = |subject: &str| {
+        format!("From: contact@example.org\r\nTo: alice@example.org\r\nSubject: {subject}\r\nMessage-ID: <{}>\r\n\r\nTekst.\r\n", crate::helpers::new_id())
+            .into_bytes()
+    };
+    let failed =
+        rt.block_on(mailer.send_raw("contact@example.org", "alice@example.org", &message("Zonder journaal"), || {
+            Err(anyhow::anyhow!("disk full"))
+        }));
+    assert!(matches!(&failed, outreach::outbox::Outcome::Transient(why) if why.contains("journal")), "{failed:?}");
+    // A marker sent after it arrives; then the first one, whose end never went out, has not.
+    let sent = rt.block_on(mailer.send_raw("contact@example.org", "alice@example.org", &message("Markeer"), || Ok(())));
+    assert!(matches!(sent, outreach::outbox::Outcome::Sent), "{sent:?}");
+    assert_eq!(wait_count("alice", "INBOX", 1, Duration::from_secs(20)), 1);
+    let subjects: Vec<String> = parsed("alice", "INBOX").into_iter().map(|m| m.subject).collect();
+    assert_eq!(subjects, ["Markeer"]);
+}
