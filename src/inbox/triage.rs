@@ -228,109 +228,25 @@ fn short(v: &str) -> String {
     v.chars().take(60).collect()
 }
 
-/// Classifies mail from a person: unsubscribe, join or question, with the words that decided.
-/// Both signals, or neither, mean `question`: a person reads those.
+/// Classifies mail from a person: `unsubscribe`, `join` or `question`, with the words that
+/// decided. The rules are those of [`read_intent`]; whenever the mail is unclear, or asks
+/// for a thing and also for its opposite, the answer is `question`: a person reads it.
 pub fn classify(mail: &ParsedMail) -> (Category, String) {
-    let subject = mail.subject.to_lowercase();
-    let body = own_words(&mail.text).to_lowercase();
-    const UNSUBSCRIBE: &[&str] = &[
-        "afmelden",
-        "afmelding",
-        "uitschrijven",
-        "uitschrijving",
-        "meld mij af",
-        "meld me af",
-        "schrijf mij uit",
-        "schrijf me uit",
-        "unsubscribe",
-        "remove me from",
-    ];
-    const JOIN: &[&str] = &[
-        "aanmelden",
-        "aanmelding",
-        "meld mij aan",
-        "meld me aan",
-        "ambassadeur worden",
-        "word ambassadeur",
-        "wil ambassadeur",
-        "als ambassadeur",
-        "ambassadeursnetwerk",
-        "meedoen",
-        "mee doen",
-        "doe mee",
-        "aansluiten",
-        "sluit me aan",
-        "sluit mij aan",
-        "sluit ik me",
-        "lid worden",
-        "become an ambassador",
-        "join the network",
-        "join the ambassador",
-        "want to join",
-        "like to join",
-        "sign me up",
-        "sign up",
-    ];
-    let unsub = find_phrase(&subject, &body, UNSUBSCRIBE);
-    let join = find_phrase(&subject, &body, JOIN);
-    match (unsub, join) {
-        (Some(u), None) => (Category::Unsubscribe, format!("unsubscribe: {u}")),
-        (None, Some(j)) => (Category::Join, format!("join: {j}")),
-        (Some(u), Some(j)) => {
-            (Category::Question, format!("question: both unsubscribe ({u}) and join ({j}) words; a person decides"))
-        }
-        (None, None) => (Category::Question, "question: no join or unsubscribe words".into()),
-    }
+    let intent = read_intent(mail);
+    (intent.category, intent.reason)
 }
 
-/// A request for the newsletter: a newsletter word and the wish to get it, with the words.
+/// A clear request to receive the newsletter, with the words that asked. `None` when the
+/// mail does not ask for it, negates it ("geen nieuwsbrief meer", "don't send"), or also
+/// asks to stop something: a negated request never subscribes anyone.
 pub fn asks_for_newsletter(mail: &ParsedMail) -> Option<String> {
-    let subject = mail.subject.to_lowercase();
-    let body = own_words(&mail.text).to_lowercase();
-    const NEWSLETTER: &[&str] = &["nieuwsbrief", "nieuwsbrieven", "newsletter", "newsletters"];
-    const WISH: &[&str] = &[
-        "aanmelden",
-        "aanmelding",
-        "meld mij aan",
-        "meld me aan",
-        "inschrijven",
-        "schrijf mij in",
-        "schrijf me in",
-        "abonneren",
-        "abonnement",
-        "ontvangen",
-        "krijgen",
-        "graag",
-        "subscribe",
-        "subscription",
-        "sign up",
-        "sign me up",
-        "receive",
-        "get the",
-    ];
-    let n = find_phrase(&subject, &body, NEWSLETTER)?;
-    let w = find_phrase(&subject, &body, WISH)?;
-    Some(format!("{n} and {w}"))
+    read_intent(mail).newsletter
 }
 
-/// Whether a mail asks to join the network itself, not only the newsletter.
+/// Whether a mail asks to join the network, or asks about it: then the newsletter's
+/// confirmation mail alone does not answer it.
 pub fn asks_to_join_network(mail: &ParsedMail) -> bool {
-    let subject = mail.subject.to_lowercase();
-    let body = own_words(&mail.text).to_lowercase();
-    const NETWORK: &[&str] = &[
-        "ambassadeur",
-        "ambassadeurs",
-        "ambassadeursnetwerk",
-        "netwerk",
-        "meedoen",
-        "mee doen",
-        "aansluiten",
-        "lid worden",
-        "ambassador",
-        "network",
-        "join",
-    ];
-    find_phrase(&subject, &body, NETWORK).is_some()
+    read_intent(mail).about_network
 }
 
 /// The first word of the sender's own first line, lower case, without punctuation.
@@ -367,16 +283,6 @@ pub fn proof_answer(mail: &ParsedMail) -> Option<ProofAnswer> {
     }
 }
 
-/// The first phrase found, subject first, described for the coordinator.
-fn find_phrase(subject: &str, body: &str, phrases: &[&str]) -> Option<String> {
-    for (place, text) in [("subject", subject), ("body", body)] {
-        if let Some(p) = phrases.iter().find(|p| contains_words(text, p)) {
-            return Some(format!("\"{p}\" in {place}"));
-        }
-    }
-    None
-}
-
 /// `needle` occurs in `hay` at word boundaries.
 fn contains_words(hay: &str, needle: &str) -> bool {
     hay.match_indices(needle).any(|(i, _)| {
@@ -387,20 +293,21 @@ fn contains_words(hay: &str, needle: &str) -> bool {
 }
 
 /// The sender's own words: the body without quoted lines and without what follows a
-/// reply header or signature marker, bounded in length (what someone asks is in their first
-/// lines; scanning more only costs time).
+/// signature marker or the header of quoted history ("Op ... schreef ...:", "On ... wrote:",
+/// also when the mail program wrapped it over two lines; an Outlook block "Van: / Verzonden:
+/// / Aan:"; "-----Original Message-----"), bounded in length (what someone asks is in their
+/// first lines; scanning more only costs time).
 pub fn own_words(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let mut out = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t == "--"
-            || t == "-- "
+    for (i, t) in lines.iter().enumerate() {
+        if *t == "--"
             || t.starts_with("-----Original Message")
             || t.starts_with("-----Oorspronkelijk bericht")
+            || (t.len() >= 10 && t.chars().all(|c| c == '_'))
+            || quote_header(t, lines.get(i + 1).copied().unwrap_or(""))
+            || outlook_header(&lines[i..])
         {
-            break;
-        }
-        if (t.starts_with("Op ") || t.starts_with("On ")) && (t.ends_with("schreef:") || t.ends_with("wrote:")) {
             break;
         }
         if t.starts_with('>') {
@@ -413,6 +320,1369 @@ pub fn own_words(text: &str) -> String {
         }
     }
     out
+}
+
+/// "Op 3 dec. 2024 om 10:12 schreef Jan <jan@x.nl>:", "On ... Jan wrote:", "Op ... heeft
+/// Jan het volgende geschreven:", also wrapped over two lines.
+fn quote_header(line: &str, next: &str) -> bool {
+    if !["Op ", "On ", "Am ", "Le "].iter().any(|p| line.starts_with(p)) {
+        return false;
+    }
+    let wrote = |s: &str| {
+        let l = s.to_lowercase();
+        ["schreef", "wrote", "geschreven", "schrieb", "écrit"].iter().any(|w| contains_words(&l, w))
+    };
+    (line.ends_with(':') && wrote(line)) || (next.ends_with(':') && wrote(&format!("{line} {next}")))
+}
+
+/// An Outlook header block of quoted mail: "Van:" or "From:", and within four lines
+/// "Verzonden:", "Aan:", "Onderwerp:" or their English forms.
+fn outlook_header(lines: &[&str]) -> bool {
+    let field = |line: &str, names: &[&str]| {
+        let l = line.trim_start_matches('*').to_lowercase();
+        names.iter().any(|n| l.starts_with(n))
+    };
+    const FIELDS: &[&str] = &["verzonden:", "sent:", "aan:", "to:", "onderwerp:", "subject:", "datum:", "date:", "cc:"];
+    lines.first().is_some_and(|l| field(l, &["van:", "from:"]))
+        && lines.iter().skip(1).take(4).any(|l| field(l, FIELDS))
+}
+
+// ---------------------------------------------------------------------------------------
+// What a person asks for: intent and negation.
+// ---------------------------------------------------------------------------------------
+
+/// What a person's mail asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Intent {
+    /// `Join`, `Unsubscribe` (stop the newsletter, or leave the network) or `Question`.
+    category: Category,
+    /// The rule and the words that decided it, for the coordinator.
+    reason: String,
+    /// The words of a clear request to receive the newsletter.
+    newsletter: Option<String>,
+    /// The mail asks to join the network, or mentions joining or the network.
+    about_network: bool,
+}
+
+/// Reads what a person's mail asks for, in Dutch or English as people write it.
+///
+/// 1. **Own words only.** The subject, and the body without quoted history ([`own_words`])
+///    and without the closing and signature ("Met vriendelijke groet, Jan", "Kind regards",
+///    "Verzonden vanaf mijn iPhone"). A subject with a reply or forward prefix ("Re:",
+///    "Antw:", "Fwd:") is someone else's words: it names the topic and asks nothing by
+///    itself. Common typos of the key words count ("nieuwsbreif", "ambasadeur",
+///    "afmelde", "unsubscibe": one letter off).
+/// 2. **Sentence by sentence, clause by clause.** Clauses end at commas and at "en / and",
+///    "maar / but", "dus / so", "want", "omdat / because", "als ik", "zonder / without".
+///    A clause that only describes ("omdat ...", "because ...", "als ik ...", ", die ...")
+///    and a greeting ("Beste netwerk,") ask nothing.
+/// 3. **A request needs intent.** An action (afmelden, uitschrijven, stoppen, opzeggen,
+///    aanmelden, meedoen, aansluiten, ontvangen, unsubscribe, remove, join, sign up,
+///    receive, send, worden, zijn, blijven, ...) or a thing (the newsletter, mail, the
+///    mailing list, the network, an ambassador) asks for something only with intent: the
+///    nearest word before it that wishes or requests ("wil", "graag", "hoef", "wens",
+///    "verzoek", "kunt u", "kun je", "wilt u", "want", "would like", "wish", "please",
+///    "could you", "interested", "hierbij"), or the form itself: an imperative or bare
+///    label ("Afmelden graag", "Stuur me geen mails meer", "Unsubscribe me", "Geen
+///    nieuwsbrief meer"), the speaker doing it ("ik meld me af", "ik stop ermee", "I quit"),
+///    or a subject the sender wrote ("Aanmelding", "Afmelden nieuwsbrief"). A wish carries
+///    over "en / and" into the next clause unless that clause names its own subject.
+/// 4. **Questions that mention joining stay questions.** When a question word or "weten /
+///    know / informatie / vraag over" is nearer than any wish ("Hoe kan ik me aanmelden?",
+///    "Wat houdt meedoen in?", "Ik wil graag weten hoe ik me aanmeld"), or in a yes/no
+///    question without a request to us ("Kan ik meedoen?", "Can I join?", "Moet ik me
+///    aanmelden?"), the action is only mentioned: a person answers. "Kunt u mij afmelden?"
+///    and "Wil je me aanmelden?" are requests. Statements are not requests either: "Ik
+///    ontvang de nieuwsbrief niet meer" reports, a person reads it.
+/// 5. **Negation turns a request around, never into a sign-up.** A negation in the clause
+///    ("geen", "niet", "nooit", "niets", "zonder", "not", "don't", "no", "never",
+///    "without"; not in set phrases such as "geen probleem", "no idea") makes a request for
+///    the newsletter a request to stop it ("wil geen nieuwsbrief meer", "hoef de
+///    nieuwsbrief niet meer", "niet meer ontvangen", "don't send", "do not want", "no longer
+///    wish to receive"). A negated wish to join or to be an ambassador that says it ends
+///    ("meer", "langer", "no longer", "anymore") is someone leaving the network ("wil niet
+///    langer ambassadeur zijn", "I no longer want to be an ambassador"), and so is
+///    stopping as one ("wil stoppen als ambassadeur", "meld me af als ambassadeur"). A
+///    negated join that does not say it ends ("wil nog geen ambassadeur worden") and a
+///    negated stop ("wil me niet afmelden", "I don't want to unsubscribe") ask for nothing
+///    clear. "Stop met", "stop sending" are stopping words themselves.
+/// 6. **Events are not the network.** Signing up for or cancelling a meeting ("aanmelden
+///    voor de bijeenkomst", "ik meld me af voor de training") is a question for a person,
+///    never a join and never an unsubscribe.
+/// 7. **Deciding.** A request (to join, or for the newsletter) next to a request to stop,
+///    a request next to its own negation, or only negated requests: `question`, no
+///    newsletter request. Otherwise a request to stop the newsletter or to leave the
+///    network is `unsubscribe` (the coordinator reads who leaves the network); a request
+///    to join is `join`; a request for the newsletter alone is `question` with the
+///    newsletter request (the filing step files that as a sign-up with double opt-in);
+///    the network's name as the subject the sender wrote ("Ambassadeursnetwerk ...") and a
+///    subject that signs up without saying for what ("Aanmelding", "Meedoen") are a join
+///    when nothing else in the mail asks for the newsletter, mentions or negates anything.
+///    A request for the newsletter to another address ("naar mijn privéadres") is an
+///    address change: a person handles it.
+fn read_intent(mail: &ParsedMail) -> Intent {
+    let mut signals = Vec::new();
+    let subject = mail.subject.char_indices().nth(MAX_CHARS).map_or(mail.subject.as_str(), |(i, _)| &mail.subject[..i]);
+    let mode = if has_reply_prefix(subject) { Mode::Reply } else { Mode::Label };
+    for s in sentences(&normalize_subject(subject), mode) {
+        s.read("subject", &mut signals);
+    }
+    for s in sentences(&request_text(&mail.text), Mode::Body) {
+        s.read("body", &mut signals);
+    }
+    resolve(&signals)
+}
+
+/// The sender's own words without the closing and what follows it: a signature may name
+/// the network or an ambassador's role without asking anything.
+fn request_text(text: &str) -> String {
+    let mut out = String::new();
+    for line in own_words(text).lines() {
+        if is_closing(line) {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A closing line ("Met vriendelijke groet,", "Groet, Jan", "Kind regards", "Sent from
+/// my iPhone"), not one that goes on to ask something ("Groetjes en graag afmelden").
+fn is_closing(line: &str) -> bool {
+    const DEVICE: &[&str] =
+        &["sent from my", "verzonden vanaf", "verzonden met", "verstuurd vanaf", "verstuurd met", "get outlook for"];
+    const CLOSINGS: &[&str] = &[
+        "met vriendelijke groeten",
+        "met vriendelijke groet",
+        "vriendelijke groeten",
+        "vriendelijke groet",
+        "met hartelijke groeten",
+        "met hartelijke groet",
+        "hartelijke groeten",
+        "hartelijke groet",
+        "hoogachtend",
+        "groetjes",
+        "groeten",
+        "groet",
+        "mvg",
+        "gr",
+        "liefs",
+        "with kind regards",
+        "kind regards",
+        "best regards",
+        "warm regards",
+        "regards",
+        "best wishes",
+        "yours sincerely",
+        "yours faithfully",
+        "sincerely",
+        "cheers",
+    ];
+    let l = line.trim().to_lowercase();
+    if DEVICE.iter().any(|d| l.starts_with(d)) {
+        return true;
+    }
+    let Some(c) = CLOSINGS.iter().find(|c| l.starts_with(**c) && !l[c.len()..].starts_with(char::is_alphanumeric))
+    else {
+        return false;
+    };
+    let rest = &l[c.len()..];
+    rest.split_whitespace().count() <= 4
+        && !rest.contains('?')
+        && tokenize(rest).iter().all(|t| !matches!(t.lex, Lex::Act(_) | Lex::Want | Lex::Neg | Lex::Obj(Obj::News)))
+}
+
+/// Whether the subject starts with a reply or forward prefix ("Re:", "Antw:", "Fwd:").
+fn has_reply_prefix(subject: &str) -> bool {
+    let s = strip_case_reference(subject).trim().to_lowercase();
+    s.split_once(':').is_some_and(|(head, _)| {
+        let base = head.split(['[', '(']).next().unwrap_or("").trim();
+        SUBJECT_PREFIXES.contains(&base)
+    })
+}
+
+/// Where the words stand, and so how they are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A subject the sender wrote: a label ("Afmelden", "Aanmelding nieuwsbrief").
+    Label,
+    /// A subject with a reply or forward prefix: someone else's words, a topic only.
+    Reply,
+    /// The body.
+    Body,
+}
+
+/// Things a mail can be about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Obj {
+    /// The newsletter, the mailing list.
+    News,
+    /// Mail in general, "the list": stopping it is stopping the newsletter.
+    Mail,
+    /// The network, an ambassador, membership.
+    Network,
+    /// "Ambassadeursnetwerk": the network's name.
+    NetworkName,
+    /// A meeting, training or evening: not the network.
+    Event,
+}
+
+/// Actions a mail can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    /// afmelden, uitschrijven, stoppen, opzeggen, unsubscribe, remove, leave, quit.
+    Leave,
+    /// aanmelden, inschrijven, abonneren, subscribe, sign up, add; with what it is about
+    /// when the clause names nothing.
+    Subscribe(Option<Obj>),
+    /// ontvangen, krijgen, sturen, receive, get, send.
+    Receive,
+    /// meedoen, deelnemen, aansluiten, join, participate.
+    Join,
+    /// worden, become.
+    Become,
+    /// zijn, be.
+    Be,
+    /// blijven, stay.
+    Stay,
+}
+
+/// What a word does in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Obj(Obj),
+    Act(Act),
+    /// geen, niet, not, never, no, zonder.
+    Neg,
+    /// meer, langer, longer, anymore: after a negation, "no more".
+    Cease,
+    /// A wish or request: wil, graag, hoef, please, want, would like.
+    Want,
+    /// Interest: interesse, geïnteresseerd, interested.
+    Interest,
+    /// moet, ga, nodig, need: a wish in a statement, not in a question ("Moet ik ...?").
+    Modal,
+    /// A question word or asking for knowledge: hoe, wat, weten, how, know, informatie.
+    Ask,
+    /// ik, I: the speaker ("ik meld me af").
+    Me,
+    /// hallo, beste, dear: the start of a greeting.
+    Greeting,
+    /// Words that do not change what a clause asks (ja, ook, me, even, sorry).
+    Filler,
+    /// read, enjoy, like: the clause says something about a thing and asks nothing.
+    Verb,
+    /// en, and, maar, but: ends a clause and is left out.
+    Split,
+    /// dus, so, daarom: starts a new clause.
+    Starts,
+    /// omdat, because, als ik: starts a clause that only describes.
+    Sub,
+    /// The particle of a separable verb ("meld ... af").
+    Particle,
+    /// An address ("adres", "privéadres", "address"): the newsletter elsewhere is an
+    /// address change, for a person.
+    Address,
+    Word,
+}
+
+/// A word of a sentence.
+#[derive(Debug, Clone)]
+struct Tok {
+    /// Lower case, contractions expanded, hyphens removed.
+    word: String,
+    /// As written (lower case), for the reason; empty for the second half of a contraction.
+    shown: String,
+    lex: Lex,
+    /// A comma stands before this word.
+    comma_before: bool,
+    /// The particle of this separable verb ("meld ... af").
+    particle: Option<usize>,
+}
+
+/// A part of a sentence between commas and conjunctions: `start..end` in its words.
+#[derive(Debug, Clone, Copy)]
+struct Clause {
+    start: usize,
+    end: usize,
+    /// Only describes ("omdat ...", "because ...", ", die ..."): asks nothing.
+    describes: bool,
+    /// Follows "maar" / "but".
+    contrast: bool,
+}
+
+/// What governs an action: a wish, the form itself, or a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gov {
+    /// A word of wish or request, at this index.
+    Wish(usize),
+    /// Interest, at this index.
+    Interest(usize),
+    /// The form asks: an imperative, a bare label, a subject, the speaker doing it.
+    Form,
+    /// A question word, or "weten", "know", at this index: it asks about the action.
+    Asks(usize),
+    /// Nothing: a statement.
+    None,
+}
+
+impl Gov {
+    fn wishes(self) -> bool {
+        matches!(self, Gov::Wish(_) | Gov::Interest(_) | Gov::Form)
+    }
+
+    fn marker(self) -> Option<usize> {
+        match self {
+            Gov::Wish(i) | Gov::Interest(i) | Gov::Asks(i) => Some(i),
+            Gov::Form | Gov::None => None,
+        }
+    }
+}
+
+/// What the mail asks about the network or the newsletter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Axis {
+    Network,
+    News,
+    Other,
+}
+
+/// What one clause asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    /// Join the network.
+    Join,
+    /// The network's name, or "Aanmelding" / "Meedoen" without saying for what, as the
+    /// subject the sender wrote: a join unless the mail says anything else.
+    WeakJoin,
+    /// Receive the newsletter.
+    Want,
+    /// Leave the network.
+    Leave,
+    /// Stop the newsletter (or mail from us).
+    Stop,
+    /// A negated join or a negated leave that says nothing clear.
+    NegNetwork,
+    /// A negated stop ("ik wil me niet afmelden").
+    NegNews,
+    /// Mentioned without asking for it: a question, a statement.
+    Mention(Axis),
+}
+
+#[derive(Debug, Clone)]
+struct Signal {
+    sig: Sig,
+    /// The deciding words, as written.
+    words: String,
+    place: &'static str,
+}
+
+/// What a clause was read as: the action, its object, its negation and what governs it.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    act: Option<(Act, usize)>,
+    target: Option<(Obj, usize)>,
+    /// The negation and, after it, the word that says it ends ("meer", "longer").
+    neg: Option<(usize, Option<usize>)>,
+    gov: Gov,
+}
+
+struct Sentence {
+    toks: Vec<Tok>,
+    clauses: Vec<Clause>,
+    question: bool,
+    mode: Mode,
+}
+
+/// At most this many words are read per text (subject, body).
+const MAX_WORDS: usize = 400;
+/// At most this many characters are read per text: a subject can be megabytes long.
+const MAX_CHARS: usize = 2000;
+
+/// The sentences of a text: lines a mail program wrapped are joined again; sentences end
+/// at `.`, `!`, `?`, `;`, `:` and at line ends.
+fn sentences(text: &str, mode: Mode) -> Vec<Sentence> {
+    let text = text.char_indices().nth(MAX_CHARS).map_or(text, |(i, _)| &text[..i]);
+    let mut out = Vec::new();
+    let mut budget = MAX_WORDS;
+    for chunk in logical_lines(text) {
+        for (s, question) in split_sentences(&prepare(&chunk)) {
+            let mut toks = tokenize(&s);
+            if toks.is_empty() {
+                continue;
+            }
+            toks.truncate(budget);
+            budget -= toks.len();
+            in_context(&mut toks);
+            let clauses = clauses(&toks);
+            for c in &clauses {
+                join_particles(&mut toks, *c);
+            }
+            out.push(Sentence { toks, clauses, question, mode });
+            if budget == 0 {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// Lines joined where a mail program wrapped a sentence: the line does not end in
+/// punctuation and the next one goes on in lower case.
+fn logical_lines(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.is_empty() {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(l);
+        }
+        let next = lines.get(i + 1).copied().unwrap_or("");
+        let wrapped =
+            !l.is_empty() && !l.ends_with(['.', '!', '?', ';', ':', ',']) && next.starts_with(char::is_lowercase);
+        if !wrapped && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    out
+}
+
+/// Lower case, one kind of apostrophe, and abbreviations without their dots.
+fn prepare(s: &str) -> String {
+    const ABBREVIATIONS: &[(&str, &str)] = &[
+        ("a.u.b.", "aub"),
+        ("a.u.b", "aub"),
+        ("s.v.p.", "svp"),
+        ("m.v.g.", "mvg"),
+        ("m.v.g", "mvg"),
+        ("m.b.t.", "mbt"),
+        ("i.v.m.", "ivm"),
+        ("t.a.v.", "tav"),
+        ("z.s.m.", "zsm"),
+        ("o.a.", "oa"),
+        ("d.w.z.", "dwz"),
+        ("bijv.", "bijv"),
+        ("e.g.", "eg"),
+        ("i.e.", "ie"),
+        ("etc.", "etc"),
+        ("mr.", "mr"),
+        ("drs.", "drs"),
+        ("dhr.", "dhr"),
+        ("mevr.", "mevr"),
+    ];
+    let mut l = s.to_lowercase().replace(['’', '‘', '`', '´'], "'");
+    for (from, to) in ABBREVIATIONS {
+        if l.contains(from) {
+            l = replace_at_word_start(&l, from, to);
+        }
+    }
+    l
+}
+
+fn replace_at_word_start(s: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(from) {
+        out.push_str(&rest[..i]);
+        let at_start = out.chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+        out.push_str(if at_start { to } else { from });
+        rest = &rest[i + from.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Sentences and whether each ends with a question mark.
+fn split_sentences(text: &str) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        if matches!(c, '.' | '!' | '?' | ';' | ':') {
+            if cur.trim().is_empty() {
+                // "?!", "!!": the mark belongs to the sentence before.
+                if let Some(last) = out.last_mut().filter(|_| c == '?') {
+                    last.1 = true;
+                }
+                cur.clear();
+            } else {
+                out.push((std::mem::take(&mut cur), c == '?'));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push((cur, false));
+    }
+    out
+}
+
+/// The words of a sentence, commas remembered.
+fn tokenize(s: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut comma = false;
+    for c in s.chars().chain(std::iter::once(' ')) {
+        if c.is_alphanumeric() || (matches!(c, '\'' | '-') && !word.is_empty()) {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            push_word(&mut out, &std::mem::take(&mut word), comma);
+            comma = false;
+        }
+        if c == ',' {
+            comma = true;
+        }
+    }
+    out
+}
+
+fn push_word(out: &mut Vec<Tok>, raw: &str, comma_before: bool) {
+    let w = raw.trim_end_matches(['\'', '-']);
+    if w.is_empty() {
+        return;
+    }
+    for (k, word) in expand(w).into_iter().enumerate() {
+        out.push(Tok {
+            lex: lex(&word),
+            word,
+            shown: if k == 0 { w.to_string() } else { String::new() },
+            comma_before: comma_before && k == 0,
+            particle: None,
+        });
+    }
+}
+
+/// Contractions written out ("don't" -> "do not", "i'd" -> "i would"), hyphens removed
+/// ("e-mail", "opt-out") or, in unknown compounds, split.
+fn expand(w: &str) -> Vec<String> {
+    let fixed: &[&str] = match w {
+        "dont" => &["do", "not"],
+        "doesnt" => &["does", "not"],
+        "didnt" => &["did", "not"],
+        "cant" | "can't" | "cannot" => &["can", "not"],
+        "wont" | "won't" => &["will", "not"],
+        "im" => &["i", "am"],
+        "wanna" => &["want", "to"],
+        "m'n" => &["mijn"],
+        // "his", not the verb "zijn".
+        "z'n" => &["zn"],
+        _ => &[],
+    };
+    if !fixed.is_empty() {
+        return fixed.iter().map(ToString::to_string).collect();
+    }
+    if let Some(stem) = w.strip_suffix("n't") {
+        return vec![stem.to_string(), "not".into()];
+    }
+    if let Some((head, tail)) = w.rsplit_once('\'') {
+        let second = match tail {
+            "d" => "would",
+            "m" => "am",
+            "ve" => "have",
+            "ll" => "will",
+            "re" => "are",
+            "s" | "t" => return vec![head.to_string()],
+            _ => return vec![w.replace('\'', "")],
+        };
+        return vec![head.to_string(), second.into()];
+    }
+    if w.contains('-') {
+        let joined = w.replace('-', "");
+        if lex(&joined) != Lex::Word {
+            return vec![joined];
+        }
+        return w.split('-').filter(|p| !p.is_empty()).map(ToString::to_string).collect();
+    }
+    vec![w.to_string()]
+}
+
+/// What a word does, before its context is read. Known words first, then compounds
+/// ("nieuwsbriefabonnement", "ouderavond"), then typos of the key words.
+fn lex(w: &str) -> Lex {
+    if let Some(l) = known_word(w) {
+        return l;
+    }
+    if REPORTS.contains(&w) {
+        return Lex::Word;
+    }
+    if EVENT_ENDINGS.iter().any(|e| w.ends_with(e)) {
+        return Lex::Obj(Obj::Event);
+    }
+    if w.starts_with("nieuwsbrie") || w.starts_with("newsletter") {
+        return Lex::Obj(Obj::News);
+    }
+    if w.starts_with("ambassadeursnetwerk") {
+        return Lex::Obj(Obj::NetworkName);
+    }
+    if w.starts_with("ambassad") {
+        return Lex::Obj(Obj::Network);
+    }
+    if w.ends_with("adres") || w.ends_with("adressen") || w == "address" || w == "addresses" {
+        return Lex::Address;
+    }
+    if w.chars().count() >= 6 {
+        let chars: Vec<char> = w.chars().collect();
+        if let Some((_, l)) = TYPO_KEYS.iter().find(|(k, _)| one_edit(&chars, &k.chars().collect::<Vec<_>>())) {
+            return *l;
+        }
+    }
+    Lex::Word
+}
+
+fn known_word(w: &str) -> Option<Lex> {
+    use Act::{Be, Become, Join, Leave, Receive, Stay, Subscribe};
+    use Obj::{Mail, Network, NetworkName, News};
+    Some(match w {
+        "nieuwsbrief" | "nieuwsbrieven" | "nieuwsbriefje" | "newsletter" | "newsletters" | "mailing" | "mailings"
+        | "mailinglijst" | "mailinglist" | "verzendlijst" | "nieuwsmail" => Lex::Obj(News),
+        "mail" | "mails" | "email" | "emails" | "mailtjes" | "berichten" | "updates" | "lijst" | "list" | "bestand"
+        | "adresbestand" => Lex::Obj(Mail),
+        "ambassadeursnetwerk" => Lex::Obj(NetworkName),
+        "ambassadeur" | "ambassadeurs" | "ambassadeurschap" | "ambassador" | "ambassadors" | "ambassadorship"
+        | "netwerk" | "network" | "lid" | "member" | "lidmaatschap" | "membership" => Lex::Obj(Network),
+        "afmelden" | "afmelding" | "uitschrijven" | "uitschrijving" | "unsubscribe" | "unsubscribing" | "unsub"
+        | "opzeggen" | "opzegging" | "stoppen" | "stop" | "stopt" | "beëindigen" | "beeindigen" | "remove"
+        | "verwijder" | "verwijderen" | "verwijdert" | "leave" | "leaving" | "quit" | "quitting" | "cancel"
+        | "optout" | "uitstappen" => Lex::Act(Leave),
+        "aanmelden" | "aanmelding" | "inschrijven" | "inschrijving" | "signup" | "registreren" | "register" => {
+            Lex::Act(Subscribe(Some(Network)))
+        }
+        "abonneren" | "abonneer" | "abonnement" | "subscribe" | "subscription" | "subscribing" | "optin" => {
+            Lex::Act(Subscribe(Some(News)))
+        }
+        "add" | "toevoegen" => Lex::Act(Subscribe(None)),
+        "meedoen" | "meedoet" | "deelnemen" | "aansluiten" | "join" | "joining" | "participate" | "participating" => {
+            Lex::Act(Join)
+        }
+        "ontvangen" | "ontvang" | "ontvangt" | "krijgen" | "krijg" | "krijgt" | "receive" | "receiving" | "get"
+        | "getting" | "sturen" | "stuur" | "stuurt" | "toesturen" | "opsturen" | "send" | "sending" | "mailen"
+        | "emailen" => Lex::Act(Receive),
+        "worden" | "word" | "wordt" | "become" | "becoming" => Lex::Act(Become),
+        "zijn" | "ben" | "bent" | "be" | "being" => Lex::Act(Be),
+        "blijven" | "blijf" | "blijft" | "stay" | "staying" | "remain" | "remaining" => Lex::Act(Stay),
+        "geen" | "niet" | "niets" | "nooit" | "not" | "never" | "no" | "none" | "nothing" | "zonder" | "without" => {
+            Lex::Neg
+        }
+        "meer" | "langer" | "longer" | "anymore" | "more" | "further" => Lex::Cease,
+        "wil" | "wilt" | "willen" | "wou" | "wilde" | "wens" | "wenst" | "wensen" | "graag" | "hoef" | "hoeft"
+        | "hoeven" | "verzoek" | "verzoeke" | "verzoeken" | "want" | "wants" | "wanted" | "wish" | "request"
+        | "please" | "pls" | "plz" | "aub" | "svp" | "alsjeblieft" | "alstublieft" | "asjeblieft" | "hierbij"
+        | "hereby" | "decided" | "besloten" | "kindly" | "liever" | "rather" => Lex::Want,
+        "interesse" | "geïnteresseerd" | "geinteresseerd" | "interested" | "interest" => Lex::Interest,
+        "moet" | "moeten" | "ga" | "gaan" | "must" | "need" | "nodig" | "going" => Lex::Modal,
+        "hoe" | "wat" | "waar" | "wanneer" | "welke" | "waarom" | "wie" | "hoeveel" | "how" | "what" | "where"
+        | "when" | "which" | "why" | "who" | "whether" | "weten" | "know" | "wonder" | "wondering" | "afvragen"
+        | "benieuwd" | "curious" | "informatie" | "info" | "information" | "uitleg" => Lex::Ask,
+        "ik" | "i" => Lex::Me,
+        "hallo" | "hoi" | "hey" | "hi" | "hello" | "dear" | "beste" | "geachte" | "goedemorgen" | "goedemiddag"
+        | "goedenavond" | "dag" | "hai" => Lex::Greeting,
+        "ja" | "yes" | "nee" | "ok" | "oke" | "oké" | "okay" | "even" | "ook" | "also" | "nu" | "now" | "nou"
+        | "well" | "sorry" | "excuses" | "helaas" | "unfortunately" | "bedankt" | "thanks" | "dank" | "mij" | "me"
+        | "mezelf" | "myself" | "toch" | "dan" | "then" | "wel" | "alvast" | "eigenlijk" | "actually" | "just"
+        | "gewoon" | "really" | "echt" | "eerst" | "first" | "nog" | "still" | "ermee" => Lex::Filler,
+        "lees" | "lezen" | "leest" | "las" | "read" | "reading" | "reads" | "vind" | "vindt" | "vond" | "vinden"
+        | "enjoy" | "enjoyed" | "staat" | "stond" | "stonden" | "was" | "were" | "zag" | "zie" | "saw" | "see"
+        | "like" | "likes" | "love" | "loved" | "gelezen" => Lex::Verb,
+        "en" | "and" | "maar" | "but" | "echter" | "however" | "plus" => Lex::Split,
+        "dus" | "so" | "daarom" | "therefore" | "hence" => Lex::Starts,
+        "omdat" | "because" | "since" | "sinds" | "toen" | "nadat" | "voordat" | "terwijl" | "hoewel" | "although"
+        | "while" | "after" | "before" | "if" | "zodat" | "waardoor" => Lex::Sub,
+        _ => return None,
+    })
+}
+
+/// Forms that report what happened, and people rather than actions: never a request,
+/// and not to be read as a typo of one ("subscribed" is one letter from "subscribe").
+const REPORTS: &[&str] = &[
+    "subscribed",
+    "subscriber",
+    "subscribers",
+    "unsubscribed",
+    "afgemeld",
+    "aangemeld",
+    "ingeschreven",
+    "uitgeschreven",
+    "ontvanger",
+    "deelnemer",
+    "deelnemers",
+    "abonnee",
+    "abonnees",
+    "gestopt",
+    "stopped",
+    "joined",
+    "received",
+    "ontvangst",
+];
+
+/// Word endings of events: "ouderavond", "netwerkbijeenkomst", "teamtraining".
+const EVENT_ENDINGS: &[&str] = &[
+    "bijeenkomst",
+    "bijeenkomsten",
+    "avond",
+    "avonden",
+    "training",
+    "trainingen",
+    "workshop",
+    "workshops",
+    "sessie",
+    "sessies",
+    "session",
+    "webinar",
+    "vergadering",
+    "meeting",
+    "meetings",
+    "lezing",
+    "cursus",
+    "course",
+    "evenement",
+    "event",
+    "events",
+    "conferentie",
+    "conference",
+    "intervisie",
+    "symposium",
+    "middag",
+    "ochtend",
+];
+
+/// Key words whose typos (one letter off) still count.
+const TYPO_KEYS: &[(&str, Lex)] = &[
+    ("nieuwsbrief", Lex::Obj(Obj::News)),
+    ("nieuwsbrieven", Lex::Obj(Obj::News)),
+    ("newsletter", Lex::Obj(Obj::News)),
+    ("newsletters", Lex::Obj(Obj::News)),
+    ("mailinglijst", Lex::Obj(Obj::News)),
+    ("ambassadeursnetwerk", Lex::Obj(Obj::NetworkName)),
+    ("ambassadeur", Lex::Obj(Obj::Network)),
+    ("ambassadeurs", Lex::Obj(Obj::Network)),
+    ("ambassador", Lex::Obj(Obj::Network)),
+    ("ambassadors", Lex::Obj(Obj::Network)),
+    ("afmelden", Lex::Act(Act::Leave)),
+    ("afmelding", Lex::Act(Act::Leave)),
+    ("uitschrijven", Lex::Act(Act::Leave)),
+    ("uitschrijving", Lex::Act(Act::Leave)),
+    ("unsubscribe", Lex::Act(Act::Leave)),
+    ("aanmelden", Lex::Act(Act::Subscribe(Some(Obj::Network)))),
+    ("aanmelding", Lex::Act(Act::Subscribe(Some(Obj::Network)))),
+    ("inschrijven", Lex::Act(Act::Subscribe(Some(Obj::Network)))),
+    ("abonneren", Lex::Act(Act::Subscribe(Some(Obj::News)))),
+    ("abonnement", Lex::Act(Act::Subscribe(Some(Obj::News)))),
+    ("subscribe", Lex::Act(Act::Subscribe(Some(Obj::News)))),
+    ("meedoen", Lex::Act(Act::Join)),
+    ("deelnemen", Lex::Act(Act::Join)),
+    ("aansluiten", Lex::Act(Act::Join)),
+    ("ontvangen", Lex::Act(Act::Receive)),
+    ("interesse", Lex::Interest),
+    ("geïnteresseerd", Lex::Interest),
+    ("alsjeblieft", Lex::Want),
+    ("alstublieft", Lex::Want),
+];
+
+/// One insertion, deletion, substitution or swap of neighbours apart (or equal).
+fn one_edit(a: &[char], b: &[char]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    match long.len() - short.len() {
+        0 => {
+            let Some(i) = (0..short.len()).find(|&i| short[i] != long[i]) else { return true };
+            short[i + 1..] == long[i + 1..]
+                || (i + 1 < short.len()
+                    && short[i] == long[i + 1]
+                    && short[i + 1] == long[i]
+                    && short[i + 2..] == long[i + 2..])
+        }
+        1 => {
+            let i = (0..short.len()).find(|&i| short[i] != long[i]).unwrap_or(short.len());
+            short[i..] == long[i + 1..]
+        }
+        _ => false,
+    }
+}
+
+/// A negation right before one of these is a set phrase, not a negated request:
+/// "geen probleem", "geen idee", "niet alleen", "no idea", "not sure".
+const NEUTRAL_AFTER_NEGATION: &[&str] = &[
+    "probleem",
+    "problemen",
+    "problem",
+    "problems",
+    "idee",
+    "idea",
+    "zorgen",
+    "worries",
+    "worry",
+    "haast",
+    "hurry",
+    "ervaring",
+    "experience",
+    "zeker",
+    "sure",
+    "alleen",
+    "only",
+    "erg",
+    "bezwaar",
+    "objection",
+    "twijfel",
+    "doubt",
+    "moeite",
+];
+
+/// Who is spoken to in a polite request ("kunt u", "could you").
+const ADDRESSEES: &[&str] = &["u", "je", "jij", "jullie", "you"];
+/// Subjects that start a clause after "als" ("als ik me aanmeld").
+const CLAUSE_SUBJECTS: &[&str] =
+    &["ik", "je", "jij", "u", "we", "wij", "het", "er", "dat", "dit", "jullie", "zij", "ze", "hij"];
+/// Dutch subjects after the conjunction "want" (English "want" is a wish).
+const DUTCH_SUBJECTS: &[&str] = &[
+    "ik", "je", "jij", "u", "wij", "het", "er", "de", "dit", "dat", "mijn", "ze", "zij", "hij", "jullie", "ons", "onze",
+];
+
+/// Reads words in their context: "would like", "kunt u", "vraag over", "als ik",
+/// "want ik", "no" as an answer, set phrases after a negation.
+fn in_context(toks: &mut [Tok]) {
+    let words: Vec<String> = toks.iter().map(|t| t.word.clone()).collect();
+    let word = |i: usize| words.get(i).map_or("", String::as_str);
+    for i in 0..toks.len() {
+        let prev = if i > 0 { word(i - 1) } else { "" };
+        let next = word(i + 1);
+        let clause_start =
+            i == 0 || toks[i].comma_before || matches!(toks[i - 1].lex, Lex::Split | Lex::Greeting | Lex::Filler);
+        let next_lex = toks.get(i + 1).map(|t| t.lex);
+        let now = match word(i) {
+            "like" | "love" if prev == "would" || next == "to" => Some(Lex::Want),
+            "kunt" | "kun" | "kan" | "kunnen" | "zou" | "zoudt" | "zouden" | "could" | "can" | "would" | "will"
+                if ADDRESSEES.contains(&next) =>
+            {
+                Some(Lex::Want)
+            }
+            "vraag" | "verzoek" if matches!(next, "u" | "je" | "jullie" | "jou") => Some(Lex::Want),
+            "vraag" | "vraagje" | "vragen" | "question" | "questions"
+                if matches!(next, "over" | "about" | "regarding" | "omtrent" | "mbt") =>
+            {
+                Some(Lex::Ask)
+            }
+            "vraag" if matches!(next, "me" | "mij") && word(i + 2) == "af" => Some(Lex::Ask),
+            "bij" if next == "deze" => Some(Lex::Want),
+            "als" if CLAUSE_SUBJECTS.contains(&next) => Some(Lex::Sub),
+            "want" if DUTCH_SUBJECTS.contains(&next) => Some(Lex::Sub),
+            // "Meld me maar af", "doe maar": "maar" softens, it does not contrast.
+            "maar" if matches!(next, "" | "af" | "aan" | "uit" | "in" | "op" | "mee" | "toe" | "hoor") => {
+                Some(Lex::Filler)
+            }
+            "no" if clause_start && !matches!(next_lex, Some(Lex::Cease | Lex::Obj(_))) => Some(Lex::Filler),
+            _ => None,
+        };
+        if let Some(l) = now {
+            toks[i].lex = l;
+        }
+        if toks[i].lex == Lex::Neg && NEUTRAL_AFTER_NEGATION.contains(&next) {
+            toks[i].lex = Lex::Word;
+        }
+    }
+}
+
+/// The clauses of a sentence.
+fn clauses(toks: &[Tok]) -> Vec<Clause> {
+    const CONTRAST: &[&str] = &["maar", "but", "echter", "however"];
+    const RELATIVE: &[&str] = &["die", "dat", "welke", "waarin", "waarvan", "which", "who", "that"];
+    let mut out = Vec::new();
+    let mut cur = Clause { start: 0, end: 0, describes: false, contrast: false };
+    for (i, t) in toks.iter().enumerate() {
+        let boundary = t.comma_before
+            || matches!(t.lex, Lex::Split | Lex::Starts | Lex::Sub)
+            || matches!(t.word.as_str(), "zonder" | "without");
+        if !boundary {
+            continue;
+        }
+        if i > cur.start {
+            out.push(Clause { end: i, ..cur });
+            cur = Clause { start: i, end: i, describes: false, contrast: false };
+        }
+        if t.lex == Lex::Split {
+            cur.start = i + 1;
+            cur.contrast |= CONTRAST.contains(&t.word.as_str());
+        }
+        cur.describes |= t.lex == Lex::Sub || (t.comma_before && RELATIVE.contains(&t.word.as_str()));
+    }
+    if toks.len() > cur.start {
+        out.push(Clause { end: toks.len(), ..cur });
+    }
+    out
+}
+
+/// Separable verbs and their particles: "meld ... af", "schrijf ... in", "doe ... mee".
+fn separable(verb: &str) -> Option<&'static [(&'static str, Act)]> {
+    use Act::{Join, Leave, Subscribe};
+    Some(match verb {
+        "meld" | "melden" | "meldt" | "melde" => &[("aan", Subscribe(Some(Obj::Network))), ("af", Leave)],
+        "schrijf" | "schrijven" | "schrijft" => &[("in", Subscribe(Some(Obj::Network))), ("uit", Leave)],
+        "doe" | "doen" | "doet" => &[("mee", Join)],
+        "sluit" | "sluiten" => &[("aan", Join)],
+        "neem" | "nemen" | "neemt" => &[("deel", Join)],
+        "zeg" | "zeggen" | "zegt" => &[("op", Leave)],
+        "haal" | "halen" | "haalt" => &[("van", Leave), ("uit", Leave), ("af", Leave)],
+        "zet" | "zetten" => &[("op", Subscribe(None))],
+        "voeg" | "voegen" => &[("toe", Subscribe(None))],
+        "sign" | "signing" => &[("up", Subscribe(Some(Obj::Network)))],
+        "take" | "taking" => &[("off", Leave), ("part", Join)],
+        "opt" | "opting" => &[("out", Leave), ("in", Subscribe(Some(Obj::News)))],
+        "count" => &[("in", Join)],
+        _ => return None,
+    })
+}
+
+/// Joins separable verbs with the nearest particle in their clause. "aan" and "in" before
+/// an article are prepositions ("ik meld dit aan de coördinator", "ik schrijf in de krant").
+fn join_particles(toks: &mut [Tok], c: Clause) {
+    const ARTICLES: &[&str] =
+        &["de", "het", "een", "verband", "mijn", "uw", "jullie", "onze", "deze", "dit", "die", "haar", "zijn"];
+    for i in c.start..c.end {
+        let Some(options) = separable(&toks[i].word) else { continue };
+        let verb = toks[i].word.clone();
+        let mut best: Option<(usize, Act)> = None;
+        for j in (c.start..c.end).filter(|&j| j != i && toks[j].lex != Lex::Particle) {
+            let Some(&(_, act)) = options.iter().find(|(p, _)| *p == toks[j].word) else { continue };
+            let preposition =
+                matches!(verb.as_str(), "meld" | "melden" | "meldt" | "melde" | "schrijf" | "schrijven" | "schrijft")
+                    && toks.get(j + 1).is_some_and(|n| ARTICLES.contains(&n.word.as_str()));
+            if !preposition && best.is_none_or(|(b, _)| j.abs_diff(i) < b.abs_diff(i)) {
+                best = Some((j, act));
+            }
+        }
+        if let Some((j, act)) = best {
+            toks[i].lex = Lex::Act(act);
+            toks[i].particle = Some(j);
+            toks[j].lex = Lex::Particle;
+        }
+    }
+}
+
+impl Sentence {
+    /// Reads the clauses in order and adds what each asks for. An object without an action
+    /// takes the action of the clause before ("aanmelden als ambassadeur en voor de
+    /// nieuwsbrief") or waits for the next one ("de nieuwsbrief, die ik al jaren krijg,
+    /// wil ik niet meer ontvangen"); a bare negation after "maar" negates the request
+    /// before it ("graag de nieuwsbrief, maar niet meer op dit adres").
+    fn read(&self, place: &'static str, out: &mut Vec<Signal>) {
+        let mut pending: Option<(Obj, usize, Clause)> = None;
+        let mut last: Option<Read> = None;
+        for &c in &self.clauses {
+            if c.describes || self.greeting(c) {
+                continue;
+            }
+            let neg = self.negation(c);
+            let obj = self.object(c);
+            if let Some((act, at)) = self.action(c) {
+                let mut target = obj;
+                if target.is_none() && matches!(act, Act::Subscribe(_) | Act::Receive | Act::Leave) {
+                    target = pending.take().map(|(o, p, _)| (o, p));
+                }
+                if target.is_none() && act == Act::Leave {
+                    // "ik stop met meedoen": stopping a join is leaving the network.
+                    target = self.joining_in(c).map(|j| (Obj::Network, j));
+                }
+                let gov = self.governor(at, c, Some(act), neg.is_some());
+                let r = Read { act: Some((act, at)), target, neg, gov };
+                self.emit(r, c, place, out);
+                last = Some(r);
+            } else if let Some((o, at)) = obj {
+                let has_verb = (c.start..c.end).any(|j| self.toks[j].lex == Lex::Verb);
+                let own_subject = (c.start..c.end).any(|j| self.is_subject(j));
+                let elliptic = last.filter(|l| {
+                    !own_subject
+                        && l.act.is_some_and(|(a, _)| {
+                            matches!(a, Act::Subscribe(_) | Act::Receive | Act::Join | Act::Leave)
+                        })
+                });
+                if neg.is_some() || has_verb {
+                    let gov = if has_verb { Gov::None } else { self.governor(at, c, None, true) };
+                    self.emit(Read { act: None, target: obj, neg, gov }, c, place, out);
+                } else if let Some(l) = elliptic {
+                    self.emit(Read { target: obj, ..l }, c, place, out);
+                } else if let Some((po, pp, pc)) = pending.replace((o, at, c)) {
+                    let gov = self.governor(pp, pc, None, false);
+                    self.emit(Read { act: None, target: Some((po, pp)), neg: None, gov }, pc, place, out);
+                }
+            } else if let (Some(n), Some(l)) = (neg, last)
+                && c.contrast
+                && !(c.start..c.end).any(|j| self.is_subject(j))
+            {
+                self.emit(Read { neg: Some(n), ..l }, c, place, out);
+            }
+        }
+        if let Some((o, at, c)) = pending {
+            let gov = self.governor(at, c, None, false);
+            self.emit(Read { act: None, target: Some((o, at)), neg: None, gov }, c, place, out);
+        }
+    }
+
+    fn emit(&self, r: Read, c: Clause, place: &'static str, out: &mut Vec<Signal>) {
+        let cease = r.neg.is_some_and(|(_, c)| c.is_some());
+        let subject = self.mode != Mode::Body;
+        let Some(mut sig) = decide(r.act.map(|a| a.0), r.target.map(|o| o.0), r.neg.is_some(), cease, r.gov, subject)
+        else {
+            return;
+        };
+        if sig == Sig::Want && (c.start..c.end).any(|j| self.toks[j].lex == Lex::Address) {
+            // "Stuur de nieuwsbrief naar mijn privéadres": an address change, for a person.
+            sig = Sig::Mention(Axis::News);
+        }
+        let particle = r.act.and_then(|(_, at)| self.toks[at].particle);
+        let words = self.words(&[
+            r.gov.marker(),
+            r.neg.map(|n| n.0),
+            r.neg.and_then(|n| n.1),
+            r.target.map(|o| o.1),
+            r.act.map(|a| a.1),
+            particle,
+        ]);
+        out.push(Signal { sig, words, place });
+    }
+
+    /// The words at these places as written, "..." where words were left out.
+    fn words(&self, at: &[Option<usize>]) -> String {
+        let mut idx: Vec<usize> =
+            at.iter().flatten().map(|&j| if self.toks[j].shown.is_empty() && j > 0 { j - 1 } else { j }).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut out = String::new();
+        let mut prev: Option<usize> = None;
+        for j in idx.into_iter().take(8) {
+            if !out.is_empty() {
+                let adjacent = prev.is_some_and(|p| (p + 1..j).all(|k| self.toks[k].shown.is_empty()));
+                out.push_str(if adjacent { " " } else { " ... " });
+            }
+            out.push_str(&self.toks[j].shown);
+            prev = Some(j);
+        }
+        out
+    }
+
+    /// The action of a clause: leaving first ("stop met het sturen" is a stop), then
+    /// joining, subscribing or receiving, then becoming, then being or staying.
+    fn action(&self, c: Clause) -> Option<(Act, usize)> {
+        let rank = |a: Act| match a {
+            Act::Leave => 0,
+            Act::Subscribe(_) | Act::Receive | Act::Join => 1,
+            Act::Become => 2,
+            Act::Be | Act::Stay => 3,
+        };
+        (c.start..c.end)
+            .filter_map(|j| match self.toks[j].lex {
+                Lex::Act(a) => Some((a, j)),
+                _ => None,
+            })
+            .min_by_key(|&(a, j)| (rank(a), j))
+    }
+
+    /// Another action in the clause that joins the network.
+    fn joining_in(&self, c: Clause) -> Option<usize> {
+        (c.start..c.end).find(|&j| {
+            matches!(self.toks[j].lex, Lex::Act(Act::Join | Act::Subscribe(Some(Obj::Network)) | Act::Become))
+        })
+    }
+
+    /// What a clause is about: an event first (it is never the network), then the
+    /// newsletter, the network, mail in general.
+    fn object(&self, c: Clause) -> Option<(Obj, usize)> {
+        let rank = |o: Obj| match o {
+            Obj::Event => 0,
+            Obj::News => 1,
+            Obj::Network | Obj::NetworkName => 2,
+            Obj::Mail => 3,
+        };
+        (c.start..c.end)
+            .filter_map(|j| match self.toks[j].lex {
+                Lex::Obj(o) => Some((o, j)),
+                _ => None,
+            })
+            .min_by_key(|&(o, j)| (rank(o), j))
+    }
+
+    /// The first negation of a clause, and a word after it that says something ends.
+    fn negation(&self, c: Clause) -> Option<(usize, Option<usize>)> {
+        let n = (c.start..c.end).find(|&j| self.toks[j].lex == Lex::Neg)?;
+        Some((n, (n + 1..c.end).find(|&j| self.toks[j].lex == Lex::Cease)))
+    }
+
+    /// A greeting clause ("Beste netwerk,"): asks nothing.
+    fn greeting(&self, c: Clause) -> bool {
+        self.toks[c.start].lex == Lex::Greeting && !(c.start..c.end).any(|j| matches!(self.toks[j].lex, Lex::Act(_)))
+    }
+
+    /// A word that is the subject of its clause: a wish before it belongs to another.
+    fn is_subject(&self, j: usize) -> bool {
+        self.toks[j].lex == Lex::Me
+            || matches!(
+                self.toks[j].word.as_str(),
+                "we" | "wij" | "het" | "er" | "it" | "they" | "hij" | "zij" | "ze" | "he" | "she"
+            )
+    }
+
+    /// The first word of a clause that is not a greeting, filler, wish or negation.
+    fn first_content(&self, c: Clause) -> Option<usize> {
+        (c.start..c.end).find(|&j| {
+            let t = &self.toks[j];
+            let skip = matches!(t.lex, Lex::Filler | Lex::Greeting | Lex::Want | Lex::Neg | Lex::Cease | Lex::Interest)
+                || (matches!(t.word.as_str(), "do" | "does") && self.toks.get(j + 1).is_some_and(|n| n.word == "not"));
+            !skip
+        })
+    }
+
+    /// What governs the action or object at `p` (see [`read_intent`], rules 3 and 4): the
+    /// nearest wish or question word before it in its clause; else the form (imperative,
+    /// label, the speaker doing it); else the nearest before it in an earlier clause of the
+    /// sentence (a wish carries over "en / and" unless this clause names its own subject;
+    /// a question word only in a question); else a wish or question word after it in its
+    /// clause.
+    fn governor(&self, p: usize, c: Clause, act: Option<Act>, negated: bool) -> Gov {
+        let t = &self.toks;
+        let marker = |j: usize, carried: bool| match t[j].lex {
+            Lex::Want => Some(Gov::Wish(j)),
+            Lex::Modal if !self.question => Some(Gov::Wish(j)),
+            Lex::Interest => Some(Gov::Interest(j)),
+            Lex::Ask if !carried || self.question => Some(Gov::Asks(j)),
+            _ => None,
+        };
+        if let Some(g) = (c.start..p).rev().find_map(|j| marker(j, false)) {
+            return g;
+        }
+        if self.mode != Mode::Reply && !self.question {
+            if self.mode == Mode::Label {
+                return Gov::Form;
+            }
+            if (act.is_some() || negated) && self.first_content(c) == Some(p) {
+                return Gov::Form;
+            }
+            let me = |j: usize| t.get(j).is_some_and(|x| x.lex == Lex::Me);
+            if matches!(act, Some(Act::Leave | Act::Subscribe(_) | Act::Join)) && ((p > 0 && me(p - 1)) || me(p + 1)) {
+                return Gov::Form;
+            }
+        }
+        if !(c.start..p).any(|j| self.is_subject(j))
+            && let Some(g) = (0..c.start).rev().find_map(|j| marker(j, true))
+        {
+            return g;
+        }
+        (p + 1..c.end).find_map(|j| marker(j, false)).unwrap_or(Gov::None)
+    }
+}
+
+/// What a clause asks for: its action, its object, negated or not, said with intent or not.
+/// `None`: it asks nothing worth naming.
+fn decide(act: Option<Act>, obj: Option<Obj>, neg: bool, cease: bool, gov: Gov, subject: bool) -> Option<Sig> {
+    use Sig::{Join, Leave, Mention, NegNetwork, NegNews, Stop, Want, WeakJoin};
+    if !gov.wishes() {
+        return axis(act, obj).map(Mention);
+    }
+    let network = matches!(obj, Some(Obj::Network | Obj::NetworkName));
+    // A request about the network: joining, or with "no longer" leaving.
+    let towards_network = |neg: bool| {
+        if !neg {
+            Join
+        } else if cease {
+            Leave
+        } else {
+            NegNetwork
+        }
+    };
+    let explicit_wish = matches!(gov, Gov::Wish(_) | Gov::Interest(_));
+    Some(match (act, obj) {
+        (_, Some(Obj::Event)) => return axis(act, obj).map(Mention),
+        (Some(Act::Leave), _) if network => {
+            if neg {
+                NegNetwork
+            } else {
+                Leave
+            }
+        }
+        (Some(Act::Leave), _) => {
+            if neg {
+                NegNews
+            } else {
+                Stop
+            }
+        }
+        (Some(Act::Subscribe(_) | Act::Receive | Act::Join), Some(Obj::News))
+        | (Some(Act::Subscribe(_)), Some(Obj::Mail))
+        | (Some(Act::Subscribe(Some(Obj::News))), None) => {
+            if neg {
+                Stop
+            } else {
+                Want
+            }
+        }
+        (Some(Act::Receive), Some(Obj::Mail) | None) => {
+            if neg {
+                Stop
+            } else {
+                return None;
+            }
+        }
+        (Some(Act::Receive), _) => Mention(Axis::Network),
+        (Some(Act::Subscribe(None)), None) => return None,
+        // A subject "Aanmelding", "Meedoen" without saying for what: a join unless the
+        // body says otherwise.
+        (Some(Act::Subscribe(_) | Act::Join), None) if subject && !neg && gov == Gov::Form => WeakJoin,
+        (Some(Act::Subscribe(_) | Act::Join), _) => towards_network(neg),
+        (Some(Act::Become | Act::Be), _) if network => towards_network(neg),
+        // "de nieuwsbrief blijven lezen", "op de hoogte blijven via de nieuwsbrief".
+        (Some(Act::Stay), Some(Obj::News)) => {
+            if neg {
+                Stop
+            } else {
+                Want
+            }
+        }
+        (Some(Act::Stay), _) if network => {
+            if neg {
+                Leave
+            } else {
+                return None;
+            }
+        }
+        (Some(Act::Become | Act::Be | Act::Stay), _) | (None, None) => return None,
+        (None, Some(Obj::News)) => {
+            if neg {
+                Stop
+            } else if subject || !explicit_wish {
+                // A subject naming the newsletter names the topic.
+                return None;
+            } else {
+                Want
+            }
+        }
+        (None, Some(Obj::Mail)) => {
+            if neg {
+                Stop
+            } else {
+                return None;
+            }
+        }
+        (None, Some(Obj::NetworkName)) if !neg && subject => WeakJoin,
+        (None, Some(_)) => {
+            if neg {
+                towards_network(true)
+            } else if matches!(gov, Gov::Interest(_)) {
+                Join
+            } else {
+                Mention(Axis::Network)
+            }
+        }
+    })
+}
+
+/// What a mention is about, when it is about anything that matters here.
+fn axis(act: Option<Act>, obj: Option<Obj>) -> Option<Axis> {
+    match (act, obj) {
+        (Some(Act::Leave | Act::Subscribe(_) | Act::Join), Some(Obj::Event)) => Some(Axis::Other),
+        (_, Some(Obj::Event)) => None,
+        (_, Some(Obj::Network | Obj::NetworkName)) | (Some(Act::Join | Act::Subscribe(Some(Obj::Network))), None) => {
+            Some(Axis::Network)
+        }
+        (_, Some(Obj::News)) | (Some(Act::Leave | Act::Subscribe(Some(Obj::News))), _) => Some(Axis::News),
+        _ => None,
+    }
+}
+
+/// Decides from what the clauses asked (see [`read_intent`], rule 7).
+fn resolve(signals: &[Signal]) -> Intent {
+    let pick = |f: &dyn Fn(Sig) -> bool| signals.iter().filter(|s| f(s.sig)).collect::<Vec<_>>();
+    let list = |v: &[&Signal]| {
+        v.iter().take(3).map(|s| format!("\"{}\" in {}", s.words, s.place)).collect::<Vec<_>>().join("; ")
+    };
+    let joins = pick(&|s| s == Sig::Join);
+    let weak = pick(&|s| s == Sig::WeakJoin);
+    let wants = pick(&|s| s == Sig::Want);
+    let leaves = pick(&|s| s == Sig::Leave);
+    let stops = pick(&|s| s == Sig::Stop);
+    let neg_network = pick(&|s| s == Sig::NegNetwork);
+    let neg_news = pick(&|s| s == Sig::NegNews);
+    let mentions = pick(&|s| matches!(s, Sig::Mention(_)));
+    let negated: Vec<&Signal> = neg_network.iter().chain(&neg_news).copied().collect();
+    // A weak join (the network's name, or "Aanmelding" as the subject) counts when the
+    // mail asks, mentions and negates nothing else.
+    let weak_counts = !weak.is_empty() && mentions.is_empty() && negated.is_empty() && wants.is_empty();
+    let about_network =
+        !joins.is_empty() || weak_counts || mentions.iter().any(|s| s.sig == Sig::Mention(Axis::Network));
+    let question = |reason: String| Intent { category: Category::Question, reason, newsletter: None, about_network };
+    let requests: Vec<&Signal> = joins.iter().chain(&wants).copied().collect();
+    let stopping: Vec<&Signal> = leaves.iter().chain(&stops).copied().collect();
+    if !requests.is_empty() && !stopping.is_empty() {
+        return question(format!(
+            "question: a request ({}) and a request to stop ({}); a person decides",
+            list(&requests),
+            list(&stopping)
+        ));
+    }
+    let mut negated_against: Vec<&Signal> = Vec::new();
+    if !wants.is_empty() || !stops.is_empty() {
+        negated_against.extend(&neg_news);
+    }
+    if !joins.is_empty() || !leaves.is_empty() {
+        negated_against.extend(&neg_network);
+    }
+    if !negated_against.is_empty() {
+        let asked: Vec<&Signal> = requests.iter().chain(&stopping).copied().collect();
+        return question(format!(
+            "question: a request ({}) and its negation ({}); a person decides",
+            list(&asked),
+            list(&negated_against)
+        ));
+    }
+    if !stopping.is_empty() {
+        let mut parts = Vec::new();
+        if !leaves.is_empty() {
+            parts.push(format!("leaves the network: {}", list(&leaves)));
+        }
+        if !stops.is_empty() && leaves.is_empty() {
+            parts.push(list(&stops));
+        } else if !stops.is_empty() {
+            parts.push(format!("stops the newsletter: {}", list(&stops)));
+        }
+        return Intent {
+            category: Category::Unsubscribe,
+            reason: format!("unsubscribe: {}", parts.join("; ")),
+            newsletter: None,
+            about_network,
+        };
+    }
+    if requests.is_empty() && !negated.is_empty() {
+        return question(format!(
+            "question: a negated request ({}) asks for nothing clear; a person reads it",
+            list(&negated)
+        ));
+    }
+    let newsletter = (!wants.is_empty()).then(|| list(&wants));
+    if !joins.is_empty() || weak_counts {
+        let named: Vec<&Signal> = weak.iter().chain(&joins).copied().collect();
+        return Intent {
+            category: Category::Join,
+            reason: format!("join: {}", list(&named)),
+            newsletter,
+            about_network,
+        };
+    }
+    if let Some(words) = &newsletter {
+        return Intent {
+            category: Category::Question,
+            reason: format!("question: asks only for the newsletter ({words}), not to join or leave the network"),
+            newsletter,
+            about_network,
+        };
+    }
+    if !mentions.is_empty() {
+        return question(format!(
+            "question: mentions {} but asks for nothing to act on; a person answers",
+            list(&mentions)
+        ));
+    }
+    question("question: no request to join, to leave or for the newsletter".into())
 }
 
 /// Function words that only one of the two languages uses (no overlap such as "is", "we").
@@ -570,10 +1840,12 @@ pub fn detect_language(mail: &ParsedMail) -> Language {
     }
 }
 
+/// Reply and forward prefixes of subjects ("Re:", "Antw:", "Fwd:", "Doorst:").
+const SUBJECT_PREFIXES: &[&str] =
+    &["re", "antw", "aw", "auto", "fwd", "fw", "doorst", "vs", "wg", "tr", "sv", "rv", "betr", "ref"];
+
 /// The subject without reply/forward prefixes and case references, lower case, for matching.
 pub fn normalize_subject(subject: &str) -> String {
-    const PREFIXES: &[&str] =
-        &["re", "antw", "aw", "auto", "fwd", "fw", "doorst", "vs", "wg", "tr", "sv", "rv", "betr", "ref"];
     let mut s = strip_case_reference(subject).trim().to_lowercase();
     loop {
         let before = s.len();
@@ -581,7 +1853,7 @@ pub fn normalize_subject(subject: &str) -> String {
             let head = head.trim();
             // "re", "re[2]", "re(3)"
             let base = head.split(['[', '(']).next().unwrap_or("").trim();
-            if PREFIXES.contains(&base) {
+            if SUBJECT_PREFIXES.contains(&base) {
                 s = rest.trim().to_string();
             }
         }
@@ -790,6 +2062,174 @@ mod tests {
             assert_eq!(got, expect, "{subject} / {body}: {why}");
             assert!(!why.is_empty());
         }
+    }
+
+    /// One mail of the table: subject, body, what `classify` says, and whether
+    /// `asks_for_newsletter` finds a request for the newsletter.
+    struct Row {
+        subject: &'static str,
+        body: &'static str,
+        category: Category,
+        newsletter: bool,
+    }
+
+    const fn row(subject: &'static str, body: &'static str, category: Category, newsletter: bool) -> Row {
+        Row { subject, body, category, newsletter }
+    }
+
+    use Category::{Join, Question, Unsubscribe};
+
+    /// Mails as people write them. `category` is what `classify` decides about the network
+    /// (a request for the newsletter alone is a `question` there; the filing step files it
+    /// as a sign-up with only the confirmation mail as answer); `newsletter` is whether
+    /// `asks_for_newsletter` finds a request to receive it.
+    #[rustfmt::skip]
+    const TABLE: &[Row] = &[
+        // Requests to join the network.
+        row("Aanmelding ambassadeur", "Beste,\n\nGraag meld ik mij aan als ambassadeur. Ik werk als intern begeleider op een basisschool in Zwolle.\n\nMet vriendelijke groet,\nMarieke de Boer", Join, false),
+        row("Meedoen", "Hoi!\n\nIk wil graag meedoen met jullie netwerk. Ik ben jeugdverpleegkundige.\n\nGroetjes,\nSanne", Join, false),
+        row("Ambassadeur worden", "Geachte heer/mevrouw,\n\nGraag zou ik mij willen aanmelden als ambassadeur voor het netwerk. Kunt u mij laten weten wat de volgende stap is?\n\nHoogachtend,\nJ. Bakker", Join, false),
+        row("Joining the network", "Hi there,\n\nI'd like to join the network as an ambassador. I work with parents in Rotterdam every day.\n\nBest regards,\nTom", Join, false),
+        row("Become an ambassador", "Hello,\n\nI am very interested in becoming an ambassador. Please sign me up!\n\nKind regards,\nAisha", Join, false),
+        row("aanmelding", "hallo ik wil graag ambasadeur worden, ik ben leerkracht groep 5\ngroet petra", Join, false),
+        row("ik doe mee", "Ja leuk, ik sluit me graag aan bij het netwerk.\n\nVerzonden vanaf mijn iPhone", Join, false),
+        row("Interesse", "Goedemorgen,\n\nIk ben geïnteresseerd om ambassadeur te worden. Ik werk als wijkcoach.\n\nVriendelijke groet,\nYusuf", Join, false),
+        row("Aanmelden", "Ik meld me aan! Ik ben pedagogisch medewerker bij een kinderopvang.", Join, false),
+        row("join", "hey, i wanna join ur network! how does it work?\ncheers", Join, false),
+        row("Lid worden", "Beste, kunnen jullie mij inschrijven als lid van het netwerk? Alvast bedankt! Groetjes Mo", Join, false),
+        row("Ambassadeursnetwerk Inclusieve Samenwerking met Ouders", "Hallo,\n\nIk wil graag meer weten en me aanmelden.\n\nGroet,\nFemke", Join, false),
+        row("Re: Vraag over het netwerk", "Dank voor uw antwoord. Dan meld ik mij bij deze aan als ambassadeur.\n\nOp 3 dec. 2024 om 10:12 schreef Netwerk Met Andere Ogen <contact@example.org>:\n> Wil je ambassadeur worden? Je kunt je afmelden voor de nieuwsbrief via de link.\n", Join, false),
+        row("Re: Aanmelding ambassadeur", "> Wil je ook de nieuwsbrief?\nNee, dank je. Ik wil wel graag ambassadeur worden.\n", Join, false),
+        // Requests to join that also ask for the newsletter.
+        row("Aanmelding", "Hallo,\n\nIk wil ambassadeur worden en ontvang ook graag de nieuwsbrief.\n\nGroet,\nKees", Join, true),
+        row("Sign up", "Hi,\n\nI want to join your ambassador network and I would also like to receive the newsletter.\n\nThanks,\nMaria", Join, true),
+        // Requests to receive the newsletter.
+        row("Nieuwsbrief", "Hallo,\n\nIk wil graag de nieuwsbrief ontvangen.\n\nGroet,\nAlice", Question, true),
+        row("Newsletter", "Hi,\n\nI would like to receive your newsletter please.\n\nBob", Question, true),
+        row("Aanmelden nieuwsbrief", "", Question, true),
+        row("Inschrijving nieuwsbrief", "Geachte redactie,\n\nWilt u mij inschrijven voor uw nieuwsbrief?\n\nMet vriendelijke groet,\nDrs. P. Jansen", Question, true),
+        row("nieuwsbreif", "hoi, kan je me op de lijst zetten voor de nieuwsbrief? thx", Question, true),
+        row("Mailing", "Graag wil ik op jullie mailinglijst.\nGroet, Ahmed", Question, true),
+        row("Newsletter", "Dear team,\nCould you add me to the newsletter mailing list? Thank you!\nLinda", Question, true),
+        // Requests to stop the newsletter.
+        row("Nieuwsbrief", "Beste mensen,\n\nIk wil geen nieuwsbrief meer ontvangen.\n\nGroeten,\nHenk", Unsubscribe, false),
+        row("Afmelden", "Graag afmelden voor de nieuwsbrief.", Unsubscribe, false),
+        row("afmelden AQIAAAAAAAAAAgAHnLJxrdc_lMG8LEw84uceFy7i", "", Unsubscribe, false),
+        row("Re: Nieuwsbrief december", "Ik hoef de nieuwsbrief niet meer, dank je.\n\nOp ma 2 dec 2024 om 09:00 schreef Netwerk Met Andere Ogen <nieuwsbrief@example.org>:\n> Wil je ook meedoen? Meld je aan!\n", Unsubscribe, false),
+        row("Stop", "Stop met het sturen van die nieuwsbrief aub", Unsubscribe, false),
+        row("Unsubscribe", "Please unsubscribe me from your newsletter.\n\nSent from my iPhone", Unsubscribe, false),
+        row("No more emails", "Hello,\nI no longer wish to receive your newsletter. Please remove me from the list.\nRegards,\nPeter", Unsubscribe, false),
+        row("Re: [nieuwsbrief] Ga naast de ouders staan", "Don't send me these newsletters anymore.\n\n> Beste Alice,\n> Lees verder en meld je aan als ambassadeur.", Unsubscribe, false),
+        row("afmelde", "hallo ik wil me afmelde voor de niewsbrief\ngr jan", Unsubscribe, false),
+        row("Uitschrijven", "Geachte heer, mevrouw,\n\nHierbij verzoek ik u mijn e-mailadres uit uw bestand te verwijderen. Ik ontvang de nieuwsbrief niet langer graag.\n\nHoogachtend,\nmr. A. de Wit", Unsubscribe, false),
+        row("Nieuwsbrief", "Hoi, wil je me van de mailinglijst halen? Ik lees hem toch nooit. Thanks! Joost", Unsubscribe, false),
+        row("Te veel mail", "Ik krijg echt te veel mail van jullie. Stuur me alsjeblieft niets meer.\n\nGroet, Fatima", Unsubscribe, false),
+        row("Uitschrijven", "Beste,\n\nWil je mij uitschrijven? Ik heb geen interesse meer.\n\nGroet,\nLisa", Unsubscribe, false),
+        row("Nieuwsbrief opzeggen", "Hierbij zeg ik mijn abonnement op de nieuwsbrief op.", Unsubscribe, false),
+        row("STOP", "STOP STOP STOP. Ik wil deze mails niet!!", Unsubscribe, false),
+        row("Request to be removed", "Dear Sir or Madam,\n\nI kindly request that you remove my address from your mailing list. I do not wish to receive any further newsletters.\n\nYours sincerely,\nH. Smith", Unsubscribe, false),
+        row("newsletter", "pls dont send me the newsletter anymore thx", Unsubscribe, false),
+        row("Nieuwsbrief", "De nieuwsbrief hoeft voor mij niet meer. Wel bedankt!", Unsubscribe, false),
+        row("Re: Bevestig je aanmelding", "Nee, ik wil deze nieuwsbrief niet. Ik heb hier nooit om gevraagd.", Unsubscribe, false),
+        row("Geen interesse", "Ik heb geen interesse in het ambassadeurschap, haal mij van de lijst.", Unsubscribe, false),
+        row("Afmelden nieuwsbrief", "Graag afmelden.\n\nMet vriendelijke groet,\n\nJan Jansen\nAmbassadeur Inclusieve Samenwerking\nwww.example.nl", Unsubscribe, false),
+        row("Re: Nieuwsbrief", "Graag wil ik mij afmelden.\n\nVan: Netwerk Met Andere Ogen <nieuwsbrief@example.org>\nVerzonden: maandag 2 december 2024 09:00\nAan: Jan <jan@example.nl>\nOnderwerp: Nieuwsbrief\n\nWil je ook ambassadeur worden? Meld je aan via de website.\n", Unsubscribe, false),
+        row("Re: Nieuwsbrief", "Ik wil geen nieuwsbrief meer, maar blijf graag ambassadeur.\n\nGroet, Wim", Unsubscribe, false),
+        // People who leave the network.
+        row("Stoppen als ambassadeur", "Beste coördinator,\n\nIk wil stoppen als ambassadeur, ik heb er helaas geen tijd meer voor.\n\nHartelijke groet,\nRuud", Unsubscribe, false),
+        row("Afscheid", "Hallo,\n\nIk wil niet langer ambassadeur zijn. Bedankt voor de mooie jaren!\n\nAnnemiek", Unsubscribe, false),
+        row("Leaving", "Hi,\nI no longer want to be an ambassador for the network. Thanks for everything.\nJane", Unsubscribe, false),
+        row("Re: Aanmelding ambassadeur", "Ik doe toch niet meer mee, sorry.\n\n> Dank je wel voor je aanmelding bij het ambassadeursnetwerk", Unsubscribe, false),
+        row("Uitschrijven netwerk", "Goedemiddag,\n\nGraag wil ik mij uitschrijven als ambassadeur en ook geen nieuwsbrief meer ontvangen.\n\nMvg,\nEsther", Unsubscribe, false),
+        row("Geen ambassadeur meer", "Mijn nieuwe baan laat het niet toe. Ik stop ermee.\nGroet, Bram", Unsubscribe, false),
+        row("Stepping down", "Hi all,\n\nI've decided to leave the ambassador network. It was a pleasure!\n\nBest,\nChris", Unsubscribe, false),
+        row("Ambassadeurschap", "Met pijn in mijn hart meld ik me af als ambassadeur. Het gaat niet meer samen met mijn werk.", Unsubscribe, false),
+        // Questions that mention joining or the newsletter: a person answers.
+        row("Vraag", "Hoe kan ik me aanmelden als ambassadeur?", Question, false),
+        row("Meedoen?", "Hallo, wat houdt meedoen precies in? Hoeveel tijd kost het?\nGroet, Lotte", Question, false),
+        row("Question about joining", "Hi, how do I sign up? And is there a cost to join the network?\nThanks, Omar", Question, false),
+        row("Informatie", "Beste,\nIk zou graag wat meer informatie willen over het ambassadeursnetwerk voordat ik me aanmeld.\nMvg Ilse", Question, false),
+        row("Vraag over aanmelden", "Moet ik me eerst aanmelden voordat ik naar een bijeenkomst kan komen?", Question, false),
+        row("Can I join?", "Hello, can I join if I'm not a teacher? I'm a social worker.\nBest, Sam", Question, false),
+        row("Vraag", "Ik wil graag weten hoe ik me kan aanmelden.\n\nGroetjes,\nNina", Question, false),
+        row("Nieuwsbrief", "Waar kan ik de nieuwsbrief van vorige maand teruglezen?", Question, false),
+        row("Nieuwsbrief", "Ik ontvang de nieuwsbrief niet meer, klopt dat?", Question, false),
+        row("Aanmelden bijeenkomst", "Ik wil me graag aanmelden voor de bijeenkomst van 12 maart.", Question, false),
+        row("Afmelden training", "Ik meld me af voor de training van dinsdag, ik ben ziek.", Question, false),
+        row("Vraag", "Hoi, wanneer is de volgende bijeenkomst in Utrecht?\n\nGroet,\nKarin\nmeedoen@school.nl | Word ook ambassadeur!", Question, false),
+        row("Re: Welkom", "Dank je!\n\n> Je bent aangemeld voor de nieuwsbrief. Wil je je afmelden? Klik hier.\n", Question, false),
+        row("Re: Aanmelding", "Top, bedankt voor de snelle reactie.\n\nOp di 3 dec 2024 om 10:12 schreef Netwerk Met Andere Ogen <\ncontact@example.org>:\n\n> Dank je wel voor je aanmelding bij het ambassadeursnetwerk!\n> Wil je de nieuwsbrief niet meer ontvangen? Meld je dan af.\n", Question, false),
+        // Negated requests, and a request next to its negation: a person reads them.
+        row("Aanmelding", "Ik wil me niet aanmelden, ik heb alleen een vraag over de training.", Question, false),
+        row("Nieuwsbrief", "Ik wil me niet afmelden, maar ik krijg de nieuwsbrief twee keer. Kunt u dat nakijken?", Question, false),
+        row("Geen aanmelding", "Ik heb me nooit aangemeld voor jullie nieuwsbrief, waarom krijg ik hem?", Question, false),
+        row("Re: Nieuwsbrief", "Ik wil de nieuwsbrief wel ontvangen, maar niet meer op dit adres. Mijn nieuwe adres volgt.", Question, false),
+        row("Aanmelding", "Ik wil nog geen ambassadeur worden, eerst wil ik een bijeenkomst bijwonen. Kan dat?", Question, false),
+        row("Newsletter", "I do not want to unsubscribe, I just changed my email address.", Question, false),
+        row("Ambassadeur", "Ik wil niet stoppen als ambassadeur, maar ik verhuis naar Groningen. Kan ik daar ook meedoen?", Question, false),
+        row("Nieuwsbrief", "Graag de nieuwsbrief ontvangen. Ik wil geen nieuwsbrief meer op mijn werkadres.", Question, false),
+        row("Afmelden en aanmelden", "Ik wil me afmelden voor de nieuwsbrief en me aanmelden als ambassadeur.", Question, false),
+        row("Aanmelding", "Ik wil graag meedoen als ambassadeur, maar stuur me alsjeblieft geen nieuwsbrief.", Question, false),
+        row("Newsletter", "I'd love to get the newsletter, but please don't send it to my work address.", Question, false),
+        row("Ambassadeur", "Ik stop ermee als ambassadeur, maar de nieuwsbrief blijf ik graag lezen.", Question, false),
+        row("Aanmelding", "Hierbij wil ik mij aanmelden voor de nieuwsbrief.", Question, true),
+        row("Nieuwsbrief", "Stuur de nieuwsbrief voortaan naar mijn privéadres. Groetjes, Ria", Question, false),
+        row("", "Meld mij maar af hoor.", Unsubscribe, false),
+        row("Mails", "Liever geen mails meer van jullie.", Unsubscribe, false),
+        row("Hoi", "Geen probleem, ik doe graag mee!", Join, false),
+        row("", "I don't want to join the network, I only want the newsletter.", Question, true),
+        row("", "Ik werk niet meer op school, wilt u mij afmelden?", Unsubscribe, false),
+        row("Re: Uitnodiging", "Ik kom graag! Ik meld me bij deze aan voor de bijeenkomst.", Question, false),
+    ];
+
+    #[test]
+    fn mails_are_read_for_negation_and_intent_as_people_write_them() {
+        assert!(TABLE.len() >= 60, "{} rows", TABLE.len());
+        let mut failed = Vec::new();
+        for r in TABLE {
+            let m = mail(&format!("From: a@b.nl\nSubject: {}\n\n{}\n", r.subject, r.body));
+            let (category, why) = classify(&m);
+            let news = asks_for_newsletter(&m);
+            if category != r.category || news.is_some() != r.newsletter {
+                failed.push(format!(
+                    "{:?} / {:?}\n    expected {} and newsletter {}, got {category} and {news:?} ({why})",
+                    r.subject, r.body, r.category, r.newsletter
+                ));
+            }
+        }
+        assert!(failed.is_empty(), "{} of {} rows failed:\n{}", failed.len(), TABLE.len(), failed.join("\n"));
+    }
+
+    #[test]
+    fn the_reason_names_the_words_that_decided() {
+        let cases = [
+            ("Geen nieuwsbrief meer", "", r#"unsubscribe: "geen nieuwsbrief meer" in subject"#),
+            ("Nieuwsbrief", "Ik wil geen nieuwsbrief meer.", r#"unsubscribe: "wil geen nieuwsbrief meer" in body"#),
+            (
+                "Afscheid",
+                "Ik wil niet langer ambassadeur zijn.",
+                r#"unsubscribe: leaves the network: "wil niet langer ambassadeur zijn" in body"#,
+            ),
+            ("Newsletter", "Please don't send me the newsletter.", r#""please don't send ... newsletter" in body"#),
+            ("Vraag", "Hoe kan ik me aanmelden?", r#""hoe ... aanmelden" in body"#),
+            (
+                "Aanmelding",
+                "Ik wil graag ambassadeur worden.",
+                r#"join: "aanmelding" in subject; "graag ambassadeur worden" in body"#,
+            ),
+            (
+                "Aanmelding",
+                "Ik wil me niet aanmelden.",
+                r#"question: a negated request ("wil ... niet aanmelden" in body)"#,
+            ),
+        ];
+        for (subject, body, expect) in cases {
+            let m = mail(&format!("From: a@b.nl\nSubject: {subject}\n\n{body}\n"));
+            let (_, why) = classify(&m);
+            assert!(why.contains(expect), "{subject} / {body}: {why}");
+        }
+        let m = mail("From: a@b.nl\nSubject: Nieuwsbrief\n\nIk wil graag de nieuwsbrief ontvangen.\n");
+        assert_eq!(asks_for_newsletter(&m).as_deref(), Some(r#""graag ... nieuwsbrief ontvangen" in body"#));
     }
 
     #[test]
