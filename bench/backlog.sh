@@ -81,7 +81,7 @@ tail -1 "$WORK/outreach poll (filing).out" | sed 's/^/  /'
 # 3. outreach, filing and answering every mail (replies to smtp-sink).
 echo "run 3: outreach files the mailbox and sends every auto-reply (to smtp-sink)"
 load_backlog
-sed -e "s|filing.db|replies.db|" -e "s|enabled = false|max_per_hour = 1000000|" "$WORK/outreach.toml" >"$WORK/replies.toml"
+sed -e "s|filing.db|replies.db|" -e "s|enabled = false|max_per_hour = 1000000\nmax_per_domain_per_hour = 1000000|" "$WORK/outreach.toml" >"$WORK/replies.toml"
 measure "outreach poll (+ replies)" "$BIN" --config "$WORK/replies.toml" poll --once
 tail -1 "$WORK/outreach poll (+ replies).out" | sed 's/^/  /'
 

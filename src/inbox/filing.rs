@@ -59,6 +59,8 @@ struct Decision {
     /// It looked like an answer that acts but proved nothing: the coordinator is told
     /// once (about this issue or story).
     suspect: Option<Suspect>,
+    /// What a person's mail asks for, read once (None for automatic mail).
+    intent: Option<triage::Intent>,
 }
 
 /// A mail that looked like an answer that acts (a proof answer, consent to publish).
@@ -91,6 +93,7 @@ impl Decision {
             last_to_recipient: None,
             to_domain_last_hour: 0,
             suspect: None,
+            intent: None,
         }
     }
 
@@ -341,10 +344,12 @@ impl<'a> Pipeline<'a> {
         } else if let Some((conv, why)) = self.follow_up(tx, mail, by_ids, contact_id, &subject_norm)? {
             Decision::new(Category::Followup, format!("followup: {why}"), Some(conv))
         } else {
-            let (cat, why) = triage::classify(mail);
+            let intent = triage::intent(mail);
+            let cat = intent.category;
             let id = tx.create_conversation(contact_id, cat, &subject_norm, now)?;
-            let mut d = Decision::new(cat, why, Some(ConversationRef { id, category: cat }));
+            let mut d = Decision::new(cat, intent.reason.clone(), Some(ConversationRef { id, category: cat }));
             d.new_conversation = true;
+            d.intent = Some(intent);
             d
         };
         d.contact = contact;
@@ -423,7 +428,9 @@ impl<'a> Pipeline<'a> {
         if !(matches!(d.category, Category::Join | Category::Question) && d.new_conversation) {
             return Ok(());
         }
-        let Some(words) = triage::asks_for_newsletter(mail) else { return Ok(()) };
+        let intent = d.intent.get_or_insert_with(|| triage::intent(mail));
+        let Some(words) = intent.newsletter.clone() else { return Ok(()) };
+        let about_network = intent.about_network;
         let Some(addr) = mail.reply_address().cloned() else { return Ok(()) };
         if self.is_ours(&addr) || triage::unanswerable(&addr).is_some() {
             return Ok(());
@@ -443,7 +450,7 @@ impl<'a> Pipeline<'a> {
             }
         };
         d.reason = format!("{}; newsletter request ({words}): {note}", d.reason);
-        if !triage::asks_to_join_network(mail) {
+        if !about_network {
             d.category = Category::Join;
             d.no_reply = Some(format!("newsletter request: {note}; no auto-reply"));
         }

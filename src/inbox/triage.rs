@@ -351,17 +351,23 @@ fn outlook_header(lines: &[&str]) -> bool {
 // What a person asks for: intent and negation.
 // ---------------------------------------------------------------------------------------
 
-/// What a person's mail asks for.
+/// What a person's mail asks for ([`intent`]): read once, used by every filing step.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Intent {
+pub struct Intent {
     /// `Join`, `Unsubscribe` (stop the newsletter, or leave the network) or `Question`.
-    category: Category,
+    pub category: Category,
     /// The rule and the words that decided it, for the coordinator.
-    reason: String,
+    pub reason: String,
     /// The words of a clear request to receive the newsletter.
-    newsletter: Option<String>,
+    pub newsletter: Option<String>,
     /// The mail asks to join the network, or mentions joining or the network.
-    about_network: bool,
+    pub about_network: bool,
+}
+
+/// What a person's mail asks for: [`classify`], [`asks_for_newsletter`] and
+/// [`asks_to_join_network`] in one reading.
+pub fn intent(mail: &ParsedMail) -> Intent {
+    read_intent(mail)
 }
 
 /// Reads what a person's mail asks for, in Dutch or English as people write it.
@@ -926,10 +932,17 @@ fn lex(w: &str) -> Lex {
     if w.ends_with("adres") || w.ends_with("adressen") || w == "address" || w == "addresses" {
         return Lex::Address;
     }
-    if w.chars().count() >= 6 {
-        let chars: Vec<char> = w.chars().collect();
-        if let Some((_, l)) = TYPO_KEYS.iter().find(|(k, _)| one_edit(&chars, &k.chars().collect::<Vec<_>>())) {
-            return *l;
+    let len = w.chars().count();
+    if len >= 6 {
+        // The keys as characters, made once; a length more than one apart is never a typo.
+        static KEYS: std::sync::LazyLock<Vec<(Vec<char>, Lex)>> =
+            std::sync::LazyLock::new(|| TYPO_KEYS.iter().map(|(k, l)| (k.chars().collect(), *l)).collect());
+        let mut chars: Option<Vec<char>> = None;
+        for (k, l) in KEYS.iter().filter(|(k, _)| k.len().abs_diff(len) <= 1) {
+            let chars = chars.get_or_insert_with(|| w.chars().collect());
+            if one_edit(chars, k) {
+                return *l;
+            }
         }
     }
     Lex::Word
