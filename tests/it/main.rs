@@ -6,4 +6,5 @@ mod corpus;
 mod helpers;
 mod inbox;
 mod newsletter;
+mod privacy;
 mod resilience;
