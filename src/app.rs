@@ -58,10 +58,11 @@ pub fn context(settings: Arc<Settings>) -> anyhow::Result<Ctx> {
     Ctx::new(settings, templates, &mut db, Clock::from_env())
 }
 
+/// Records an error for `outreach status` (the store keeps only the domain of any
+/// address in it: an IMAP error names the login).
 fn record_error(db: &Db, clock: &Clock, part: &str, e: &anyhow::Error) {
-    let text = format!("{part}: {e:#}");
     let _ = db.set_state(part, &format!("error: {e:#}"), clock.now());
-    let _ = db.set_state("last_error", &text, clock.now());
+    let _ = db.set_state("last_error", &format!("{part}: {e:#}"), clock.now());
 }
 
 /// Files everything in the mailbox, makes a scheduled newsletter that is due, then

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod common;
 mod inbox;
 mod newsletter;
+mod person;
 mod status;
 mod stories;
 mod subscribers;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Newsletter issues: preview, send, status, approve, cancel, resend-missed.
     #[command(subcommand)]
     Newsletter(newsletter::NewsletterCommand),
+    /// One person's data: export all of it, or erase it.
+    #[command(subcommand)]
+    Person(person::PersonCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +145,7 @@ impl Cli {
             Command::Ambassadors(cmd) => stories::ambassadors(self.settings()?, cmd),
             Command::Stories(cmd) => stories::stories(self.settings()?, cmd),
             Command::Newsletter(cmd) => newsletter::newsletter(self.settings()?, cmd).await,
+            Command::Person(cmd) => person::person(self.settings()?, cmd),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::local_time;
 use crate::config::Settings;
+use crate::domain::redact_addresses;
 use crate::domain::time::ts;
 use crate::store::{DaemonLock, Db};
 
@@ -9,11 +10,20 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let db = Db::open(&settings.database.path)?;
     let running = DaemonLock::acquire(&settings.database.path).is_err();
     let states: std::collections::BTreeMap<String, (String, String)> =
-        db.states()?.into_iter().map(|(k, v, t)| (k, (v, ts(t)))).collect();
+        db.states()?.into_iter().map(|(k, v, t)| (k, (redact_addresses(&v), ts(t)))).collect();
     let outbox = db.outbox_counts()?;
     let counts = db.message_counts()?;
     let unmoved = db.unmoved_count()?;
-    let failed = db.failed_outgoing(5)?;
+    // Only the domain of an address is shown: the recipient, and any address an older
+    // error text quotes (new ones are stored without).
+    let failed: Vec<_> = db
+        .failed_outgoing(5)?
+        .into_iter()
+        .map(|(id, rcpt, e)| {
+            let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+            (id, format!("…@{domain}"), redact_addresses(&e))
+        })
+        .collect();
     let subscribers: std::collections::BTreeMap<String, i64> =
         db.store().subscriber_counts()?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
     let mut issues = Vec::new();
@@ -83,9 +93,8 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         Some((v, t)) => println!("last error: {v} (at {})", local_time(&t)),
         None => println!("last error: none"),
     }
-    for (id, rcpt, e) in failed {
-        let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-        println!("failed:   #{id} to …@{domain}: {e}");
+    for (id, to, e) in failed {
+        println!("failed:   #{id} to {to}: {e}");
     }
     Ok(0)
 }

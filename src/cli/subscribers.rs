@@ -11,7 +11,7 @@ use super::local_time;
 use crate::config::Settings;
 use crate::domain::EmailAddress;
 use crate::domain::state::SubscriberStatus;
-use crate::newsletter::{Subscribed, csv_import, email_hash};
+use crate::newsletter::{Subscribed, csv_import};
 use crate::store::Db;
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +39,8 @@ pub enum SubscribersCommand {
         consent: Option<String>,
     },
     /// Unsubscribe someone at once (they get a short confirmation mail). With --erase,
-    /// also erase their data; only a hash of the address is kept so it is never mailed again.
+    /// erase the person from every table instead (as `outreach person erase`): only a
+    /// keyed hash of the address is kept, so it is never added again.
     Remove {
         email: String,
         #[arg(long)]
@@ -120,17 +121,16 @@ pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow
             let Some(s) = db.store().subscriber_by_email(addr.as_str())? else {
                 bail!("{addr} is not a subscriber");
             };
-            let changed = db.write(|st| {
-                let changed = ctx.unsubscribe(st, s.id, "cli: outreach subscribers remove", !quiet && !erase, now)?;
-                if *erase {
-                    st.erase_subscriber(s.id, &email_hash(addr.as_str()), now)?;
-                }
-                Ok(changed)
-            })?;
-            match (changed, erase) {
-                (_, true) => println!("subscriber {} erased; only a hash of the address is kept", s.id),
-                (true, false) => println!("subscriber {} {addr} unsubscribed", s.id),
-                (false, false) => println!("subscriber {} {addr} was already {}", s.id, s.status),
+            if *erase {
+                // Erasing the subscriber erases the person: every table, not only this one.
+                super::person::erase(&ctx, &mut db, &addr)?;
+                return Ok(0);
+            }
+            let changed = db.write(|st| ctx.unsubscribe(st, s.id, "cli: outreach subscribers remove", !quiet, now))?;
+            if changed {
+                println!("subscriber {} {addr} unsubscribed", s.id);
+            } else {
+                println!("subscriber {} {addr} was already {}", s.id, s.status);
             }
             deliver_now(&ctx, false).await?;
             Ok(0)

@@ -1,10 +1,14 @@
 //! The bottom layer: pure types shared by every part. Addresses, categories, languages,
 //! row ids ([`ids`]), the states of every state machine ([`state`]), the clock and the
-//! text form of a time ([`time`]). No I/O, no other module of the crate.
+//! text form of a time ([`time`]), keeping addresses out of logged and stored texts
+//! ([`redact`]). No I/O, no other module of the crate.
 
 pub mod ids;
+pub mod redact;
 pub mod state;
 pub mod time;
+
+pub use redact::redact_addresses;
 
 use std::fmt;
 

@@ -160,8 +160,10 @@ impl<'a> Pipeline<'a> {
                 Ok(f) => out.push(f),
                 Err(e) if store::Fault::of(&e).is_some() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(uid = m.meta.uid, error = %format!("{e:#}"), "filing failed; filing for review");
-                    let reason = format!("review: filing failed: {e:#}");
+                    // The error may quote the mail (an address in it): only the domain is kept.
+                    let error = crate::domain::redact_addresses(&format!("{e:#}"));
+                    tracing::warn!(uid = m.meta.uid, %error, "filing failed; filing for review");
+                    let reason = format!("review: filing failed: {error}");
                     match tx.savepoint(|tx| self.file_review(tx, m, None, None, uidvalidity, &reason, now)) {
                         Ok(f) => out.push(f),
                         Err(e) if store::Fault::of(&e).is_some() => return Err(e),

@@ -9,6 +9,7 @@
 //! - [`render`] turns an issue into HTML and text; [`send`] delivers it, one row per
 //!   (issue, subscriber); [`schedule`] makes issues on the configured cron and runs the
 //!   housekeeping; [`bounce`] reads DSNs; [`tokens`] signs the links in our mails.
+//! - [`person`]: everything stored about one person, shown or erased on request.
 //!
 //! Every function that changes the store takes the caller's [`Store`], so the inbox can,
 //! for example, unsubscribe someone in the same transaction that files their mail.
@@ -16,6 +17,7 @@
 pub mod bounce;
 pub mod csv_import;
 pub mod issues;
+pub mod person;
 pub mod render;
 pub mod schedule;
 pub mod send;

@@ -298,8 +298,9 @@ impl Sender {
             let raw = match self.render(&d, now).await {
                 Ok(raw) => raw,
                 Err(e) => {
-                    stats.failed("newsletter", d.id.get(), format!("could not render: {e:#}"));
-                    done.push((d.id, DeliveryUpdate::Failed(format!("could not render: {e:#}"))));
+                    let error = crate::domain::redact_addresses(&format!("could not render: {e:#}"));
+                    stats.failed("newsletter", d.id.get(), error.clone());
+                    done.push((d.id, DeliveryUpdate::Failed(error)));
                     continue;
                 }
             };

@@ -31,7 +31,7 @@ pub enum Subscribed {
     AlreadyActive(SubscriberId),
     /// Unsubscribed or bounced earlier, and an import may not bring them back.
     Kept(SubscriberId, SubscriberStatus),
-    /// Erased on request earlier: never mailed again.
+    /// Erased on request earlier: never mailed again (unless they sign up again by mail).
     Suppressed,
 }
 
@@ -42,7 +42,8 @@ pub enum Subscribed {
 pub const CONFIRMATIONS_PER_WINDOW: u32 = 3;
 pub const CONFIRMATION_WINDOW_DAYS: i64 = 30;
 
-/// Hash kept of erased addresses.
+/// The bare SHA-256 that earlier versions kept of erased addresses; still checked (see
+/// [`super::person`]), no longer written.
 pub fn email_hash(email: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(email.trim().to_lowercase().as_bytes()))
@@ -83,7 +84,10 @@ impl Ctx {
         consent: Option<(&str, DateTime<Utc>)>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Subscribed> {
-        if st.is_suppressed(&email_hash(email.as_str()))? {
+        // An address erased on request is never added again by anyone else; the person
+        // may sign up again by mail, through double opt-in like anyone.
+        let by_themself = consent.is_none() && source.starts_with("mail");
+        if !by_themself && self.is_erased(st, email)? {
             return Ok(Subscribed::Suppressed);
         }
         let name = name.map(clean_text).filter(|n| !n.is_empty());

@@ -5,6 +5,7 @@
 //! (MAIL-RULES 5). Not guessable, not enumerable (ids are covered by the MAC), and dead
 //! once the subscriber's nonce changes (erasure). Comparison is constant time.
 
+use crate::domain::EmailAddress;
 use crate::domain::ids::{DeliveryId, SubscriberId};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -127,6 +128,14 @@ impl Signer {
         })
     }
 
+    /// The keyed hash kept of an erased address (`hmac-sha256:<hex>`): HMAC-SHA256 with
+    /// the secret over the mailbox (lower case, without a `+tag`). Unlike a bare hash it
+    /// cannot be tested against a list of addresses without the secret.
+    pub fn address_hash(&self, addr: &EmailAddress) -> String {
+        let tag = self.mac(&[b"erased address", addr.normalized().as_bytes()]).finalize().into_bytes();
+        format!("hmac-sha256:{}", hex::encode(tag))
+    }
+
     /// The plus tag of a delivery's bounce address: `b-<delivery>-<mac>`, lower case so
     /// that it survives MTAs that fold case.
     pub fn bounce_tag(&self, delivery: DeliveryId) -> String {
@@ -216,6 +225,21 @@ mod tests {
             Err(TokenError::Expired)
         );
         assert!(s.verify(&t, Purpose::Confirm, Some("n"), Some(CONFIRM_VALID_HOURS), now()).is_ok());
+    }
+
+    #[test]
+    fn address_hashes_are_keyed_and_name_the_mailbox() {
+        let s = Signer::new(b"0123456789abcdef0123456789abcdef");
+        let a = |x: &str| EmailAddress::parse(x).unwrap();
+        let h = s.address_hash(&a("Ann.Smit@Example.nl"));
+        assert!(h.starts_with("hmac-sha256:") && h.len() == 12 + 64, "{h}");
+        assert_eq!(h, s.address_hash(&a("ann.smit+nieuws@example.nl")), "the same mailbox");
+        assert_ne!(h, s.address_hash(&a("ann.smits@example.nl")));
+        let other = Signer::new(b"another secret of thirty-two chars!");
+        assert_ne!(h, other.address_hash(&a("ann.smit@example.nl")), "keyed: another secret, another hash");
+        use sha2::Digest;
+        let bare = hex::encode(Sha256::digest(b"ann.smit@example.nl"));
+        assert!(!h.contains(&bare), "not the bare SHA-256 of the address");
     }
 
     #[test]

@@ -34,11 +34,8 @@ impl SentJournal {
     /// A journal beside the database with its own suffix (one per kind of row).
     pub fn open_named(db_path: &Path, suffix: &str) -> anyhow::Result<Self> {
         let path = crate::store::beside_database(db_path, suffix)?;
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
+        // Owner-only, like the database it belongs to.
+        let file = crate::store::private_file(&path)
             .with_context(|| format!("Failed to open the sent journal {}", path.display()))?;
         Ok(Self { file: Mutex::new(file), path })
     }
@@ -98,6 +95,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("x.db");
         let j = SentJournal::open(&db).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("x.db.sent-journal")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by the owner only");
         j.record(3).unwrap();
         j.record(7).unwrap();
         drop(j);

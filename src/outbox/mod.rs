@@ -30,9 +30,9 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
 use crate::config::{Security, SmtpSettings};
-use crate::domain::EmailAddress;
 use crate::domain::ids::OutboxId;
 use crate::domain::time::Clock;
+use crate::domain::{EmailAddress, redact_addresses};
 use crate::store::{Db, Shared};
 use journal::SentJournal;
 
@@ -308,13 +308,13 @@ impl Mailer {
     ) -> Outcome {
         let rcpt = match EmailAddress::parse(rcpt) {
             Ok(a) => a.to_lettre(),
-            Err(e) => return Outcome::Permanent(format!("bad recipient: {e}")),
+            Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
         };
         let from = match envelope_from {
             "" => None,
             f => match EmailAddress::parse(f) {
                 Ok(a) => Some(a.to_lettre()),
-                Err(e) => return Outcome::Permanent(format!("bad envelope sender: {e}")),
+                Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
             },
         };
         let mut commit = Some(record_end);
@@ -399,6 +399,9 @@ fn classify(e: &SmtpError) -> Outcome {
     }
 }
 
+/// The text of an SMTP error on one line, with any address in it (servers quote the
+/// recipient: `550 5.1.1 <ann@example.nl>: ...`) cut to its domain, so it can be logged,
+/// stored and shown.
 fn error_text(e: &SmtpError) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -407,7 +410,7 @@ fn error_text(e: &SmtpError) -> String {
         s.push_str(&inner.to_string());
         src = inner.source();
     }
-    s.replace(['\r', '\n'], " ")
+    redact_addresses(&s.replace(['\r', '\n'], " "))
 }
 
 /// When to try again after `attempts` failed attempts: `base * 2^(attempts-1)`, with

@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use super::Store;
 use super::types::{Ts, time_opt};
-use crate::domain::Language;
 use crate::domain::ids::{DeliveryId, IssueId, SubscriberId};
 use crate::domain::state::DeliveryStatus;
 use crate::domain::time::rfc3339_opt;
+use crate::domain::{Language, redact_addresses};
 
 /// A delivery claimed for sending, with what rendering needs.
 #[derive(Debug, Clone)]
@@ -129,6 +129,7 @@ impl Store<'_> {
             .unwrap_or(false))
     }
 
+    /// Records how an attempt ended; an address in an error text keeps only its domain.
     pub fn record_delivery(&self, id: DeliveryId, u: &DeliveryUpdate, now: DateTime<Utc>) -> anyhow::Result<()> {
         match u {
             DeliveryUpdate::Sent => self
@@ -140,15 +141,15 @@ impl Store<'_> {
                 .prepare_cached(
                     "UPDATE deliveries SET status = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
                 )?
-                .execute(params![id, Ts(*at), e])?,
+                .execute(params![id, Ts(*at), redact_addresses(e)])?,
             DeliveryUpdate::Failed(e) => self
                 .c
                 .prepare_cached("UPDATE deliveries SET status = 'failed', last_error = ?2 WHERE id = ?1")?
-                .execute(params![id, e])?,
+                .execute(params![id, redact_addresses(e)])?,
             DeliveryUpdate::Skipped(e) => self
                 .c
                 .prepare_cached("UPDATE deliveries SET status = 'skipped', last_error = ?2 WHERE id = ?1")?
-                .execute(params![id, e])?,
+                .execute(params![id, redact_addresses(e)])?,
         };
         Ok(())
     }
@@ -266,7 +267,7 @@ impl Store<'_> {
     ) -> anyhow::Result<bool> {
         let n = self.c.execute(
             "UPDATE deliveries SET status = 'bounced', bounced_at = ?2, bounce_status = ?3, last_error = ?4 WHERE id = ?1 AND bounced_at IS NULL",
-            params![delivery, Ts(now), status, detail],
+            params![delivery, Ts(now), status, redact_addresses(detail)],
         )?;
         Ok(n > 0)
     }

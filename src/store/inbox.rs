@@ -83,10 +83,10 @@ pub struct MessageFilter {
     pub limit: Option<u32>,
 }
 
-const FILED_COLUMNS: &str = "id, from_addr, from_name, reply_to, subject, category, reason, language, status, folder, \
+pub(super) const FILED_COLUMNS: &str = "id, from_addr, from_name, reply_to, subject, category, reason, language, status, folder, \
      received_at, filed_at, moved_at IS NOT NULL, conversation_id, auto_replied, reply_note, message_id, in_reply_to, size";
 
-fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
+pub(super) fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
     let conversation_id: Option<ConversationId> = r.get(13)?;
     Ok(FiledMessage {
         id: r.get(0)?,

@@ -3,17 +3,22 @@
 //!
 //! Operations are typed: they take and return the domain's ids, states and times. One
 //! file per table group: [`inbox`] (messages, contacts, conversations), [`outbox`],
-//! [`subscribers`], [`stories`] (and ambassadors), [`issues`], [`deliveries`]; [`types`]
-//! says how each domain type is kept in a column.
+//! [`subscribers`], [`stories`] (and ambassadors), [`issues`], [`deliveries`]; [`person`]
+//! reads and erases one person across all of them; [`types`] says how each domain type
+//! is kept in a column.
 //!
 //! WAL mode so the CLI reads while the daemon writes; `busy_timeout` so short write
 //! contention waits instead of failing; `synchronous=FULL` because the rows here are the
-//! record of what was filed and what was sent.
+//! record of what was filed and what was sent; `secure_delete` so that what is deleted
+//! (an erased person, old mail text) is overwritten with zeros in the file, not left in
+//! free space. The database, its WAL and shared-memory files, the lock file and the sent
+//! journals are readable by their owner only ([`private_file`]).
 
 pub mod deliveries;
 mod inbox;
 pub mod issues;
 mod outbox;
+pub mod person;
 mod shared;
 pub mod stories;
 pub mod subscribers;
@@ -21,12 +26,15 @@ mod types;
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::domain::redact_addresses;
 
 pub use inbox::{ConversationRef, FiledMessage, MessageFilter, NewMessage};
 pub use outbox::{NewOutgoing, OutboxCounts, OutboxRow};
@@ -65,13 +73,20 @@ impl Db {
     /// Opens (creating when missing) the database and applies pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         beside_database(path, "")?;
+        // Created here, owner-only, before SQLite opens it: SQLite gives the WAL and
+        // shared-memory files it makes the permissions of the database file.
+        create_private(path)?;
         let conn = Connection::open(path).with_context(|| format!("Failed to open the database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             bail!("database {}: could not switch to WAL mode (got {mode})", path.display());
         }
-        conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;")?;
+        conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;")?;
+        // Files an older version (or another umask) left readable by others.
+        for suffix in ["", "-wal", "-shm"] {
+            restrict_existing(&beside_database(path, suffix)?);
+        }
         let mut db = Db { conn };
         db.migrate().with_context(|| format!("Failed to apply migrations to {}", path.display()))?;
         Ok(db)
@@ -149,14 +164,32 @@ impl Db {
         Ok(Tx { tx })
     }
 
-    /// Records a daemon state value for `outreach status`.
+    /// Records a daemon state value for `outreach status`; an address in it keeps only
+    /// its domain (an IMAP error names the login).
     pub fn set_state(&self, key: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.conn.execute(
             "INSERT INTO daemon_state(key, value, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            params![key, value, Ts(now)],
+            params![key, redact_addresses(value), Ts(now)],
         )?;
         Ok(())
+    }
+
+    /// After an erasure: moves everything out of the WAL into the file and empties the
+    /// WAL (`wal_checkpoint(TRUNCATE)`), so the old versions of the erased rows that the
+    /// WAL still held are gone; the rows themselves were overwritten in place
+    /// (`secure_delete`). With `rewrite`, first rewrites the whole file from its live rows
+    /// (`VACUUM`), which also clears fragments that a database written before
+    /// `secure_delete` was on may keep in free space; it holds the write lock while it
+    /// runs, so only do it when no daemon is writing. Returns false when another
+    /// connection was still reading and the WAL could not be emptied now.
+    pub fn compact(&self, rewrite: bool) -> anyhow::Result<bool> {
+        if rewrite {
+            self.conn.execute_batch("VACUUM;").context("Failed to rewrite the database (VACUUM)")?;
+        }
+        let (busy, _log, _done): (i64, i64, i64) =
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(busy == 0)
     }
 
     /// All daemon state values with the time they were written.
@@ -308,15 +341,52 @@ pub fn beside_database(db_path: &Path, suffix: &str) -> anyhow::Result<PathBuf> 
     Ok(path)
 }
 
+/// Opens `path` for appending, creating it readable and writable by its owner only
+/// (mode 0600); an existing file is made owner-only too. For the files beside the
+/// database: they name the people in it.
+pub fn private_file(path: &Path) -> anyhow::Result<File> {
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .read(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("Failed to open {}", path.display()))?;
+    restrict_existing(path);
+    Ok(file)
+}
+
+/// Creates an empty database file, owner-only, when there is none. An existing one is
+/// never opened here: closing a descriptor of a file drops every POSIX lock the process
+/// holds on it, SQLite's included (and a daemon has several connections open).
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    match File::options().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("Failed to create the database {}", path.display())),
+    }
+}
+
+/// Takes group and other permissions away from an existing file (by its path: no
+/// descriptor is opened, see [`create_private`]). A file of another user cannot be
+/// changed: that is said in the log, and the work goes on.
+fn restrict_existing(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0
+        && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not make the file readable by its owner only");
+    }
+}
+
 impl DaemonLock {
     pub fn acquire(db_path: &Path) -> anyhow::Result<Self> {
         let path = beside_database(db_path, ".lock")?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("Failed to open the lock file {}", path.display()))?;
+        let file = private_file(&path).with_context(|| format!("Failed to open the lock file {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file, path }),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
@@ -404,6 +474,37 @@ mod tests {
         assert_eq!(fk, 0);
         let on: i64 = db.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(on, 1, "foreign keys are on again after the rebuild");
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_database_its_wal_and_the_lock_are_readable_by_the_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        let mut db = Db::open(&p).unwrap();
+        db.write(|st| st.secret("x", || "y".into(), Utc::now())).unwrap();
+        let _lock = DaemonLock::acquire(&p).unwrap();
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let f = beside_database(&p, suffix).unwrap();
+            assert!(f.exists(), "{}", f.display());
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        drop(db);
+        // A database left readable by others (an older version) is made owner-only.
+        for suffix in ["", "-wal", "-shm"] {
+            let f = beside_database(&p, suffix).unwrap();
+            if f.exists() {
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _db = Db::open(&p).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(&beside_database(&p, "-wal").unwrap()), 0o600);
+        let on: i64 = _db.conn.query_row("PRAGMA secure_delete", [], |r| r.get(0)).unwrap();
+        assert_eq!(on, 1, "secure_delete is on");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::types::{Ts, time_opt};
 use super::{Db, Store, Tx};
 use crate::domain::EmailAddress;
 use crate::domain::ids::{ConversationId, IssueId, MessageRowId, OutboxId, StoryId, SubscriberId};
+use crate::domain::redact_addresses;
 use crate::domain::state::{OutboxKind, OutboxStatus};
 use crate::domain::time::rfc3339_opt;
 
@@ -231,16 +232,22 @@ impl Db {
         Ok(())
     }
 
+    /// Queues a row again after a failed attempt; an address in the error (SMTP answers
+    /// quote the recipient) keeps only its domain.
     pub fn mark_retry(&self, id: OutboxId, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE outbox SET status = 'queued', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-            params![id, Ts(at), error],
+            params![id, Ts(at), redact_addresses(error)],
         )?;
         Ok(())
     }
 
+    /// Marks a row failed for good; the error is kept without full addresses.
     pub fn mark_failed(&self, id: OutboxId, error: &str) -> anyhow::Result<()> {
-        self.conn.execute("UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1", params![id, error])?;
+        self.conn.execute(
+            "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1",
+            params![id, redact_addresses(error)],
+        )?;
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! Subscribers, erased addresses and the retention rules that forget people.
+//! Subscribers and the retention rules that forget people (erasing one person, and the
+//! list of erased addresses, are in [`super::person`]).
 //!
 //! Status moves go through [`Store::move_subscriber`], which asks
 //! [`SubscriberStatus::can_become`] and refuses anything else.
@@ -247,27 +248,6 @@ impl Store<'_> {
         Ok(self.c.query_row(sql, [id], |r| r.get(0))?)
     }
 
-    /// Erases a subscriber's personal data, keeping a hash of the address so it is never
-    /// mailed again (MAIL-RULES 6). Their queued mail is dropped.
-    pub fn erase_subscriber(&self, id: SubscriberId, email_hash: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.c.execute(
-            "INSERT INTO suppressed(email_hash, erased_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![email_hash, Ts(now)],
-        )?;
-        self.skip_open_deliveries(id, "erased")?;
-        self.c.execute(
-            "UPDATE outbox SET status = 'failed', last_error = 'erased', raw = x'', rcpt = 'erased' WHERE subscriber_id = ?1",
-            [id],
-        )?;
-        self.c.execute(
-            "UPDATE subscribers SET email = 'erased-' || id, name = NULL, status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, ?2),
-                    unsubscribe_source = 'erased on request', consent_source = NULL, token_nonce = lower(hex(randomblob(16)))
-             WHERE id = ?1",
-            params![id, Ts(now)],
-        )?;
-        Ok(())
-    }
-
     /// Deletes sign-ups that stayed `pending` since before `before`, with the mails queued
     /// for them. Returns how many.
     pub fn forget_unconfirmed(&self, before: DateTime<Utc>) -> anyhow::Result<usize> {
@@ -300,14 +280,6 @@ impl Store<'_> {
             [Ts(before)],
         )?;
         Ok((messages, sent))
-    }
-
-    pub fn is_suppressed(&self, email_hash: &str) -> anyhow::Result<bool> {
-        Ok(self
-            .c
-            .query_row("SELECT 1 FROM suppressed WHERE email_hash = ?1", [email_hash], |_| Ok(()))
-            .optional()?
-            .is_some())
     }
 
     pub fn subscriber_counts(&self) -> anyhow::Result<Vec<(SubscriberStatus, i64)>> {

@@ -7,5 +7,6 @@ mod corpus;
 mod helpers;
 mod inbox;
 mod newsletter;
+mod privacy;
 mod resilience;
 mod trust;
