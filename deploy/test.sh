@@ -30,4 +30,8 @@ step "unit tests"
 cargo test --locked --lib --bins
 
 step "integration tests (real IMAP and SMTP; one at a time, they share the accounts)"
+rm -rf target/tmp/it-logs
 cargo test --locked --test it -- --test-threads=1
+
+step "log check: no full address, password or link token in any log line of the run"
+python3 deploy/check_logs.py target/tmp/it-logs

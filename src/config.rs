@@ -163,8 +163,7 @@ impl Default for FilingSettings {
 pub struct AutoReplySettings {
     /// Send auto-replies at all.
     pub enabled: bool,
-    /// At most one mail on a stranger's word (auto-reply or subscription confirmation) per
-    /// receiving address per this many hours.
+    /// At most one auto-reply per receiving address per this many hours.
     pub window_hours: u64,
     /// Circuit breaker: at most this many such mails per hour in total.
     pub max_per_hour: u64,
@@ -181,7 +180,7 @@ impl Default for AutoReplySettings {
             enabled: true,
             window_hours: 24,
             max_per_hour: 100,
-            max_per_domain_per_hour: 20,
+            max_per_domain_per_hour: 30,
             own_addresses: Vec::new(),
         }
     }

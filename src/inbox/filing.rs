@@ -52,8 +52,9 @@ struct Decision {
     handled: bool,
     /// Why no auto-reply, decided before the reply rules run.
     no_reply: Option<String>,
-    /// When the reply address last got a mail from us on a stranger's word, and how many
-    /// such mails its domain got in the last hour (read before this mail queues any).
+    /// When the reply address last got an auto-reply, and how many mails on a stranger's
+    /// word (auto-replies, confirmations) its domain got in the last hour (read before
+    /// this mail queues any).
     last_to_recipient: Option<DateTime<Utc>>,
     to_domain_last_hour: u64,
     /// It looked like an answer that acts but proved nothing: the coordinator is told
@@ -368,7 +369,7 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         if let Some(to) = mail.reply_address() {
-            d.last_to_recipient = tx.last_unasked_mail_to(to)?;
+            d.last_to_recipient = tx.last_auto_reply_to(to)?;
             d.to_domain_last_hour = tx.unasked_mails_to_domain_since(to.domain(), now - Duration::hours(1))?;
         }
         Ok(())
@@ -437,11 +438,13 @@ impl<'a> Pipeline<'a> {
         if self.is_ours(&addr) || triage::unanswerable(&addr).is_some() {
             return Ok(());
         }
-        let note = if d.last_to_recipient.is_some_and(|t| now - t < self.window()) {
-            "no confirmation sent: this address got a mail from us within autoreply.window_hours"
+        // Confirmations have their own limits, kept per address by `subscribe` (one a
+        // day, three in 30 days); the per-domain cap and the breaker count them too.
+        let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
+        let name = mail.from_name.as_deref().map(|n| repeatable(n, 60));
+        let note = if d.to_domain_last_hour >= self.settings.autoreply.max_per_domain_per_hour {
+            "no confirmation sent: too many mails to this domain in the last hour (autoreply.max_per_domain_per_hour)"
         } else {
-            let source = format!("mail <{}>", mail.message_id.as_deref().unwrap_or("no Message-ID"));
-            let name = mail.from_name.as_deref().map(|n| repeatable(n, 60));
             match self.news.subscribe(tx.store(), &addr, name.as_deref(), language, &source, None, now)? {
                 Subscribed::ConfirmationSent(_) => "confirmation mail queued",
                 Subscribed::ConfirmationRecent(_) => "pending; a confirmation went out less than a day ago",

@@ -1916,7 +1916,7 @@ pub struct ReplyContext {
     pub reply_address_is_ours: bool,
     /// Why the reply address never wants an answer (noreply, list, ...), if it does not.
     pub reply_address_unanswerable: Option<String>,
-    /// When that address last got a mail from us on a stranger's word.
+    /// When that address last got an auto-reply from us.
     pub last_mail_to_recipient: Option<DateTime<Utc>>,
     pub window: Duration,
     /// Such mails to that address's domain in the last hour, and the cap.
@@ -1955,7 +1955,7 @@ pub fn decide_reply(c: &ReplyContext) -> ReplyDecision {
     if let Some(last) = c.last_mail_to_recipient
         && c.now - last < c.window
     {
-        return NoReply(format!("the reply address already got a mail from us within {} hours", c.window.num_hours()));
+        return NoReply(format!("the reply address already got an auto-reply within {} hours", c.window.num_hours()));
     }
     if c.mails_to_domain_last_hour >= c.max_per_domain_per_hour {
         return NoReply(format!(

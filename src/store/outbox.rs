@@ -136,11 +136,11 @@ impl Tx<'_> {
         )?)
     }
 
-    /// When we last queued a mail on a stranger's word (an auto-reply or a confirmation)
-    /// to this address (a `+tag` does not make it another address).
-    pub fn last_unasked_mail_to(&self, rcpt: &EmailAddress) -> anyhow::Result<Option<DateTime<Utc>>> {
+    /// When we last queued an auto-reply to this address (a `+tag` does not make it
+    /// another address).
+    pub fn last_auto_reply_to(&self, rcpt: &EmailAddress) -> anyhow::Result<Option<DateTime<Utc>>> {
         Ok(self.tx.query_row(
-            "SELECT MAX(created_at) FROM outbox WHERE rcpt_norm = ?1 AND kind IN ('auto_reply', 'confirm')",
+            "SELECT MAX(created_at) FROM outbox WHERE rcpt_norm = ?1 AND kind = 'auto_reply'",
             [rcpt.normalized()],
             |r| time_opt(r, 0),
         )?)

@@ -205,6 +205,15 @@ pub fn http(method: &str, url: &str, body: &str) -> (u16, String) {
 
 static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Where the logs of every daemon and CLI run of the test run are kept (debug level for
+/// outreach), for the log check that `deploy/test.sh` runs after the suite
+/// (`deploy/check_logs.py`: no full address, password or link token in any log line).
+pub fn log_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("it-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A unique Message-ID for test mail.
 pub fn new_id() -> String {
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -370,7 +379,10 @@ base_url = "http://127.0.0.1:{web}"
     }
 
     pub fn run_cli(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run outreach")
+        let out = self.cmd().args(args).output().expect("run outreach");
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::fs::write(log_dir().join(format!("cli-{}-{n}.log", std::process::id())), &out.stderr);
+        out
     }
 
     /// `outreach poll --once`, which must succeed.
@@ -398,8 +410,11 @@ base_url = "http://127.0.0.1:{web}"
 
     /// Starts `outreach run`, logging to a file in the test folder.
     pub fn spawn(&self) -> Daemon {
-        let log_path =
-            self.dir.path().join(format!("daemon-{}.log", SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let log_path = log_dir().join(format!(
+            "daemon-{}-{}.log",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = self.cmd().arg("run").stdout(Stdio::null()).stderr(log).spawn().expect("spawn outreach run");
         Daemon { child: Some(child), log: log_path }

@@ -41,7 +41,10 @@ fn send_from_many(n: usize, domain: &str, tag: &str) -> Vec<String> {
 fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
     let _g = fresh();
     const N: usize = 1000;
-    let app = TestApp::new("contact").with_env("OUTREACH_AUTOREPLY__MAX_PER_HOUR", "5000");
+    // A thousand senders of one domain: the per-domain cap is lifted like the breaker.
+    let app = TestApp::new("contact")
+        .with_env("OUTREACH_AUTOREPLY__MAX_PER_HOUR", "5000")
+        .with_env("OUTREACH_AUTOREPLY__MAX_PER_DOMAIN_PER_HOUR", "5000");
     let ids = send_from_many(N, "crash.test", "k");
     assert_eq!(wait_count("contact", "INBOX", N as u32, Duration::from_secs(120)), N as u32, "backlog delivered");
 
@@ -150,7 +153,8 @@ fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
 #[test]
 fn daemon_survives_an_imap_server_restart() {
     let _g = fresh();
-    let app = TestApp::new("contact");
+    // Forty senders of one domain: the per-domain cap is lifted.
+    let app = TestApp::new("contact").with_env("OUTREACH_AUTOREPLY__MAX_PER_DOMAIN_PER_HOUR", "1000");
     send_from_many(30, "imaprestart.test", "i");
     assert_eq!(wait_count("contact", "INBOX", 30, T), 30);
     let mut d = app.spawn();

@@ -40,7 +40,7 @@ fn ten_mails_naming_one_reply_to_get_that_address_at_most_one_mail() {
     let to_victim: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE rcpt_norm = 'victim@victim.example'");
     assert_eq!(to_victim, 1, "one mail to the Reply-To address, whatever the From");
     let windowed: i64 =
-        app.sql("SELECT COUNT(*) FROM messages WHERE reply_note LIKE '%already got a mail from us within%'");
+        app.sql("SELECT COUNT(*) FROM messages WHERE reply_note LIKE '%already got an auto-reply within%'");
     assert_eq!(windowed, 9, "the other nine say why they were not answered");
     assert_eq!(wait_count("catchall", "INBOX", 1, T), 1);
     assert!(d.terminate().success());
