@@ -40,5 +40,5 @@ ALTER TABLE outbox_new RENAME TO outbox;
 CREATE UNIQUE INDEX outbox_one_reply_per_message ON outbox(reply_to_msg) WHERE kind = 'auto_reply';
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX outbox_kind_created ON outbox(kind, created_at);
-CREATE INDEX outbox_rcpt_created ON outbox(rcpt_norm, created_at);
-CREATE INDEX outbox_domain_created ON outbox(rcpt_domain, created_at);
+CREATE INDEX outbox_rcpt_kind_created ON outbox(rcpt_norm, kind, created_at);
+CREATE INDEX outbox_domain_kind_created ON outbox(rcpt_domain, kind, created_at);
