@@ -15,6 +15,7 @@
 //! [`security_headers`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -295,7 +296,18 @@ pub fn router(ctx: Ctx, db: Shared, wake_outbox: Arc<Notify>) -> Router {
         .with_state(state)
 }
 
-/// Serves the endpoints on `listener` until shutdown.
+/// At most this many connections at a time; past it, new ones are closed at once.
+const MAX_CONNECTIONS: usize = 256;
+/// A client must send its request headers within this time (slow clients hold nothing).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A whole request (its body read and answered) within this time.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// The largest request body: the pages' forms are a few bytes.
+const MAX_BODY: usize = 16 * 1024;
+
+/// Serves the endpoints on `listener` until shutdown, within limits: a header timeout, a
+/// request timeout, a body size limit and a connection limit; on shutdown, requests in
+/// progress finish (for at most 10 s).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Ctx,
@@ -304,12 +316,54 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tracing::info!(listen = %ctx.settings.web.listen(), base_url = %ctx.base_url(), "web endpoints listening");
-    axum::serve(listener, router(ctx, db, wake_outbox))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await?;
+    let app = limited(router(ctx, db, wake_outbox));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "web: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(limit = MAX_CONNECTIONS, "web: too many connections; one refused");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("web: requests still open at shutdown"),
+    }
     Ok(())
+}
+
+/// The router with its per-request limits: body size and total time.
+fn limited(app: Router) -> Router {
+    app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)).layer(axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => (StatusCode::REQUEST_TIMEOUT, "Request timeout").into_response(),
+            }
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -516,3 +516,34 @@ fn when_the_sent_journal_cannot_be_written_the_end_of_the_message_never_goes_out
     let subjects: Vec<String> = parsed("alice", "INBOX").into_iter().map(|m| m.subject).collect();
     assert_eq!(subjects, ["Markeer"]);
 }
+
+#[test]
+fn the_web_pages_cut_off_a_slow_client_and_refuse_an_oversized_request() {
+    use std::io::{Read, Write};
+    let _g = fresh();
+    let app = TestApp::new("contact");
+    let mut d = app.spawn_ready();
+    app.wait_web();
+    let host = app.web.trim_start_matches("http://").to_string();
+    // A client that sends half its headers and waits: the server closes the connection.
+    let mut slow = std::net::TcpStream::connect(&host).unwrap();
+    slow.write_all(b"GET /archive HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(15), "the slow client was held {waited:?}");
+    assert!(
+        buf.is_empty() || String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    // An oversized body is refused without reading it all.
+    let body = "x".repeat(64 * 1024); // four times the limit, small enough for the socket buffers
+    let (code, _) = crate::helpers::http("POST", &format!("{}/unsubscribe/abc", app.web), &body);
+    assert_eq!(code, 413, "{}", d.log_text());
+    // And the pages still answer.
+    assert_eq!(crate::helpers::http("GET", &format!("{}/health", app.web), "").0, 200);
+    assert!(d.terminate().success());
+}
