@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use mail_parser::{HeaderValue, MessageParser};
 use sha2::{Digest, Sha256};
 
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, clean_text};
 
 /// Text kept per message: enough for a person to read, bounded for the store.
 const MAX_BODY_CHARS: usize = 64 * 1024;
@@ -162,17 +162,6 @@ fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
 
 fn unfold(v: &str) -> String {
     v.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
-}
-
-/// Removes control characters and bidi overrides from text we may reuse in a header
-/// (MAIL-RULES 5), and collapses whitespace.
-pub fn clean_text(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}'))
-        .collect();
-    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
