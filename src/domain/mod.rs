@@ -24,8 +24,12 @@ impl EmailAddress {
     /// mail systems treat the local part case-insensitively in practice.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim().trim_start_matches('<').trim_end_matches('>').trim();
-        let addr: lettre::Address = s.parse().map_err(|e| format!("expected an e-mail address, found {s:?}: {e}"))?;
-        Ok(Self(addr.to_string().to_lowercase()))
+        // Normalise, then validate: lower-casing can lengthen text (`İ` becomes two
+        // characters), so what is checked must be what is kept.
+        let lower = s.to_lowercase();
+        let addr: lettre::Address =
+            lower.parse().map_err(|e| format!("expected an e-mail address, found {s:?}: {e}"))?;
+        Ok(Self(addr.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -227,6 +231,12 @@ mod tests {
         assert_eq!(a.normalized(), "ann.smit@example.org");
         assert!(EmailAddress::parse("no at sign").is_err());
         assert!(EmailAddress::parse("a@b\r\nBcc: x@y").is_err());
+        // 32 x U+0130 is 64 bytes, and 96 once lower-cased: over the local part's limit,
+        // refused at parse time instead of failing later in `to_lettre`.
+        let grows = format!("{}@example.org", "\u{130}".repeat(32));
+        if let Ok(a) = EmailAddress::parse(&grows) {
+            let _ = a.to_lettre();
+        }
     }
 
     #[test]
