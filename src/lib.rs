@@ -27,7 +27,7 @@
 //!   the clock.
 //! - [`config`]: settings from one TOML file plus `OUTREACH_<SECTION>__<KEY>` overrides.
 //! - [`store`]: SQLite (WAL), the embedded migrations and typed operations per table
-//!   group; the only module that names rusqlite.
+//!   group; the only module that speaks SQL.
 //! - [`templates`]: every text a person reads (handlebars), built in and overridable.
 //! - [`outbox`]: composing mail with lettre and delivering it with retries.
 //! - [`newsletter`]: subscribers (double opt-in, unsubscribe), stories, issues: rendering,

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::newsletter::{status_of, url_in, wait_subject, with_subject};
+use crate::newsletter::{status_of, url_in};
 
 const T: Duration = Duration::from_secs(30);
 

@@ -101,6 +101,51 @@ pub fn drain_postfix() {
     }
 }
 
+/// Waits until Postfix's queue is empty: every mail handed to it (by the test or by
+/// outreach) has been delivered to its mailbox. The positive event before an absence
+/// check: after it, a mail that is not in a mailbox was never sent. Fails after 30 s.
+pub fn wait_delivered() {
+    let conf = stack().dir.join("etc/postfix");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let _ = Command::new("postqueue").arg("-c").arg(&conf).arg("-f").env("MAIL_CONFIG", &conf).output();
+    loop {
+        let out = Command::new("postqueue").arg("-c").arg(&conf).arg("-p").env("MAIL_CONFIG", &conf).output().unwrap();
+        let queue = String::from_utf8_lossy(&out.stdout).to_string();
+        if queue.contains("Mail queue is empty") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "Postfix still holds mail after 30 s:\n{queue}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The messages in `user`'s INBOX whose subject contains `needle`.
+pub fn with_subject(user: &str, needle: &str) -> Vec<ParsedMail> {
+    parsed(user, "INBOX").into_iter().filter(|m| m.subject.contains(needle)).collect()
+}
+
+/// Waits (up to `timeout`) until `user`'s INBOX holds `n` messages whose subject
+/// contains `needle`; returns those found.
+pub fn wait_subject(user: &str, needle: &str, n: usize, timeout: Duration) -> Vec<ParsedMail> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = with_subject(user, needle);
+        if found.len() >= n || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `f` holds (polling), failing with `what` after 20 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Deletes every folder we may have created and empties the INBOX.
 pub fn reset(user: &str) {
     let mut s = imap(user);

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::helpers::{TestApp, addr, corpus, count, fetch_all, fresh, mail, parsed, send_mail, send_raw, wait_count};
+use crate::helpers::{
+    TestApp, addr, corpus, count, fetch_all, fresh, mail, parsed, send_mail, send_raw, wait_count, wait_delivered,
+};
 use outreach::inbox::parse::parse;
 use serde_json::Value;
 
@@ -186,7 +188,7 @@ fn automatic_mail_gets_no_reply() {
     let outbox: i64 = app.sql("SELECT COUNT(*) FROM outbox");
     assert_eq!(outbox, 0, "nothing queued");
     assert_eq!(count("contact", "Automatisch"), 7);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_delivered();
     for u in ["alice", "bob", "coordinator", "catchall", "contact"] {
         assert_eq!(count(u, "INBOX"), 0, "{u} received something");
     }
@@ -204,9 +206,9 @@ fn two_responders_do_not_loop() {
     assert_eq!(wait_count("contact", "INBOX", 2, T), 2);
     for _ in 0..4 {
         contact.poll();
-        std::thread::sleep(Duration::from_millis(300));
+        wait_delivered();
         bobs.poll();
-        std::thread::sleep(Duration::from_millis(300));
+        wait_delivered();
     }
     let bob_rows = bobs.list(&[]);
     assert_eq!(bob_rows.len(), 1, "bob's responder saw contact's auto-reply: {bob_rows:#?}");
@@ -237,7 +239,7 @@ fn two_responders_do_not_loop() {
     assert_eq!(followups.len(), 3);
     let sent: i64 = contact.sql("SELECT COUNT(*) FROM outbox");
     assert_eq!(sent, 2, "no reply to follow-ups");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_delivered();
     assert_eq!(count("alice", "INBOX"), 1, "alice got exactly one auto-reply");
 }
 
@@ -291,7 +293,7 @@ fn one_reply_per_sender_per_window_and_follow_ups_join_their_conversation() {
     let shown: Value =
         serde_json::from_slice(&app.run_cli(&["inbox", "show", &q["id"].to_string(), "--json"]).stdout).unwrap();
     assert!(shown["reply_note"].as_str().unwrap().contains("within 24 hours"), "{shown:#}");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_delivered();
     assert_eq!(count("alice", "INBOX"), 1, "exactly one auto-reply in the window");
 
     // With a window of 0 hours... not allowed; a 1-hour window and a row aged 2 hours
@@ -318,7 +320,7 @@ fn header_injection_does_not_reach_the_reply() {
     for line in head.lines() {
         assert!(!line.starts_with("Bcc:") && !line.starts_with("X-Injected:"), "injected header: {line}\n{head}");
     }
-    std::thread::sleep(Duration::from_millis(500));
+    wait_delivered();
     assert_eq!(count("bob", "INBOX"), 0, "the injected Bcc received nothing");
     let m = parse(raw.as_bytes()).unwrap();
     assert!(m.subject.starts_with("Auto: Vraag Bcc: bob@example.org X-Injected: 1"), "{}", m.subject);
@@ -388,7 +390,7 @@ fn auto_replies_go_to_reply_to_when_present() {
     assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
     app.poll();
     assert_eq!(wait_count("bob", "INBOX", 1, T), 1);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_delivered();
     assert_eq!(count("alice", "INBOX"), 0);
     let m = &parsed("bob", "INBOX")[0];
     assert_eq!(m.header("auto-submitted"), Some("auto-replied"));

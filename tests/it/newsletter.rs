@@ -1,6 +1,6 @@
 //! Subscribers, stories and newsletters end to end against the real mail stack.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::*;
 use outreach::inbox::parse::ParsedMail;
@@ -19,22 +19,6 @@ fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
     let id: i64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
     app.ok(&["stories", "approve", &id.to_string()]);
     id
-}
-
-/// The messages in `user`'s INBOX whose subject contains `needle`.
-pub(crate) fn with_subject(user: &str, needle: &str) -> Vec<ParsedMail> {
-    parsed(user, "INBOX").into_iter().filter(|m| m.subject.contains(needle)).collect()
-}
-
-pub(crate) fn wait_subject(user: &str, needle: &str, n: usize, timeout: Duration) -> Vec<ParsedMail> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let found = with_subject(user, needle);
-        if found.len() >= n || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The first URL in a text that starts with `prefix`.
@@ -176,7 +160,7 @@ fn lifecycle_by_mail_and_link_and_nothing_after_unsubscribing() {
     approved_story(&app, "Samen aan tafel", "Een tweede verhaal.");
     app.ok(&["newsletter", "send"]);
     assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE id = 2 AND status = 'sent'", 1, T), 1);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_delivered();
     for u in ["alice", "bob", "catchall"] {
         assert!(with_subject(u, "Samen aan tafel").is_empty(), "{u} got an issue after unsubscribing");
     }
@@ -238,7 +222,7 @@ fn an_issue_to_200_subscribers_of_mixed_status_reaches_each_active_one_once() {
     assert!(out.contains("120 subscriber(s)") && out.contains("120 sent"), "{out}");
 
     assert!(wait_count("catchall", "INBOX", 150, T) >= 150);
-    std::thread::sleep(Duration::from_secs(1));
+    wait_delivered();
     let raws = fetch_all("catchall", "INBOX");
     let mut issue_to = Vec::new();
     let mut unsub_urls = std::collections::HashSet::new();
@@ -320,7 +304,7 @@ fn kill_9_during_a_send_to_2000_subscribers_then_restart_delivers_all_with_few_d
     assert_eq!(app.wait_sql("SELECT COUNT(*) FROM issues WHERE status = 'sent'", 1, T), 1);
     assert!(d.terminate().success(), "{}", d.log_text());
     let arrived = wait_count("catchall", "INBOX", 2000, Duration::from_secs(120));
-    std::thread::sleep(Duration::from_secs(2));
+    wait_delivered();
     let ids: Vec<String> = {
         let mut s = imap("catchall");
         s.examine("INBOX").unwrap();
@@ -423,7 +407,7 @@ fn smtp_4xx_is_retried_5xx_is_recorded_and_resend_missed_fixes_exactly_the_misse
     assert!(d.terminate().success());
     drop(access);
     let got = wait_subject("catchall", "Een verhaal over wachten", 10, T);
-    std::thread::sleep(Duration::from_secs(1));
+    wait_delivered();
     let got = with_subject("catchall", "Een verhaal over wachten").len().max(got.len());
     assert_eq!(got, 10, "each of the 10 exactly once");
 }
@@ -610,7 +594,9 @@ fn the_schedule_fires_in_its_zone_skips_without_stories_and_waits_for_the_proof(
             "{}",
             d.log_text()
         );
-        std::thread::sleep(Duration::from_secs(3));
+        let copies: i64 = app.sql("SELECT COUNT(*) FROM deliveries WHERE issue_id = 3");
+        assert_eq!(copies, 0, "a stopped proof has no copies to send");
+        wait_delivered();
         assert!(with_subject("alice", "Verhaal dat wacht").is_empty(), "a stopped proof is not sent");
         let free: i64 = app.sql("SELECT COUNT(*) FROM stories WHERE title = 'Verhaal dat wacht' AND status = 'approved' AND issue_id IS NULL");
         assert_eq!(free, 1, "its story waits for the next issue");
@@ -778,8 +764,9 @@ fn two_daemons_on_one_machine_without_a_web_address_both_run() {
     let second = TestApp::new("alice").without_web_listen();
     let mut d1 = first.spawn_ready();
     let mut d2 = second.spawn_ready();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(d2.log_text().contains("web endpoints not started"), "{}", d2.log_text());
+    wait_until("the second daemon says its web endpoints did not start", || {
+        d2.log_text().contains("web endpoints not started")
+    });
     // The second still files and answers mail.
     send_raw(
         Some("bob@example.org"),
@@ -869,7 +856,7 @@ fn an_address_that_unsubscribes_during_a_send_gets_nothing_after_that_moment() {
     let sent: i64 = app.sql("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'");
     assert_eq!(sent, 59);
     assert!(d.terminate().success());
-    std::thread::sleep(Duration::from_secs(1));
+    wait_delivered();
     let to_r59 = fetch_all("catchall", "INBOX")
         .iter()
         .filter(|r| {

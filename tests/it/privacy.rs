@@ -3,10 +3,9 @@
 //! their own sign-up goes through double opt-in; and at debug level the logs hold no
 //! address, no password and no link token, nor do stored errors or `status`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::*;
-use outreach::inbox::parse::ParsedMail;
 
 const T: Duration = Duration::from_secs(30);
 /// A distinctive person (a foreign domain: mail to her lands in catchall@).
@@ -15,17 +14,6 @@ const NAME: &str = "Wilhelmina Zonnebloem";
 
 fn from() -> String {
     format!("{NAME} <{WHO}>")
-}
-
-fn wait_subject(user: &str, needle: &str, n: usize) -> Vec<ParsedMail> {
-    let deadline = Instant::now() + T;
-    loop {
-        let found: Vec<ParsedMail> = parsed(user, "INBOX").into_iter().filter(|m| m.subject.contains(needle)).collect();
-        if found.len() >= n || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The token at the end of the first URL in `text` that contains `path`.
@@ -83,13 +71,13 @@ fn person_erase_leaves_no_trace_and_debug_logs_hold_no_address_password_or_token
         ),
         &[],
     );
-    let reply = wait_subject("catchall", "Vraag over de bijeenkomst", 1);
+    let reply = wait_subject("catchall", "Vraag over de bijeenkomst", 1, T);
     assert_eq!(reply.len(), 1, "the auto-reply\n{}", d.log_text());
     assert!(reply[0].text.contains(NAME), "the reply greets her by name: {}", reply[0].text);
 
     // She asks for the newsletter and confirms by replying "ja".
     send_mail(&from(), "Nieuwsbrief", &format!("Hallo,\n\nIk wil graag de nieuwsbrief ontvangen.\n\n{NAME}"), &[]);
-    let confirm = wait_subject("catchall", "Bevestig je aanmelding", 1);
+    let confirm = wait_subject("catchall", "Bevestig je aanmelding", 1, T);
     assert_eq!(confirm.len(), 1, "confirmation mail\n{}", d.log_text());
     let confirm_token = token_after(&confirm[0].text, "/confirm/");
     let mid = confirm[0].message_id.clone().unwrap();
@@ -101,7 +89,7 @@ fn person_erase_leaves_no_trace_and_debug_logs_hold_no_address_password_or_token
     );
     let active = format!("SELECT COUNT(*) FROM subscribers WHERE email = '{WHO}' AND status = 'active'");
     assert_eq!(app.wait_sql(&active, 1, T), 1, "{}", d.log_text());
-    assert_eq!(wait_subject("catchall", "Welkom", 1).len(), 1, "welcome mail");
+    assert_eq!(wait_subject("catchall", "Welkom", 1, T).len(), 1, "welcome mail");
 
     // She gets an issue.
     let story = app.dir.path().join("story.md");
@@ -113,7 +101,7 @@ fn person_erase_leaves_no_trace_and_debug_logs_hold_no_address_password_or_token
     cli(&app, &["stories", "add", story.to_str().unwrap()], &mut logs);
     cli(&app, &["stories", "approve", "1"], &mut logs);
     cli(&app, &["newsletter", "send"], &mut logs);
-    let issue = wait_subject("catchall", "Naast de ouders", 1);
+    let issue = wait_subject("catchall", "Naast de ouders", 1, T);
     assert_eq!(issue.len(), 1, "the issue\n{}", d.log_text());
     assert!(issue[0].text.contains(NAME), "personalised: {}", issue[0].text);
     let unsubscribe_token = token_after(issue[0].header("list-unsubscribe").unwrap(), "/unsubscribe/");
@@ -195,7 +183,7 @@ fn person_erase_leaves_no_trace_and_debug_logs_hold_no_address_password_or_token
     send_mail(&from(), "Nieuwsbrief", "Hallo,\n\nIk wil de nieuwsbrief toch weer ontvangen.", &[]);
     let pending = format!("SELECT COUNT(*) FROM subscribers WHERE email = '{WHO}' AND status = 'pending'");
     assert_eq!(app.wait_sql(&pending, 1, T), 1, "{}", d.log_text());
-    assert_eq!(wait_subject("catchall", "Bevestig je aanmelding", 2).len(), 2, "a new confirmation mail");
+    assert_eq!(wait_subject("catchall", "Bevestig je aanmelding", 2, T).len(), 2, "a new confirmation mail");
     assert_eq!(app.sql::<i64>(&active), 0, "pending, not active");
 
     // `status` shows no full address, though an error and a failed mail are recorded.

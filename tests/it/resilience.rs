@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::helpers::{TestApp, count, fetch_all, fresh, mail, parsed, send_mail, send_raw, stack_ctl, wait_count};
+use crate::helpers::{
+    TestApp, count, fetch_all, fresh, mail, parsed, send_mail, send_raw, stack_ctl, wait_count, wait_delivered,
+    wait_until,
+};
 use outreach::inbox::parse::parse;
 
 const T: Duration = Duration::from_secs(30);
@@ -107,7 +110,7 @@ fn kill_9_during_a_backlog_files_each_mail_once_and_replies_once() {
     let unconfirmed_before: i64 =
         app.sql("SELECT COUNT(*) FROM outbox WHERE last_error = 'sent just before a crash (not confirmed)'");
     let got = wait_count("catchall", "INBOX", N as u32 - unconfirmed_before as u32, Duration::from_secs(120));
-    std::thread::sleep(Duration::from_secs(2));
+    wait_delivered();
     let replies = fetch_all("catchall", "INBOX");
     let mut per_original: HashMap<String, usize> = HashMap::new();
     for r in &replies {
@@ -219,8 +222,7 @@ fn idle_daemon_answers_new_mail_and_stops_cleanly() {
         "{}",
         d.log_text()
     );
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(d.log_text().contains("IDLE timed out; re-issuing"), "{}", d.log_text());
+    wait_until("IDLE re-issued after idle_refresh", || d.log_text().contains("IDLE timed out; re-issuing"));
     let id = send_mail("alice@example.org", "Vraag", "Hoe kan ik meedoen aan een bijeenkomst? Groet, Alice", &[]);
     assert_eq!(wait_count("alice", "INBOX", 1, T), 1, "{}", d.log_text());
     assert_eq!(parsed("alice", "INBOX")[0].in_reply_to, vec![id]);

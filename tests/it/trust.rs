@@ -3,20 +3,13 @@
 
 use std::time::Duration;
 
-use crate::helpers::{TestApp, fresh, mail, new_id, parsed, send_mail, send_raw, wait_count};
+use crate::helpers::{TestApp, fresh, mail, new_id, send_mail, send_raw, wait_count, wait_subject};
 
 const T: Duration = Duration::from_secs(20);
 
 /// Waits for `user` to have at least one mail whose subject contains `needle`.
 fn wait_for_subject(user: &str, needle: &str) -> bool {
-    let deadline = std::time::Instant::now() + T;
-    while std::time::Instant::now() < deadline {
-        if parsed(user, "INBOX").iter().any(|m| m.subject.contains(needle)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
+    !wait_subject(user, needle, 1, T).is_empty()
 }
 
 #[test]
