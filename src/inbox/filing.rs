@@ -368,6 +368,10 @@ impl<'a> Pipeline<'a> {
         d: &mut Decision,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
+        // Only a mail that may get an auto-reply or a confirmation needs them.
+        if d.handled || matches!(d.category, Category::Automatic | Category::Bounce | Category::Review) {
+            return Ok(());
+        }
         if let Some(to) = mail.reply_address() {
             d.last_to_recipient = tx.last_auto_reply_to(to)?;
             d.to_domain_last_hour = tx.unasked_mails_to_domain_since(to.domain(), now - Duration::hours(1))?;

@@ -179,22 +179,19 @@ impl Store<'_> {
         }
         let n = match m {
             SubscriberMove::AskAgain { source } => self.c.execute(
-                "UPDATE subscribers SET status = 'pending', source = ?3, unsubscribed_at = NULL, unsubscribe_source = NULL,
-                        token_nonce = lower(hex(randomblob(16)))
+                "UPDATE subscribers SET status = 'pending', source = ?3, unsubscribed_at = NULL, unsubscribe_source = NULL
                  WHERE id = ?1 AND status = ?2",
                 params![id, from, source],
             )?,
             SubscriberMove::Activate { consent_source } => self.c.execute(
                 "UPDATE subscribers SET status = 'active', consent_source = ?3, consent_at = ?4, confirmed_at = ?4,
-                        unsubscribed_at = NULL, unsubscribe_source = NULL, bounced_at = NULL, bounce_reason = NULL, soft_bounces = 0,
-                        token_nonce = lower(hex(randomblob(16)))
+                        unsubscribed_at = NULL, unsubscribe_source = NULL, bounced_at = NULL, bounce_reason = NULL, soft_bounces = 0
                  WHERE id = ?1 AND status = ?2",
                 params![id, from, consent_source, Ts(now)],
             )?,
             SubscriberMove::Unsubscribe { source } => {
                 let n = self.c.execute(
-                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?3, unsubscribe_source = ?4,
-                            token_nonce = lower(hex(randomblob(16)))
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?3, unsubscribe_source = ?4
                      WHERE id = ?1 AND status = ?2",
                     params![id, from, Ts(now), source],
                 )?;
@@ -203,8 +200,7 @@ impl Store<'_> {
             }
             SubscriberMove::Bounce { reason } => {
                 let n = self.c.execute(
-                    "UPDATE subscribers SET status = 'bounced', bounced_at = ?3, bounce_reason = ?4,
-                            token_nonce = lower(hex(randomblob(16)))
+                    "UPDATE subscribers SET status = 'bounced', bounced_at = ?3, bounce_reason = ?4
                      WHERE id = ?1 AND status = ?2",
                     params![id, from, Ts(now), reason],
                 )?;
@@ -212,6 +208,9 @@ impl Store<'_> {
                 n
             }
         };
+        if n > 0 {
+            self.c.execute("UPDATE subscribers SET token_nonce = lower(hex(randomblob(16))) WHERE id = ?1", [id])?;
+        }
         Ok(n > 0)
     }
 
