@@ -14,6 +14,7 @@
 //! free space. The database, its WAL and shared-memory files, the lock file and the sent
 //! journals are readable by their owner only ([`private_file`]).
 
+pub mod check;
 pub mod deliveries;
 mod inbox;
 pub mod issues;
