@@ -76,7 +76,7 @@ pub enum Security {
     Tls,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapSettings {
     pub host: String,
@@ -406,7 +406,9 @@ impl Settings {
             bail!("key `imap.username`: expected the login name of the contact mailbox");
         }
         if self.imap.password.expose_secret().is_empty() {
-            bail!("key `imap.password`: expected the mailbox password, or `imap.password_file` naming a file that holds it");
+            bail!(
+                "key `imap.password`: expected the mailbox password, or `imap.password_file` naming a file that holds it"
+            );
         }
         self.from_mailbox()?;
         if !self.smtp.envelope_from.is_empty() {
@@ -895,7 +897,8 @@ from = "Netwerk <contact@example.org>"
         let without = MINIMAL.replace("password = \"secret\"\n", "");
         let s = Settings::from_toml(&without, env(&[("OUTREACH_IMAP__PASSWORD_FILE", &imap)])).unwrap();
         assert_eq!(s.imap.password.expose_secret(), "uit-een-bestand");
-        let err = |text: &str, pairs: &[(&str, &str)]| format!("{:#}", Settings::from_toml(text, env(pairs)).unwrap_err());
+        let err =
+            |text: &str, pairs: &[(&str, &str)]| format!("{:#}", Settings::from_toml(text, env(pairs)).unwrap_err());
         let e = err(&without, &[]);
         assert!(e.contains("imap.password") && e.contains("password_file"), "{e}");
         let e = err(MINIMAL, &[("OUTREACH_IMAP__PASSWORD_FILE", "/nonexistent/imap-password")]);

@@ -184,6 +184,16 @@ impl ImapSource {
         self.has_idle
     }
 
+    /// Whether the server offers `(IDLE, MOVE, UIDPLUS)`.
+    pub fn capabilities(&self) -> (bool, bool, bool) {
+        (self.has_idle, self.has_move, self.has_uidplus)
+    }
+
+    /// Whether `folder` existed when the session started (or was created by it).
+    pub fn has_folder(&self, folder: &str) -> bool {
+        self.folders.contains(folder)
+    }
+
     pub fn mailbox(&self) -> &str {
         &self.mailbox
     }
@@ -326,6 +336,42 @@ impl ImapSource {
 
     pub fn logout(mut self) {
         let _ = self.session.logout();
+    }
+}
+
+/// The step at which [`ImapSource::connect`] failed, read from its error (the texts above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// No TCP connection: host, port, firewall.
+    Reach,
+    /// TLS or STARTTLS, or a server that refuses a plain-text login.
+    Tls,
+    /// The server refused the login.
+    Login,
+    /// The watched mailbox cannot be selected.
+    Mailbox,
+    /// Anything else (no greeting, a broken answer).
+    Other,
+}
+
+impl ConnectStep {
+    pub fn of(e: &anyhow::Error) -> Self {
+        let text = format!("{e:#}");
+        if text.starts_with("Failed to connect to IMAP server") {
+            Self::Reach
+        } else if text.starts_with("TLS handshake")
+            || text.starts_with("STARTTLS")
+            || text.contains("not a valid TLS server name")
+            || text.contains("refuses LOGIN")
+        {
+            Self::Tls
+        } else if text.starts_with("IMAP login as") {
+            Self::Login
+        } else if text.starts_with("Failed to select mailbox") {
+            Self::Mailbox
+        } else {
+            Self::Other
+        }
     }
 }
 

@@ -57,6 +57,30 @@ pub struct Mailer {
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
 
+/// A step of making an SMTP connection, to say which one failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// TCP: the host or port does not answer.
+    Reach,
+    /// The greeting or the EHLO.
+    Greeting,
+    /// Implicit TLS or STARTTLS.
+    Tls,
+    /// AUTH.
+    Login,
+}
+
+/// What [`Mailer::probe`] found.
+#[derive(Debug, Clone)]
+pub struct SmtpProbe {
+    /// The name the server gave in its EHLO answer.
+    pub server: String,
+    /// Whether the session was encrypted (TLS or STARTTLS).
+    pub encrypted: bool,
+    /// Whether it logged in (AUTH); false when no login is configured.
+    pub logged_in: bool,
+}
+
 /// How one delivery attempt ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -223,24 +247,45 @@ impl Mailer {
     /// A new connection: TCP (no Nagle, see [`net`]), TLS (implicit, or STARTTLS which is
     /// then required), EHLO, AUTH.
     async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
-        let smtp = |e: SmtpError| error_text(&e);
+        self.connect_steps().await.map_err(|(_, e)| e)
+    }
+
+    /// [`Mailer::connect`], saying at which step it failed.
+    async fn connect_steps(&self) -> Result<AsyncSmtpConnection, (ConnectStep, String)> {
+        let smtp = |step| move |e: SmtpError| (step, error_text(&e));
+        let io = |step| move |e: std::io::Error| (step, e.to_string());
+        let stream = net::tcp(&self.host, self.port).await.map_err(io(ConnectStep::Reach))?;
         let mut conn = match &self.wrapper {
             Some(config) => {
-                let stream = net::tls(&self.host, self.port, config.clone()).await.map_err(|e| e.to_string())?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await.map_err(smtp)?
+                let stream = net::tls(stream, &self.host, config.clone()).await.map_err(io(ConnectStep::Tls))?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(smtp(ConnectStep::Greeting))?
             }
-            None => {
-                let stream = net::tcp(&self.host, self.port).await.map_err(|e| e.to_string())?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await.map_err(smtp)?
-            }
+            None => AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                .await
+                .map_err(smtp(ConnectStep::Greeting))?,
         };
         if let (Security::Starttls, Some(tls)) = (self.security, &self.tls) {
-            conn.starttls(tls.clone(), &self.hello).await.map_err(smtp)?;
+            conn.starttls(tls.clone(), &self.hello).await.map_err(smtp(ConnectStep::Tls))?;
         }
         if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(smtp)?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(smtp(ConnectStep::Login))?;
         }
         Ok(conn)
+    }
+
+    /// Connects, greets (EHLO), secures and logs in as a delivery would, then says QUIT:
+    /// no mail is sent (`outreach doctor`). Unbounded in time: the caller bounds it.
+    pub async fn probe(&self) -> Result<SmtpProbe, (ConnectStep, String)> {
+        let mut conn = self.connect_steps().await?;
+        let probe = SmtpProbe {
+            server: conn.server_info().name().to_string(),
+            encrypted: conn.is_encrypted(),
+            logged_in: self.credentials.is_some(),
+        };
+        let _ = conn.quit().await;
+        Ok(probe)
     }
 
     /// A pooled connection when a fresh one is idle, else a new one; `true` when reused.
@@ -406,8 +451,12 @@ fn error_text(e: &SmtpError) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let inner_text = inner.to_string();
+        // lettre's own text already holds the server's answer that its source repeats.
+        if !s.contains(&inner_text) {
+            s.push_str(": ");
+            s.push_str(&inner_text);
+        }
         src = inner.source();
     }
     redact_addresses(&s.replace(['\r', '\n'], " "))

@@ -52,6 +52,15 @@ pub fn stack() -> &'static Stack {
     })
 }
 
+/// A value of the running stack's `mailstack.env` (e.g. `MAILSTACK_SINK_PORT`).
+pub fn stack_value(key: &str) -> String {
+    let env = std::fs::read_to_string(stack().dir.join("mailstack.env")).unwrap();
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in mailstack.env"))
+        .to_string()
+}
+
 /// Serialises tests that use the shared accounts.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
