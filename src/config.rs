@@ -368,25 +368,44 @@ impl Settings {
 
     /// Parses settings from TOML text plus environment overrides.
     pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let credentials = env
+            .iter()
+            .find(|(k, _)| k == CREDENTIALS_DIRECTORY)
+            .map(|(_, v)| PathBuf::from(v))
+            .filter(|d| d.is_absolute());
         let mut settings: Settings =
             Figment::from(Toml::string(text)).merge(EnvOverrides::new(env)).extract_lossy().map_err(explain)?;
-        settings.read_secret_files()?;
+        settings.read_secret_files(credentials.as_deref())?;
         settings.validate()?;
         Ok(settings)
     }
 
     /// Reads the secrets given as files (`imap.password_file`, `smtp.password_file`,
-    /// `secret_file`): a file wins over the key itself. One trailing line break is not
-    /// part of the secret.
-    fn read_secret_files(&mut self) -> anyhow::Result<()> {
-        if let Some(file) = &self.imap.password_file {
-            self.imap.password = read_secret_file("imap.password_file", file)?;
+    /// `secret_file`): a file wins over the key itself. A relative path names a systemd
+    /// credential, read from `credentials` (`$CREDENTIALS_DIRECTORY`) when that is set; a
+    /// credential that was not given (no such file there) gives nothing, and neither does
+    /// an empty file: the key in the config file counts then.
+    fn read_secret_files(&mut self, credentials: Option<&Path>) -> anyhow::Result<()> {
+        let read = |key: &str, file: &Path| match credentials {
+            Some(dir) if file.is_relative() && !dir.join(file).exists() => Ok(None),
+            Some(dir) if file.is_relative() => read_secret_file(key, &dir.join(file)),
+            _ => read_secret_file(key, file),
+        };
+        if let Some(file) = &self.imap.password_file
+            && let Some(p) = read("imap.password_file", file)?
+        {
+            self.imap.password = p;
         }
-        if let Some(file) = &self.smtp.password_file {
-            self.smtp.password = Some(read_secret_file("smtp.password_file", file)?);
+        if let Some(file) = &self.smtp.password_file
+            && let Some(p) = read("smtp.password_file", file)?
+        {
+            self.smtp.password = Some(p);
         }
-        if let Some(file) = &self.secret_file {
-            self.secret = Some(read_secret_file("secret_file", file)?);
+        if let Some(file) = &self.secret_file
+            && let Some(p) = read("secret_file", file)?
+        {
+            self.secret = Some(p);
         }
         Ok(())
     }
@@ -531,16 +550,17 @@ impl Settings {
     }
 }
 
-/// The secret in `file`, without one trailing line break (`echo secret > file` adds it).
-fn read_secret_file(key: &str, file: &Path) -> anyhow::Result<SecretString> {
+/// The secret in `file`, without one trailing line break (`echo secret > file` adds it);
+/// `None` when the file is empty.
+fn read_secret_file(key: &str, file: &Path) -> anyhow::Result<Option<SecretString>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("key `{key}`: cannot read {}: {e}", file.display()))?;
     let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    if secret.is_empty() {
-        bail!("key `{key}`: {} is empty", file.display());
-    }
-    Ok(SecretString::from(secret.to_string()))
+    Ok((!secret.is_empty()).then(|| SecretString::from(secret.to_string())))
 }
+
+/// The variable systemd sets to the folder of a service's credentials (`LoadCredential=`).
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
 /// Name of the environment layer in figment's metadata.
 const ENV_SOURCE: &str = "environment variable";
@@ -903,8 +923,28 @@ from = "Netwerk <contact@example.org>"
         assert!(e.contains("imap.password") && e.contains("password_file"), "{e}");
         let e = err(MINIMAL, &[("OUTREACH_IMAP__PASSWORD_FILE", "/nonexistent/imap-password")]);
         assert!(e.contains("imap.password_file") && e.contains("/nonexistent/imap-password"), "{e}");
-        let empty = write("empty", "\n");
-        assert!(err(MINIMAL, &[("OUTREACH_SMTP__PASSWORD_FILE", &empty)]).contains("smtp.password_file"));
+        // An empty file (a credential not given, `SetCredential=ID:`) gives nothing.
+        write("empty", "\n");
+        let s = Settings::from_toml(
+            MINIMAL,
+            env(&[("OUTREACH_IMAP__PASSWORD_FILE", &format!("{}/empty", dir.path().display()))]),
+        )
+        .unwrap();
+        assert_eq!(s.imap.password.expose_secret(), "secret", "the key in the file counts then");
+        // A relative path names a systemd credential in $CREDENTIALS_DIRECTORY.
+        let creds = dir.path().display().to_string();
+        let s = Settings::from_toml(
+            &without,
+            env(&[
+                ("CREDENTIALS_DIRECTORY", &creds),
+                ("OUTREACH_IMAP__PASSWORD_FILE", "imap-password"),
+                ("OUTREACH_SMTP__PASSWORD_FILE", "empty"),
+                ("OUTREACH_SECRET_FILE", "not-given"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.imap.password.expose_secret(), "uit-een-bestand");
+        assert!(s.smtp.password.is_none() && s.secret.is_none(), "a credential not given is no secret");
     }
 
     #[test]
