@@ -157,6 +157,21 @@ pub struct FilingSettings {
     pub story: String,
 }
 
+impl FilingSettings {
+    /// Every folder with the key that names it.
+    pub fn keyed(&self) -> [(&'static str, &str); 7] {
+        [
+            ("filing.join", &self.join),
+            ("filing.question", &self.question),
+            ("filing.unsubscribe", &self.unsubscribe),
+            ("filing.automatic", &self.automatic),
+            ("filing.bounce", &self.bounce),
+            ("filing.review", &self.review),
+            ("filing.story", &self.story),
+        ]
+    }
+}
+
 impl Default for FilingSettings {
     fn default() -> Self {
         Self {
@@ -459,14 +474,8 @@ impl Settings {
             bail!("keys `smtp.pool_size` and `smtp.max_attempts`: expected a number greater than 0");
         }
         let f = &self.filing;
-        for (key, folder) in [
-            ("filing.join", &f.join),
-            ("filing.question", &f.question),
-            ("filing.unsubscribe", &f.unsubscribe),
-            ("filing.automatic", &f.automatic),
-            ("filing.bounce", &f.bounce),
-            ("filing.review", &f.review),
-        ] {
+        // Every folder but the story folder, which may be empty (checked below).
+        for (key, folder) in f.keyed().into_iter().filter(|(key, _)| *key != "filing.story") {
             if folder.trim().is_empty() || folder.contains(['*', '%', '"', '\\', '\r', '\n']) {
                 bail!("key `{key}`: expected a folder name without * % \" \\ or line breaks, found {folder:?}");
             }

@@ -162,9 +162,8 @@ async fn run_checks(s: &Settings, limit: Duration, checks: &mut Vec<Check>) {
     let token_failed = token.status == Status::Failed;
     checks.push(token);
     if token_failed {
-        for name in ["imap_login", "imap_capabilities", "imap_folders"] {
-            checks.push(skipped(name, "needs an OAuth2 token"));
-        }
+        checks.push(skipped("imap_login", "needs an OAuth2 token"));
+        skip_rest_of_imap(checks, "needs an OAuth2 token");
     } else {
         imap_checks(s, limit, checks).await;
     }
@@ -367,8 +366,7 @@ async fn imap_checks(s: &Settings, limit: Duration, checks: &mut Vec<Check>) {
                 Some("Check imap.host, imap.port and imap.security (TLS on a plain port, or the reverse, waits for ever) and that no firewall drops the connection.".into()),
                 started,
             ));
-            checks.push(skipped("imap_capabilities", "needs an IMAP login"));
-            checks.push(skipped("imap_folders", "needs an IMAP login"));
+            skip_rest_of_imap(checks, "needs an IMAP login");
             return;
         }
         Some(Err(e)) => {
@@ -395,8 +393,7 @@ async fn imap_checks(s: &Settings, limit: Duration, checks: &mut Vec<Check>) {
                 }
             };
             checks.push(one("imap_login", Status::Failed, summary, Some(fix.into()), started));
-            checks.push(skipped("imap_capabilities", "needs an IMAP login"));
-            checks.push(skipped("imap_folders", "needs an IMAP login"));
+            skip_rest_of_imap(checks, "needs an IMAP login");
             return;
         }
         Some(Ok(source)) => source,
@@ -451,21 +448,18 @@ async fn imap_checks(s: &Settings, limit: Duration, checks: &mut Vec<Check>) {
     });
 }
 
+/// The IMAP checks after the login, when they cannot run.
+fn skip_rest_of_imap(checks: &mut Vec<Check>, why: &str) {
+    checks.push(skipped("imap_capabilities", why));
+    checks.push(skipped("imap_folders", why));
+}
+
 /// Each category folder once, with the key that names it.
 fn category_folders(s: &Settings) -> Vec<(&'static str, String)> {
-    let f = &s.filing;
     let mut out: Vec<(&'static str, String)> = Vec::new();
-    for (key, folder) in [
-        ("filing.join", &f.join),
-        ("filing.question", &f.question),
-        ("filing.unsubscribe", &f.unsubscribe),
-        ("filing.automatic", &f.automatic),
-        ("filing.bounce", &f.bounce),
-        ("filing.review", &f.review),
-        ("filing.story", &f.story),
-    ] {
+    for (key, folder) in s.filing.keyed() {
         if !folder.trim().is_empty() && !out.iter().any(|(_, x)| x == folder) {
-            out.push((key, folder.clone()));
+            out.push((key, folder.to_string()));
         }
     }
     out

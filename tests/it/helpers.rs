@@ -365,6 +365,17 @@ base_url = "http://127.0.0.1:{web}"
         stdout
     }
 
+    /// Imports these addresses as active subscribers (with consent from 2025-01-01).
+    pub fn import_active(&self, emails: impl IntoIterator<Item = String>) {
+        let mut csv = String::from("email,consent_at\n");
+        for e in emails {
+            csv.push_str(&format!("{e},2025-01-01\n"));
+        }
+        let file = self.dir.path().join(format!("import-{}.csv", new_id()));
+        std::fs::write(&file, csv).unwrap();
+        self.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    }
+
     /// The same instance (folder, database, config) with a newsletter schedule.
     pub fn clone_with_schedule(&self, cron: &str) -> TestApp {
         let mut env = self.env.clone();

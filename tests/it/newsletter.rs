@@ -276,13 +276,7 @@ fn kill_9_during_a_send_to_2000_subscribers_then_restart_delivers_all_with_few_d
     use rand::Rng;
     let _g = fresh();
     let app = TestApp::new("contact");
-    let mut csv = String::from("email,consent_at\n");
-    for i in 0..2000 {
-        csv.push_str(&format!("k{i}@crash.test,2025-01-01\n"));
-    }
-    let file = app.dir.path().join("k.csv");
-    std::fs::write(&file, csv).unwrap();
-    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    app.import_active((0..2000).map(|i| format!("k{i}@crash.test")));
     approved_story(&app, "Verhaal voor iedereen", "Een verhaal voor 2.000 lezers.");
     let concurrency: i64 = 4;
     let mut d = app.spawn_ready();
@@ -819,13 +813,7 @@ fn an_address_that_unsubscribes_during_a_send_gets_nothing_after_that_moment() {
     let _g = fresh();
     // 20 messages a second: the send of 60 takes about three seconds.
     let app = TestApp::new("contact").with_env("OUTREACH_NEWSLETTER__RATE_PER_MINUTE", "1200");
-    let mut csv = String::from("email,consent_at\n");
-    for i in 0..60 {
-        csv.push_str(&format!("r{i:02}@during.test,2025-01-01\n"));
-    }
-    let file = app.dir.path().join("r.csv");
-    std::fs::write(&file, csv).unwrap();
-    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    app.import_active((0..60).map(|i| format!("r{i:02}@during.test")));
     approved_story(&app, "Tijdens het versturen", "Tekst.");
     let mut d = app.spawn_ready();
     app.wait_web();

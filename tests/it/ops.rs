@@ -166,13 +166,7 @@ fn a_backup_taken_during_a_newsletter_send_restores_to_a_database_that_db_check_
     let app = TestApp::new("contact")
         .with_env("OUTREACH_SMTP__PORT", &sink)
         .with_env("OUTREACH_NEWSLETTER__RATE_PER_MINUTE", "30000");
-    let mut csv = String::from("email,consent_at\n");
-    for i in 0..subscribers {
-        csv.push_str(&format!("b{i}@backup.test,2025-01-01\n"));
-    }
-    let file = app.dir.path().join("b.csv");
-    std::fs::write(&file, csv).unwrap();
-    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    app.import_active((0..subscribers).map(|i| format!("b{i}@backup.test")));
     approved_story(&app, "Verhaal tijdens de back-up", "Tekst.");
     let mut d = app.spawn_ready();
     app.ok(&["newsletter", "send"]);
