@@ -34,7 +34,10 @@ fn doctor(app: &TestApp, env: &[(&str, &str)]) -> (i32, String, Value) {
         for (k, v) in env {
             c.env(k, v);
         }
-        c.output().unwrap()
+        let out = c.output().unwrap();
+        // Kept for the log check of deploy/test.sh (no password or full address in a log).
+        std::fs::write(log_dir().join(format!("doctor-{}.log", new_id())), &out.stderr).unwrap();
+        out
     };
     let text = run(false);
     let json = run(true);
