@@ -6,6 +6,9 @@
 #   bash deploy/package.sh            (deploy/test.sh runs it; prints the .deb's path last)
 # The .deb is compressed lightly (cargo deb --fast: seconds instead of minutes for the
 # debug symbols); OUTREACH_DEB_FAST=0 compresses it fully, for a package to ship.
+# OUTREACH_DEB_PROFILE=dev packages the debug build the tests already made (deploy/test.sh
+# does this, to check the package without a second, release build of the whole tree);
+# the default, release, is the package to ship.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CARGO_DEB_VERSION=3.8.0
@@ -23,7 +26,13 @@ t1=$(date +%s)
 
 fast=--fast
 [ "${OUTREACH_DEB_FAST:-1}" = 0 ] && fast=
-deb=$(cargo deb --locked $fast 2>&1 | tee /dev/stderr | grep -E '^/.*/outreach_[^/]*\.deb$' | tail -n1)
+profile=${OUTREACH_DEB_PROFILE:-release}
+if [ "$profile" = release ]; then
+    deb=$(cargo deb --locked $fast 2>&1 | tee /dev/stderr | grep -E '^/.*/outreach_[^/]*\.deb$' | tail -n1)
+else
+    cargo build --locked --profile "$profile" --bin outreach
+    deb=$(cargo deb --locked --profile "$profile" --no-build $fast 2>&1 | tee /dev/stderr | grep -E '^/.*/outreach_[^/]*\.deb$' | tail -n1)
+fi
 [ -f "$deb" ] || fail "cargo deb made no package"
 t2=$(date +%s)
 
@@ -76,5 +85,5 @@ t3=$(date +%s)
 
 size=$(stat -c %s "$deb")
 echo "package: ok: $version, $(basename "$deb") $((size / 1024)) KiB, $(wc -l <"$work/files") entries, $n templates; units verified; ${exposure#→ }"
-echo "package: time: cargo-deb/tools $((t1 - t0)) s, release build + packaging $((t2 - t1)) s, checks $((t3 - t2)) s"
+echo "package: time: cargo-deb/tools $((t1 - t0)) s, $profile build + packaging $((t2 - t1)) s, checks $((t3 - t2)) s"
 echo "$deb"

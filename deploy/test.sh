@@ -37,5 +37,5 @@ cargo test --locked --test it -- --test-threads=1
 step "log check: no full address, password or link token in any log line of the run"
 python3 deploy/check_logs.py target/tmp/it-logs
 
-step "Debian package: cargo deb (release build, once) and its contents (binary runs, units verify)"
-bash deploy/package.sh
+step "Debian package: cargo deb (of the tests' build) and its contents (binary runs, units verify)"
+OUTREACH_DEB_PROFILE=dev bash deploy/package.sh
