@@ -4,7 +4,7 @@ use super::local_time;
 use crate::config::Settings;
 use crate::domain::redact_addresses;
 use crate::domain::time::ts;
-use crate::store::{DaemonLock, Db};
+use crate::store::{DaemonLock, Db, FaultNote};
 
 pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let db = Db::open(&settings.database.path)?;
@@ -33,9 +33,13 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         issues.push((i, counts));
     }
     let get = |k: &str| states.get(k).map(|(v, t)| (v.clone(), t.clone()));
+    // A fault the running daemon lives with (a full disk): noted beside the database,
+    // which may not take it.
+    let fault = if running { FaultNote::read(&settings.database.path) } else { None };
     if json {
         let v = serde_json::json!({
             "daemon_running": running,
+            "fault": fault.as_ref().map(|(f, t)| serde_json::json!({"fault": f, "since": ts(*t)})),
             "imap": get("imap").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
             "smtp": get("smtp").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
             "web": get("web").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
@@ -51,6 +55,9 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("daemon:   {}", if running { "running" } else { "not running" });
+    if let Some((f, t)) = &fault {
+        println!("FAULT:    {f} (since {})", local_time(&ts(*t)));
+    }
     for part in ["imap", "smtp", "web"] {
         match get(part) {
             Some((v, t)) => println!("{part}:     {v} (since {})", local_time(&t)),

@@ -15,6 +15,7 @@
 //! journals are readable by their owner only ([`private_file`]).
 
 pub mod deliveries;
+mod fault_note;
 mod inbox;
 pub mod issues;
 mod outbox;
@@ -36,6 +37,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::redact_addresses;
 
+pub use fault_note::FaultNote;
 pub use inbox::{ConversationRef, FiledMessage, MessageFilter, NewMessage};
 pub use outbox::{NewOutgoing, OutboxCounts, OutboxRow};
 pub use shared::Shared;
@@ -50,6 +52,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
+    ("0005_notice_mailbox", include_str!("../../migrations/0005_notice_mailbox.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.
@@ -198,11 +201,13 @@ impl Db {
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, types::time(r, 2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
 
+impl Store<'_> {
     /// The stored `(uidvalidity, highest_uid)` of a mailbox.
     pub fn mailbox_state(&self, mailbox: &str) -> anyhow::Result<Option<(u32, u32)>> {
         Ok(self
-            .conn
+            .c
             .query_row("SELECT uidvalidity, highest_uid FROM mailbox_state WHERE mailbox = ?1", [mailbox], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
@@ -210,7 +215,7 @@ impl Db {
     }
 
     pub fn set_mailbox_state(&self, mailbox: &str, uidvalidity: u32, highest_uid: u32) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.c.execute(
             "INSERT INTO mailbox_state(mailbox, uidvalidity, highest_uid) VALUES (?1, ?2, ?3)
              ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, highest_uid = excluded.highest_uid",
             params![mailbox, uidvalidity, highest_uid],
