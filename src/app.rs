@@ -130,8 +130,12 @@ where
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("Failed to install the SIGINT handler")?;
     let lock = DaemonLock::acquire(&settings.database.path)?;
+    // The first connection stays open: while it does, the others need no new space.
+    let Some(db) = open_when_there_is_space(&settings.database.path, &mut term, &mut int).await? else {
+        tracing::info!("stopped while waiting for space on the disk");
+        return Ok(());
+    };
     let ctx = context(settings.clone())?;
-    let db = Db::open(&settings.database.path)?;
     let clock = ctx.clock.clone();
     starting_state(&db, "daemon", &format!("running (pid {})", std::process::id()), &clock)?;
     let listener = bind_web(&settings, &db, &clock).await?;
@@ -217,6 +221,42 @@ where
     }
     tracing::info!("outreach daemon stopped");
     Ok(())
+}
+
+/// Opens the database for the daemon. While the disk is too full even for that (the
+/// first connection to open it writes SQLite's shared-memory index anew, which needs
+/// room), says "disk full" in the log and in `status` (the [`FaultNote`]) and tries
+/// again, 2 s apart doubling up to [`DISK_FULL_RETRY_MAX`], instead of exiting into a
+/// restart loop. None when stopped meanwhile.
+async fn open_when_there_is_space(
+    path: &std::path::Path,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<Option<Db>> {
+    let fault = store::Fault::DiskFull;
+    let (mut note, mut since, mut wait) = (None, None, Duration::ZERO);
+    loop {
+        match Db::open(path) {
+            Ok(db) => return Ok(Some(db)),
+            Err(e) if store::Fault::of(&e) == Some(fault) => {
+                wait = (wait * 2).clamp(Duration::from_secs(2), DISK_FULL_RETRY_MAX);
+                tracing::error!(%fault, error = %format!("{e:#}"), retry_in = ?wait, "disk full: the database cannot be opened; waiting for space");
+                let since = *since.get_or_insert_with(|| Clock::from_env().now());
+                if note.is_none() {
+                    note = FaultNote::open(path).ok();
+                }
+                if let Some(n) = &note {
+                    let _ = n.set(&format!("{fault}; the daemon waits for space to open the database"), since);
+                }
+                tokio::select! {
+                    _ = term.recv() => return Ok(None),
+                    _ = int.recv() => return Ok(None),
+                    () = tokio::time::sleep(jitter(wait)) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A part of the daemon, named, with a panic turned into an error.

@@ -311,11 +311,16 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// The fault behind an error, if it is one.
+    /// The fault behind an error, if it is one. Growing SQLite's shared-memory index
+    /// (`-shm`, which the first connection to open the database truncates and writes
+    /// anew) fails only for want of space: that is a full disk too.
     pub fn of(e: &anyhow::Error) -> Option<Fault> {
         e.chain().find_map(|c| {
-            let code = c.downcast_ref::<rusqlite::Error>()?.sqlite_error_code()?;
-            match code {
+            let err = c.downcast_ref::<rusqlite::Error>()?;
+            if err.sqlite_error().is_some_and(|x| x.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE) {
+                return Some(Fault::DiskFull);
+            }
+            match err.sqlite_error_code()? {
                 rusqlite::ErrorCode::DiskFull => Some(Fault::DiskFull),
                 rusqlite::ErrorCode::SystemIoFailure => Some(Fault::Io),
                 rusqlite::ErrorCode::DatabaseCorrupt => Some(Fault::Corrupt),
@@ -433,6 +438,8 @@ mod tests {
         let full = sqlite(rusqlite::ffi::SQLITE_FULL);
         assert_eq!(Fault::of(&full), Some(Fault::DiskFull));
         assert!(Fault::DiskFull.to_string().starts_with("disk full"));
+        assert_eq!(Fault::of(&sqlite(rusqlite::ffi::SQLITE_IOERR_SHMSIZE)), Some(Fault::DiskFull));
+        assert_eq!(Fault::of(&sqlite(rusqlite::ffi::SQLITE_IOERR)), Some(Fault::Io));
         assert_eq!(Fault::of(&sqlite(rusqlite::ffi::SQLITE_BUSY)), None);
         assert_eq!(Fault::of(&anyhow::anyhow!("something else")), None);
     }
