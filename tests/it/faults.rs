@@ -607,7 +607,7 @@ fn a_full_disk_pauses_filing_says_so_and_everything_resumes_by_itself() {
     std::fs::remove_file(&ballast).unwrap();
     let freed = Instant::now();
     wait_for("the reply once the restarted daemon could open", Duration::from_secs(90), &d, || {
-        replies(&[e_id.clone()])
+        replies(std::slice::from_ref(&e_id))
     });
     let restart_resumed_in = freed.elapsed();
     assert!(d.log_text().contains("disk full: the database cannot be opened; waiting for space"), "{}", d.log_text());
@@ -615,7 +615,7 @@ fn a_full_disk_pauses_filing_says_so_and_everything_resumes_by_itself() {
     let (m_id, m_raw) = question("marker@diskfull.test", "Markering na de volle schijf");
     send_raw(Some("marker@diskfull.test"), "contact", &m_raw);
     ids.push(m_id.clone());
-    wait_for("the marker's reply", T, &d, || replies(&[m_id.clone()]));
+    wait_for("the marker's reply", T, &d, || replies(std::slice::from_ref(&m_id)));
     wait_for("the INBOX emptied", T, &d, || count("contact", "INBOX") == 0);
     wait_delivered();
 
