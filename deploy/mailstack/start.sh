@@ -14,7 +14,9 @@
 #   --fresh   wipe mailboxes, the Postfix queue and the logs before starting
 # Nothing outside DIR is written (except the Debian packages, installed by
 # install.sh if missing). Uses no system config and no systemd. Run as root.
-# Ports/users can be overridden with the MAILSTACK_* variables below.
+# Ports/users can be overridden with the MAILSTACK_* variables below;
+# MAILSTACK_IMAP_CAPABILITY="IMAP4rev1 IDLE ..." replaces the IMAP capabilities
+# Dovecot announces after login (e.g. a server without MOVE and UIDPLUS).
 # Writes DIR/mailstack.env (ports, users, password, CA file) for tests.
 set -euo pipefail
 # The servers started here run on after this script: they must not inherit a descriptor
@@ -51,6 +53,9 @@ FOREIGN=${MAILSTACK_FOREIGN:-keep}          # keep | discard
 SEPARATOR=${MAILSTACK_IMAP_SEPARATOR:-.}    # IMAP hierarchy separator
 FSYNC=${MAILSTACK_FSYNC:-optimized}         # Dovecot mail_fsync: optimized | always | never
 MAILUSER=${MAILSTACK_MAIL_USER:-mail}       # uid that owns the Maildirs
+# Dovecot's imap_capability after login; empty keeps Dovecot's full list. Tests of a
+# server without MOVE or UIDPLUS set a list without them.
+IMAP_CAPABILITY=${MAILSTACK_IMAP_CAPABILITY:-}
 HOST=127.0.0.1
 
 T0=$(date +%s%N)
@@ -264,6 +269,7 @@ namespace inbox {
 protocol imap {
   # Default is 10 per user+IP: tests/benches open many from 127.0.0.1.
   mail_max_userip_connections = 512
+${IMAP_CAPABILITY:+  imap_capability = $IMAP_CAPABILITY}
 }
 protocol lmtp {
   postmaster_address = postmaster@$DOMAIN
@@ -507,6 +513,7 @@ MAILSTACK_USERS="$(for u in $USERS; do printf '%s@%s ' "$u" "$DOMAIN"; done | se
 MAILSTACK_PASSWORD=$PASSWORD
 MAILSTACK_FOREIGN=$FOREIGN
 MAILSTACK_CA_CERT=$TLS/ca.crt
+MAILSTACK_IMAP_CAPABILITY="$IMAP_CAPABILITY"
 EOF
 
 log "started in $DIR ($(( ($(date +%s%N) - T0) / 1000000 )) ms)"
@@ -519,5 +526,6 @@ log "  SMTPS      $HOST:$SMTPS_PORT (implicit TLS + AUTH required)"
 log "  smtp-sink  $HOST:$SINK_PORT (discards everything; no TLS, no AUTH)"
 log "  users      $(for u in $USERS; do printf '%s@%s ' "$u" "$DOMAIN"; done)/ password '$PASSWORD'"
 log "  foreign-domain mail: $FOREIGN$([ "$FOREIGN" = keep ] && echo " (in catchall@$DOMAIN)")"
+[ -z "$IMAP_CAPABILITY" ] || log "  IMAP capabilities after login: $IMAP_CAPABILITY"
 log "  CA cert    $TLS/ca.crt    env file $DIR/mailstack.env"
 log "  pids       dovecot=$(cat "$PIDS/dovecot.pid") postfix=$(cat "$PIDS/postfix.pid") smtp-sink=$(cat "$PIDS/smtp-sink.pid")"

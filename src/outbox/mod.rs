@@ -584,27 +584,39 @@ pub trait Worker: Sync {
 
 /// A daemon worker: runs a pass, then sleeps until woken, until the next retry is due,
 /// or 2 s at most (work queued by another process, the CLI or the web page, is picked
-/// up then), until shutdown. A pass in progress finishes first.
+/// up then), until shutdown. A pass in progress finishes first. A pass that fails (a
+/// full disk: nothing can be claimed) is tried again after 2 s, doubling up to 30 s,
+/// so a lasting fault does not spin or flood the log; new work wakes it at once.
 pub async fn run_worker(
     worker: &impl Worker,
     what: &'static str,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let mut failing = Duration::ZERO;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         match worker.pass().await {
-            Ok(s) if s.sent + s.deferred + s.failed > 0 => {
-                tracing::info!(what, sent = s.sent, deferred = s.deferred, failed = s.failed, "delivery pass");
+            Ok(s) => {
+                failing = Duration::ZERO;
+                if s.sent + s.deferred + s.failed > 0 {
+                    tracing::info!(what, sent = s.sent, deferred = s.deferred, failed = s.failed, "delivery pass");
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(what, error = %format!("{e:#}"), "delivery pass failed"),
+            Err(e) => {
+                failing = (failing * 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
+                tracing::error!(what, error = %format!("{e:#}"), retry_in = ?failing, "delivery pass failed");
+            }
         }
-        let wait = worker.next_due().await.map_or(Duration::from_secs(2), |t| {
-            (t - worker.clock().now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
-        });
+        let wait = if failing > Duration::ZERO {
+            failing
+        } else {
+            worker.next_due().await.map_or(Duration::from_secs(2), |t| {
+                (t - worker.clock().now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
+            })
+        };
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}

@@ -83,7 +83,12 @@ pub fn addr(user: &str) -> String {
 }
 
 pub fn imap(user: &str) -> imap::Session<Box<dyn imap::ImapConnection>> {
-    let client = imap::ClientBuilder::new("127.0.0.1", stack().imap_port)
+    imap_at(stack().imap_port, user)
+}
+
+/// A session as `user` on the Dovecot listening on `port` (a second stack of a test's own).
+pub fn imap_at(port: u16, user: &str) -> imap::Session<Box<dyn imap::ImapConnection>> {
+    let client = imap::ClientBuilder::new("127.0.0.1", port)
         .mode(imap::ConnectionMode::Plaintext)
         .connect()
         .expect("IMAP connect");
@@ -114,7 +119,12 @@ pub fn drain_postfix() {
 /// outreach) has been delivered to its mailbox. The positive event before an absence
 /// check: after it, a mail that is not in a mailbox was never sent. Fails after 30 s.
 pub fn wait_delivered() {
-    let conf = stack().dir.join("etc/postfix");
+    wait_delivered_in(&stack().dir);
+}
+
+/// [`wait_delivered`] for the stack in `dir` (a second stack of a test's own).
+pub fn wait_delivered_in(dir: &Path) {
+    let conf = dir.join("etc/postfix");
     let deadline = Instant::now() + Duration::from_secs(30);
     let _ = Command::new("postqueue").arg("-c").arg(&conf).arg("-f").env("MAIL_CONFIG", &conf).output();
     loop {
