@@ -352,13 +352,13 @@ impl Mailer {
         record_end: impl FnOnce() -> anyhow::Result<()>,
     ) -> Outcome {
         let rcpt = match EmailAddress::parse(rcpt) {
-            Ok(a) => a.to_lettre(),
+            Ok(a) => a,
             Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
         };
         let from = match envelope_from {
             "" => None,
             f => match EmailAddress::parse(f) {
-                Ok(a) => Some(a.to_lettre()),
+                Ok(a) => Some(a),
                 Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
             },
         };
@@ -372,13 +372,16 @@ impl Mailer {
                     return Outcome::Transient(format!("cannot connect to {}:{}: {e}", self.host, self.port));
                 }
             };
-            let mut opts = Vec::new();
-            if !raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
-                opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-            }
+            let wire = match WireEnvelope::new(from.as_ref(), &rcpt, raw, conn.server_info()) {
+                Ok(w) => w,
+                Err(why) => {
+                    self.checkin(conn);
+                    return Outcome::Permanent(why);
+                }
+            };
             let envelope = async {
-                conn.command(Mail::new(from.clone(), opts)).await?;
-                conn.command(Rcpt::new(rcpt.clone(), vec![])).await?;
+                conn.command(Mail::new(wire.from, wire.params)).await?;
+                conn.command(Rcpt::new(wire.rcpt, vec![])).await?;
                 conn.command(Data).await
             }
             .await;
@@ -433,6 +436,45 @@ impl Mailer {
             };
         }
         Outcome::Transient("no usable SMTP connection".into())
+    }
+}
+
+/// Why a mail to an internationalised local part is not sent (shown to the coordinator).
+pub const NEEDS_SMTPUTF8: &str = "the address has non-ASCII characters before the @ \
+     (an internationalised address, RFC 6531) and our mail server does not offer SMTPUTF8, \
+     so it was not sent";
+
+/// One SMTP transaction's envelope as it goes on the wire to a server whose EHLO
+/// answer was `server`: the addresses' domains as A-labels (valid everywhere), SMTPUTF8
+/// when an address's local part is not ASCII (RFC 6531), 8BITMIME for 8-bit content.
+#[derive(Debug)]
+pub struct WireEnvelope {
+    pub from: Option<lettre::Address>,
+    pub rcpt: lettre::Address,
+    pub params: Vec<MailParameter>,
+}
+
+impl WireEnvelope {
+    /// `Err` (why, for the record) when an address needs SMTPUTF8 and the server does not
+    /// offer it: such a mail is never sent as raw UTF-8, which servers refuse (501) or
+    /// mangle.
+    pub fn new(
+        from: Option<&EmailAddress>,
+        rcpt: &EmailAddress,
+        raw: &[u8],
+        server: &lettre::transport::smtp::extension::ServerInfo,
+    ) -> Result<Self, String> {
+        let mut params = Vec::new();
+        if from.is_some_and(EmailAddress::needs_smtputf8) || rcpt.needs_smtputf8() {
+            if !server.supports_feature(Extension::SmtpUtfEight) {
+                return Err(NEEDS_SMTPUTF8.to_string());
+            }
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if !raw.is_ascii() && server.supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        Ok(Self { from: from.map(EmailAddress::to_lettre), rcpt: rcpt.to_lettre(), params })
     }
 }
 
@@ -628,6 +670,33 @@ pub async fn run_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server(ehlo: &str) -> lettre::transport::smtp::extension::ServerInfo {
+        let response: lettre::transport::smtp::response::Response = ehlo.parse().unwrap();
+        lettre::transport::smtp::extension::ServerInfo::from_response(&response).unwrap()
+    }
+
+    #[test]
+    fn an_internationalised_address_goes_on_the_wire_as_the_server_allows() {
+        let plain = server("250-mx.example\r\n250-8BITMIME\r\n250 PIPELINING\r\n");
+        let utf8 = server("250-mx.example\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+        let a = |s: &str| EmailAddress::parse(s).unwrap();
+        let from = a("contact@example.org");
+        // An ASCII local part at an IDN domain: A-labels, no SMTPUTF8, to any server.
+        let w = WireEnvelope::new(Some(&from), &a("Info@Bücher.example"), b"x", &plain).unwrap();
+        assert_eq!(w.rcpt.to_string(), "info@xn--bcher-kva.example");
+        assert!(w.params.is_empty(), "{:?}", w.params);
+        // A non-ASCII local part: SMTPUTF8 when offered (and 8BITMIME for 8-bit content)...
+        let jd = a("jdöe@mächine.example");
+        let w = WireEnvelope::new(None, &jd, "To: jdöe".as_bytes(), &utf8).unwrap();
+        assert_eq!(w.rcpt.to_string(), "jdöe@xn--mchine-bua.example");
+        assert_eq!(w.params, vec![MailParameter::SmtpUtfEight, MailParameter::Body(MailBodyParameter::EightBitMime)]);
+        // ...and never sent otherwise, with a reason a person understands.
+        let e = WireEnvelope::new(None, &jd, b"x", &plain).unwrap_err();
+        assert!(e.contains("does not offer SMTPUTF8"), "{e}");
+        // The same for the envelope sender.
+        assert!(WireEnvelope::new(Some(&jd), &from, b"x", &plain).is_err());
+    }
 
     #[test]
     fn backoff_grows_exponentially_with_jitter_and_a_cap() {
