@@ -14,7 +14,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map};
-use figment::{Figment, Metadata, Profile, Provider};
+use figment::{Figment, Metadata, Profile, Provider as FigmentProvider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -46,6 +46,10 @@ pub struct Settings {
     pub retention: RetentionSettings,
     #[serde(default)]
     pub trust: TrustSettings,
+    /// OAuth2 logins (`imap.auth` / `smtp.auth` = `oauth2`): Microsoft 365, Google, or any
+    /// token endpoint.
+    #[serde(default)]
+    pub oauth2: OAuth2Settings,
     /// Signs the tokens in confirm and unsubscribe links (HMAC-SHA256). Give it from the
     /// environment in production (`OUTREACH_SECRET`); at least 32 characters. When it is
     /// missing, a random secret is generated once and kept in the database.
@@ -78,7 +82,13 @@ pub struct ImapSettings {
     pub host: String,
     pub port: u16,
     pub security: Security,
+    /// `password` (LOGIN with `password`) or `oauth2` (AUTHENTICATE XOAUTH2 with a token
+    /// from `[oauth2]`).
+    #[serde(default)]
+    pub auth: AuthMethod,
     pub username: String,
+    /// Needed with `auth = "password"`.
+    #[serde(default = "no_password")]
     pub password: SecretString,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -104,6 +114,10 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub security: Security,
+    /// `password` (AUTH PLAIN/LOGIN with `username` and `password`, when both are set)
+    /// or `oauth2` (AUTH XOAUTH2 as `username` with a token from `[oauth2]`).
+    #[serde(default)]
+    pub auth: AuthMethod,
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -128,6 +142,187 @@ pub struct SmtpSettings {
     /// First retry delay in seconds; doubles with each attempt (with jitter), capped at 1 hour.
     #[serde(default = "default_retry_base")]
     pub retry_base: u64,
+}
+
+/// How we log in to the IMAP or SMTP server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// A user name and password (LOGIN, AUTH PLAIN/LOGIN).
+    #[default]
+    Password,
+    /// A bearer token from `[oauth2]` (XOAUTH2).
+    Oauth2,
+}
+
+/// Who issues the OAuth2 tokens; fills in the endpoints and scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Microsoft 365 (Exchange Online), Entra ID: needs `tenant`.
+    Microsoft,
+    /// Google Workspace.
+    Google,
+    /// Any other: `token_url`, `device_url` (for `device_code`) and `scope` are given.
+    Custom,
+}
+
+/// How a token is got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// The app logs in as itself with its secret (no person present); Microsoft:
+    /// application permissions `IMAP.AccessAsApp` and `SMTP.SendAsApp`.
+    #[default]
+    ClientCredentials,
+    /// A person logs in once with `outreach login`; the refresh token is kept in the
+    /// database and renewed (rotated) each time it is used.
+    DeviceCode,
+}
+
+/// `[oauth2]`: read only when `imap.auth` or `smtp.auth` is `oauth2`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth2Settings {
+    pub provider: Option<Provider>,
+    /// Microsoft: the tenant (directory) id or domain, e.g. `example.onmicrosoft.com`.
+    pub tenant: Option<String>,
+    pub client_id: String,
+    /// The app's secret. Give it from the environment (`OUTREACH_OAUTH2__CLIENT_SECRET`)
+    /// or a file (`client_secret_file`), not in this file. Never logged.
+    pub client_secret: Option<SecretString>,
+    /// A file holding the secret (one line). A relative path is looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY` (`LoadCredential=`) when that is set.
+    pub client_secret_file: Option<PathBuf>,
+    pub flow: Flow,
+    /// The token endpoint (`custom`; overrides the provider's).
+    pub token_url: Option<String>,
+    /// The device authorization endpoint (`custom` with `device_code`).
+    pub device_url: Option<String>,
+    /// Space-separated scopes (`custom`; overrides the provider's).
+    pub scope: Option<String>,
+    /// Minutes without a successful login after which the coordinator is mailed once
+    /// (and the log says so every hour until a login works again).
+    pub alert_after_minutes: u64,
+}
+
+impl Default for OAuth2Settings {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            tenant: None,
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            flow: Flow::ClientCredentials,
+            token_url: None,
+            device_url: None,
+            scope: None,
+            alert_after_minutes: 60,
+        }
+    }
+}
+
+/// Where tokens come from, for one `[oauth2]` section: the provider's defaults with the
+/// section's overrides applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Endpoints {
+    pub token_url: String,
+    /// Only for the device-code flow.
+    pub device_url: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Microsoft 365 scopes: the app's own permissions, and a person's (delegated).
+pub const MICROSOFT_APP_SCOPE: &str = "https://outlook.office365.com/.default";
+pub const MICROSOFT_USER_SCOPES: &str =
+    "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access";
+pub const GOOGLE_SCOPE: &str = "https://mail.google.com/";
+
+impl OAuth2Settings {
+    /// The endpoints and scopes: the provider fills them in, `token_url`, `device_url`
+    /// and `scope` override them (and are required for `custom`).
+    pub fn endpoints(&self) -> anyhow::Result<OAuth2Endpoints> {
+        let provider = self.provider.ok_or_else(|| {
+            anyhow::anyhow!("key `oauth2.provider`: expected \"microsoft\", \"google\" or \"custom\" (imap.auth or smtp.auth is \"oauth2\")")
+        })?;
+        let device = self.flow == Flow::DeviceCode;
+        let (token, device_url, scope) = match provider {
+            Provider::Microsoft => {
+                let tenant = self.tenant.as_deref().map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "key `oauth2.tenant`: expected the Microsoft 365 tenant id or domain (e.g. example.onmicrosoft.com)"
+                    )
+                })?;
+                if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+                    bail!("key `oauth2.tenant`: expected a tenant id or domain, found {tenant:?}");
+                }
+                let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
+                let scope = if device { MICROSOFT_USER_SCOPES } else { MICROSOFT_APP_SCOPE };
+                (Some(format!("{base}/token")), Some(format!("{base}/devicecode")), Some(scope.to_string()))
+            }
+            Provider::Google => {
+                if !device {
+                    bail!(
+                        "key `oauth2.flow`: Google Workspace gives no mailbox access by client credentials; use flow = \"device_code\""
+                    );
+                }
+                (
+                    Some("https://oauth2.googleapis.com/token".to_string()),
+                    Some("https://oauth2.googleapis.com/device/code".to_string()),
+                    Some(GOOGLE_SCOPE.to_string()),
+                )
+            }
+            Provider::Custom => (None, None, None),
+        };
+        let token_url = self.token_url.clone().or(token).ok_or_else(|| {
+            anyhow::anyhow!("key `oauth2.token_url`: expected the token endpoint's URL (provider = \"custom\")")
+        })?;
+        let device_url = match self.device_url.clone().or(device_url) {
+            Some(u) if device => Some(u),
+            None if device => {
+                bail!("key `oauth2.device_url`: expected the device authorization endpoint's URL (flow = \"device_code\")")
+            }
+            _ => None,
+        };
+        let scopes: Vec<String> = self
+            .scope
+            .clone()
+            .or(scope)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if scopes.is_empty() {
+            bail!("key `oauth2.scope`: expected the scopes to ask for, separated by spaces (provider = \"custom\")");
+        }
+        for (key, url) in [("oauth2.token_url", Some(&token_url)), ("oauth2.device_url", device_url.as_ref())] {
+            if let Some(url) = url {
+                check_endpoint_url(key, url)?;
+            }
+        }
+        Ok(OAuth2Endpoints { token_url, device_url, scopes })
+    }
+}
+
+/// An endpoint gets the client secret: https, or plain http only on this machine.
+fn check_endpoint_url(key: &str, url: &str) -> anyhow::Result<()> {
+    let rest = if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else if let Some(r) = url.strip_prefix("http://") {
+        let host = r.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+            bail!("key `{key}`: expected an https URL (plain http only for 127.0.0.1), found {url:?}");
+        }
+        r
+    } else {
+        bail!("key `{key}`: expected an https URL, found {url:?}");
+    };
+    if rest.is_empty() || url.contains([' ', '"', '<', '>']) {
+        bail!("key `{key}`: expected a URL, found {url:?}");
+    }
+    Ok(())
 }
 
 /// IMAP folder per category. Defaults are Dutch: the coordinator reads them.
@@ -314,6 +509,9 @@ impl WebSettings {
     }
 }
 
+fn no_password() -> SecretString {
+    SecretString::from("")
+}
 fn default_mailbox() -> String {
     "INBOX".into()
 }
@@ -352,10 +550,18 @@ impl Settings {
 
     /// Parses settings from TOML text plus environment overrides.
     pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let settings: Settings =
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let credentials = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY").map(|(_, v)| PathBuf::from(v));
+        let mut settings: Settings =
             Figment::from(Toml::string(text)).merge(EnvOverrides::new(env)).extract_lossy().map_err(explain)?;
+        settings.oauth2.read_secret_file(credentials.as_deref())?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Whether IMAP or SMTP logs in with OAuth2.
+    pub fn uses_oauth2(&self) -> bool {
+        self.imap.auth == AuthMethod::Oauth2 || self.smtp.auth == AuthMethod::Oauth2
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -372,6 +578,7 @@ impl Settings {
         if self.imap.username.is_empty() {
             bail!("key `imap.username`: expected the login name of the contact mailbox");
         }
+        self.validate_auth()?;
         self.from_mailbox()?;
         if !self.smtp.envelope_from.is_empty() {
             EmailAddress::parse(&self.smtp.envelope_from)
@@ -427,6 +634,32 @@ impl Settings {
             {
                 bail!("key `{key}`: expected a PEM file with a CA certificate, {} does not exist", file.display());
             }
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> anyhow::Result<()> {
+        if self.imap.auth == AuthMethod::Password && self.imap.password.expose_secret().is_empty() {
+            bail!("key `imap.password`: expected the password of the contact mailbox (or imap.auth = \"oauth2\")");
+        }
+        if self.smtp.auth == AuthMethod::Oauth2 && self.smtp.username.as_deref().is_none_or(str::is_empty) {
+            bail!("key `smtp.username`: expected the mailbox to send as (smtp.auth = \"oauth2\")");
+        }
+        if !self.uses_oauth2() {
+            return Ok(());
+        }
+        let o = &self.oauth2;
+        o.endpoints()?;
+        if o.client_id.trim().is_empty() {
+            bail!("key `oauth2.client_id`: expected the app's client id (application id)");
+        }
+        if o.flow == Flow::ClientCredentials && o.client_secret.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+            bail!(
+                "key `oauth2.client_secret`: expected the app's secret, from OUTREACH_OAUTH2__CLIENT_SECRET or oauth2.client_secret_file (flow = \"client_credentials\")"
+            );
+        }
+        if o.alert_after_minutes == 0 {
+            bail!("key `oauth2.alert_after_minutes`: expected a number greater than 0");
         }
         Ok(())
     }
@@ -493,6 +726,30 @@ impl Settings {
     }
 }
 
+impl OAuth2Settings {
+    /// Reads `client_secret_file` into `client_secret` (a relative path in systemd's
+    /// credentials directory when there is one).
+    fn read_secret_file(&mut self, credentials: Option<&Path>) -> anyhow::Result<()> {
+        let Some(file) = &self.client_secret_file else { return Ok(()) };
+        if self.client_secret.is_some() {
+            bail!("keys `oauth2.client_secret` and `oauth2.client_secret_file`: give one of them, not both");
+        }
+        let path = match credentials {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("key `oauth2.client_secret_file`: cannot read {}: {e}", path.display())
+        })?;
+        let secret = text.trim_end_matches(['\r', '\n']);
+        if secret.is_empty() {
+            bail!("key `oauth2.client_secret_file`: {} is empty", path.display());
+        }
+        self.client_secret = Some(SecretString::from(secret));
+        Ok(())
+    }
+}
+
 /// Name of the environment layer in figment's metadata.
 const ENV_SOURCE: &str = "environment variable";
 
@@ -516,7 +773,7 @@ impl EnvOverrides {
     }
 }
 
-impl Provider for EnvOverrides {
+impl FigmentProvider for EnvOverrides {
     fn metadata(&self) -> Metadata {
         Metadata::named(ENV_SOURCE).interpolater(|_: &Profile, keys: &[&str]| match keys {
             [section] if *section != "secret" => format!("{ENV_PREFIX}{}__*", section.to_ascii_uppercase()),

@@ -190,6 +190,8 @@ text_enum!(
         /// A mail looked like an answer that acts (a proof answer, consent) but proved
         /// nothing: the coordinator is told once.
         NoticeSuspect = "notice_suspect",
+        /// Logging in to the mailbox (OAuth2) has failed for too long: one notice.
+        NoticeLogin = "notice_login",
         /// An issue mailed to the coordinator for approval.
         Proof = "proof",
         /// `newsletter preview --to`.

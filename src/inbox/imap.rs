@@ -2,6 +2,7 @@
 //! `BODY.PEEK[]`, move by UID, and IDLE. The only module that touches the `imap` crate.
 //! Blocking: it runs on its own thread.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -17,6 +18,7 @@ use rustls::{ClientConnection, StreamOwned};
 use secrecy::ExposeSecret;
 
 use crate::config::{ImapSettings, Security};
+use crate::oauth2::{AuthProblem, Bearer};
 
 /// A plain or TLS-wrapped TCP stream.
 pub enum ImapStream {
@@ -110,9 +112,20 @@ pub struct ImapSource {
 }
 
 impl ImapSource {
-    /// Connects, logs in, checks capabilities and selects the mailbox.
-    #[tracing::instrument(skip_all, fields(host = %s.host, port = s.port, security = ?s.security), err)]
+    /// Connects, logs in with the password (LOGIN), checks capabilities and selects the
+    /// mailbox.
     pub fn connect(s: &ImapSettings) -> anyhow::Result<Self> {
+        Self::open(s, None)
+    }
+
+    /// The same, logging in with an OAuth2 token (`AUTHENTICATE XOAUTH2`). A refusal is
+    /// an [`AuthProblem`] (downcast the error) that says what to fix.
+    pub fn connect_with_token(s: &ImapSettings, token: &Bearer) -> anyhow::Result<Self> {
+        Self::open(s, Some(token))
+    }
+
+    #[tracing::instrument(skip_all, fields(host = %s.host, port = s.port, security = ?s.security, xoauth2 = token.is_some()), err)]
+    fn open(s: &ImapSettings, token: Option<&Bearer>) -> anyhow::Result<Self> {
         let addr = (s.host.as_str(), s.port);
         let tcp = TcpStream::connect(addr)
             .with_context(|| format!("Failed to connect to IMAP server {}:{}", s.host, s.port))?;
@@ -152,18 +165,43 @@ impl ImapSource {
             }
         };
         let caps = client.capabilities().context("CAPABILITY failed")?;
-        if caps.has_str("LOGINDISABLED") {
-            bail!("IMAP server refuses LOGIN on this connection; use imap.security = \"starttls\" or \"tls\"");
-        }
-        let mut session = client
-            .login(&s.username, s.password.expose_secret())
-            .map_err(|(e, _)| anyhow::anyhow!("IMAP login as {} failed: {e}", s.username))?;
+        let mut session = match token {
+            None => {
+                if caps.has_str("LOGINDISABLED") {
+                    bail!("IMAP server refuses LOGIN on this connection; use imap.security = \"starttls\" or \"tls\"");
+                }
+                drop(caps);
+                client.login(&s.username, s.password.expose_secret()).map_err(|(e, _)| {
+                    let said = e.to_string();
+                    match AuthProblem::password_refused(&said) {
+                        Some(p) => anyhow::Error::new(p),
+                        None => anyhow::anyhow!("IMAP login as {} failed: {said}", s.username),
+                    }
+                })?
+            }
+            Some(token) => {
+                if !caps.has_str("AUTH=XOAUTH2") {
+                    tracing::warn!("the IMAP server does not announce AUTH=XOAUTH2; trying it anyway");
+                }
+                drop(caps);
+                let auth = XOAuth2 { response: token.xoauth2(&s.username), challenge: RefCell::new(Vec::new()) };
+                client.authenticate("XOAUTH2", &auth).map_err(|(e, _)| {
+                    let challenge = String::from_utf8_lossy(&auth.challenge.borrow()).into_owned();
+                    let said = if challenge.is_empty() { e.to_string() } else { format!("{e} {challenge}") };
+                    anyhow::Error::new(AuthProblem::token_refused_by_server(&said))
+                })?
+            }
+        };
         let caps = session.capabilities().context("CAPABILITY after login failed")?;
         let (has_move, has_idle, has_uidplus) = (caps.has_str("MOVE"), caps.has_str("IDLE"), caps.has_str("UIDPLUS"));
         drop(caps);
-        let mbox = session
-            .select(&s.mailbox)
-            .with_context(|| format!("Failed to select mailbox {:?} (imap.mailbox)", s.mailbox))?;
+        let mbox = session.select(&s.mailbox).map_err(|e| {
+            let said = e.to_string();
+            match AuthProblem::known(&said) {
+                Some(p) => anyhow::Error::new(p),
+                None => anyhow::anyhow!("Failed to select mailbox {:?} (imap.mailbox): {said}", s.mailbox),
+            }
+        })?;
         let uidvalidity = mbox.uid_validity.unwrap_or(0);
         let folders =
             session.list(None, Some("*")).context("LIST failed")?.iter().map(|n| n.name().to_string()).collect();
@@ -324,9 +362,46 @@ impl ImapSource {
         }
     }
 
+    /// Adds a message to `folder` (created when missing), flagged for attention.
+    pub fn append_flagged(&mut self, folder: &str, raw: &[u8]) -> anyhow::Result<()> {
+        self.ensure_folder(folder)?;
+        self.session
+            .append(folder, raw)
+            .flag(imap::types::Flag::Flagged)
+            .finish()
+            .with_context(|| format!("APPEND to {folder:?} failed"))?;
+        Ok(())
+    }
+
     pub fn logout(mut self) {
         let _ = self.session.logout();
     }
+}
+
+/// The XOAUTH2 exchange: the initial response first; a challenge after it is the
+/// server's error (a JSON object), kept for the message, and answered with an empty line
+/// as the mechanism asks.
+struct XOAuth2 {
+    response: String,
+    challenge: RefCell<Vec<u8>>,
+}
+
+impl imap::Authenticator for XOAuth2 {
+    type Response = Vec<u8>;
+    fn process(&self, challenge: &[u8]) -> Vec<u8> {
+        if challenge.is_empty() {
+            self.response.as_bytes().to_vec()
+        } else {
+            *self.challenge.borrow_mut() = challenge.to_vec();
+            Vec::new()
+        }
+    }
+}
+
+/// Whether an IMAP error says the session ended because its token expired (Exchange:
+/// `BYE Session invalidated - AccessTokenExpired`): log in again with a new token.
+pub fn token_expired(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("AccessTokenExpired")
 }
 
 /// Reads the greeting and upgrades with `STARTTLS` on the plain socket (RFC 3501 6.2.1).

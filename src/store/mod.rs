@@ -17,6 +17,7 @@
 pub mod deliveries;
 mod inbox;
 pub mod issues;
+pub mod oauth2;
 mod outbox;
 pub mod person;
 mod shared;
@@ -50,6 +51,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
+    ("0005_oauth2", include_str!("../../migrations/0005_oauth2.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.
