@@ -14,11 +14,11 @@ use crate::config::{AuthMethod, Settings};
 use crate::domain::state::OutboxKind;
 use crate::domain::time::Clock;
 use crate::inbox::imap::{self, ImapSource, Interrupter};
-use crate::oauth2::{AuthProblem, Side, Tokens};
-use crate::store::oauth2::LoginHealth;
 use crate::inbox::{PassStats, Pipeline, process_mailbox};
 use crate::newsletter::{self, Ctx, send::Sender};
+use crate::oauth2::{AuthProblem, Side, Tokens};
 use crate::outbox::{DeliveryStats, Outbox};
+use crate::store::oauth2::LoginHealth;
 use crate::store::{self, DaemonLock, Db, Shared};
 use crate::templates::Templates;
 
@@ -515,10 +515,13 @@ async fn alert_coordinator(
     )?;
     let subject = "outreach: inloggen op de contactmailbox lukt niet";
     let now = ctx.clock.now();
-    let smtp_password_broken = ctx.settings.smtp.auth == AuthMethod::Password
-        && db
-            .run(|db| Ok(db.states()?.into_iter().any(|(k, v, _)| k == "smtp" && v.starts_with("error")))).await?;
-    if !(smtp_works && !smtp_password_broken) && imap_works {
+    // A password SMTP side has no login record: its last delivery says whether it works.
+    let smtp_works = smtp_works
+        && (ctx.settings.smtp.auth == AuthMethod::Oauth2
+            || !db
+                .run(|db| Ok(db.states()?.into_iter().any(|(k, v, _)| k == "smtp" && v.starts_with("error"))))
+                .await?);
+    if !smtp_works && imap_works {
         let (c, to2) = (ctx.clone(), to.clone());
         let raw = crate::outbox::compose::notice(
             &ctx.from,

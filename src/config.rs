@@ -281,18 +281,14 @@ impl OAuth2Settings {
         let device_url = match self.device_url.clone().or(device_url) {
             Some(u) if device => Some(u),
             None if device => {
-                bail!("key `oauth2.device_url`: expected the device authorization endpoint's URL (flow = \"device_code\")")
+                bail!(
+                    "key `oauth2.device_url`: expected the device authorization endpoint's URL (flow = \"device_code\")"
+                )
             }
             _ => None,
         };
-        let scopes: Vec<String> = self
-            .scope
-            .clone()
-            .or(scope)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
+        let scopes: Vec<String> =
+            self.scope.clone().or(scope).unwrap_or_default().split_whitespace().map(String::from).collect();
         if scopes.is_empty() {
             bail!("key `oauth2.scope`: expected the scopes to ask for, separated by spaces (provider = \"custom\")");
         }
@@ -311,7 +307,8 @@ fn check_endpoint_url(key: &str, url: &str) -> anyhow::Result<()> {
         r
     } else if let Some(r) = url.strip_prefix("http://") {
         let host = r.split(['/', '?']).next().unwrap_or("");
-        let host = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+        let host =
+            host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
         if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
             bail!("key `{key}`: expected an https URL (plain http only for 127.0.0.1), found {url:?}");
         }
@@ -738,9 +735,8 @@ impl OAuth2Settings {
             Some(dir) if file.is_relative() => dir.join(file),
             _ => file.clone(),
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow::anyhow!("key `oauth2.client_secret_file`: cannot read {}: {e}", path.display())
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("key `oauth2.client_secret_file`: cannot read {}: {e}", path.display()))?;
         let secret = text.trim_end_matches(['\r', '\n']);
         if secret.is_empty() {
             bail!("key `oauth2.client_secret_file`: {} is empty", path.display());
@@ -1084,5 +1080,105 @@ from = "Netwerk <contact@example.org>"
         assert!(err.contains("imap.prot") && err.contains("OUTREACH_IMAP__PROT"), "{err}");
         let err = format!("{:#}", Settings::from_toml(MINIMAL, env(&[("OUTREACH_IMAP__", "993")])).unwrap_err());
         assert!(err.contains("OUTREACH_IMAP__") && err.contains("<SECTION>__<KEY>"), "{err}");
+    }
+    const OAUTH2: &str = r#"
+[database]
+path = "/tmp/x.db"
+[imap]
+host = "outlook.office365.com"
+port = 993
+security = "tls"
+auth = "oauth2"
+username = "contact@example.org"
+[smtp]
+host = "smtp.office365.com"
+port = 587
+security = "starttls"
+auth = "oauth2"
+username = "contact@example.org"
+from = "Netwerk <contact@example.org>"
+[oauth2]
+provider = "microsoft"
+tenant = "example.onmicrosoft.com"
+client_id = "00000000-1111-2222-3333-444444444444"
+"#;
+
+    #[test]
+    fn microsoft_fills_in_the_endpoints_and_scopes_and_the_secret_comes_from_the_environment() {
+        let secret = [("OUTREACH_OAUTH2__CLIENT_SECRET", "s3cr3t~value")];
+        let s = Settings::from_toml(OAUTH2, env(&secret)).unwrap();
+        assert!(s.uses_oauth2() && s.imap.password.expose_secret().is_empty());
+        assert_eq!(s.oauth2.client_secret.as_ref().unwrap().expose_secret(), "s3cr3t~value");
+        assert!(!format!("{s:?}").contains("s3cr3t"), "the secret never prints");
+        let e = s.oauth2.endpoints().unwrap();
+        assert_eq!(e.token_url, "https://login.microsoftonline.com/example.onmicrosoft.com/oauth2/v2.0/token");
+        assert_eq!(e.scopes, [MICROSOFT_APP_SCOPE]);
+        assert_eq!(e.device_url, None);
+        let device = env(&[("OUTREACH_OAUTH2__FLOW", "device_code")]);
+        let e = Settings::from_toml(OAUTH2, device).unwrap().oauth2.endpoints().unwrap();
+        assert_eq!(e.scopes.join(" "), MICROSOFT_USER_SCOPES);
+        assert!(e.scopes.iter().any(|s| s == "offline_access"));
+        assert_eq!(
+            e.device_url.as_deref(),
+            Some("https://login.microsoftonline.com/example.onmicrosoft.com/oauth2/v2.0/devicecode")
+        );
+        let err = |pairs: &[(&str, &str)]| format!("{:#}", Settings::from_toml(OAUTH2, env(pairs)).unwrap_err());
+        assert!(err(&[]).contains("oauth2.client_secret"), "client credentials need the secret");
+        assert!(err(&[("OUTREACH_OAUTH2__TENANT", ""), secret[0]]).contains("oauth2.tenant"));
+        assert!(err(&[("OUTREACH_OAUTH2__PROVIDER", "yahoo"), secret[0]]).contains("oauth2.provider"));
+        assert!(err(&[("OUTREACH_IMAP__AUTH", "kerberos"), secret[0]]).contains("imap.auth"));
+    }
+
+    #[test]
+    fn google_and_custom_providers_are_checked() {
+        let google = env(&[("OUTREACH_OAUTH2__PROVIDER", "google")]);
+        let err = format!("{:#}", Settings::from_toml(OAUTH2, google.clone()).unwrap_err());
+        assert!(err.contains("oauth2.flow") && err.contains("device_code"), "{err}");
+        let mut device = google;
+        device.push(("OUTREACH_OAUTH2__FLOW".into(), "device_code".into()));
+        let e = Settings::from_toml(OAUTH2, device).unwrap().oauth2.endpoints().unwrap();
+        assert_eq!(
+            (e.token_url.as_str(), e.scopes.join(" ")),
+            ("https://oauth2.googleapis.com/token", GOOGLE_SCOPE.into())
+        );
+
+        let custom = |url: &str, scope: &str| {
+            let mut v = env(&[("OUTREACH_OAUTH2__PROVIDER", "custom"), ("OUTREACH_OAUTH2__CLIENT_SECRET", "x")]);
+            if !url.is_empty() {
+                v.push(("OUTREACH_OAUTH2__TOKEN_URL".into(), url.into()));
+            }
+            if !scope.is_empty() {
+                v.push(("OUTREACH_OAUTH2__SCOPE".into(), scope.into()));
+            }
+            Settings::from_toml(OAUTH2, v).map_err(|e| format!("{e:#}"))
+        };
+        assert!(custom("", "a").unwrap_err().contains("oauth2.token_url"));
+        assert!(custom("https://idp.example/token", "").unwrap_err().contains("oauth2.scope"));
+        assert!(custom("http://idp.example/token", "a").unwrap_err().contains("https"), "no secret over plain http");
+        let s = custom("http://127.0.0.1:8089/token", "mail offline").unwrap();
+        assert_eq!(s.oauth2.endpoints().unwrap().scopes, ["mail", "offline"]);
+    }
+
+    #[test]
+    fn the_secret_comes_from_a_file_also_in_systemds_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("oauth2-secret"), "from-a-file\n").unwrap();
+        let text = format!("{OAUTH2}client_secret_file = \"oauth2-secret\"\n");
+        let creds = [("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())];
+        let s = Settings::from_toml(&text, env(&creds)).unwrap();
+        assert_eq!(s.oauth2.client_secret.unwrap().expose_secret(), "from-a-file");
+        let abs = format!("{OAUTH2}client_secret_file = \"{}\"\n", dir.path().join("oauth2-secret").display());
+        assert!(Settings::from_toml(&abs, env(&[])).is_ok());
+        let err = format!("{:#}", Settings::from_toml(&text, env(&[])).unwrap_err());
+        assert!(err.contains("oauth2.client_secret_file"), "{err}");
+        let both = env(&[creds[0], ("OUTREACH_OAUTH2__CLIENT_SECRET", "x")]);
+        assert!(format!("{:#}", Settings::from_toml(&text, both).unwrap_err()).contains("not both"));
+    }
+
+    #[test]
+    fn a_password_login_needs_the_password() {
+        let text = MINIMAL.replace("password = \"secret\"\n", "");
+        let err = format!("{:#}", Settings::from_toml(&text, env(&[])).unwrap_err());
+        assert!(err.contains("imap.password"), "{err}");
     }
 }

@@ -466,6 +466,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_session_ended_for_an_expired_token_is_told_apart() {
+        let bye = anyhow::anyhow!("Bye Response: Session invalidated - AccessTokenExpired").context("IDLE failed");
+        assert!(token_expired(&bye));
+        assert!(!token_expired(&anyhow::anyhow!("Bye Response: Server shutting down.").context("IDLE failed")));
+        let auth = XOAuth2 { response: "user=a\x01auth=Bearer t\x01\x01".into(), challenge: RefCell::new(Vec::new()) };
+        use imap::Authenticator;
+        assert_eq!(auth.process(b""), b"user=a\x01auth=Bearer t\x01\x01");
+        assert_eq!(auth.process(br#"{"status":"401"}"#), b"", "the error challenge is answered empty");
+        assert_eq!(auth.challenge.borrow().as_slice(), br#"{"status":"401"}"#);
+    }
+
+    #[test]
     fn uid_sets_compress_runs() {
         assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set(&[4]), "4");

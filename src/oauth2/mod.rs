@@ -137,7 +137,8 @@ impl Tokens {
     fn new(settings: &Settings, db: Shared, clock: Clock) -> anyhow::Result<Self> {
         let o = &settings.oauth2;
         let endpoints = o.endpoints()?;
-        let runtime = tokio::runtime::Handle::try_current().context("the OAuth2 token source needs the tokio runtime")?;
+        let runtime =
+            tokio::runtime::Handle::try_current().context("the OAuth2 token source needs the tokio runtime")?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client: client(settings, &endpoints)?,

@@ -178,9 +178,16 @@ impl fmt::Display for AuthProblem {
 impl std::error::Error for AuthProblem {}
 
 /// The first line of a server's text, without control characters, at most 300 characters
-/// (Entra appends trace and correlation ids on further lines).
+/// (Entra appends trace and correlation ids on further lines); of an Entra error only its
+/// first sentence (`AADSTS7000215: Invalid client secret provided.`), the rest is advice
+/// of its own.
 fn one_line(s: &str) -> String {
-    let first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    if let Some(at) = first.find("AADSTS")
+        && let Some(end) = first[at..].find(". ")
+    {
+        first = &first[..at + end + 1];
+    }
     let clean: String = first.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let mut out: String = clean.chars().take(300).collect();
     if clean.chars().count() > 300 {
@@ -201,8 +208,16 @@ mod tests {
                 ProblemKind::SecretExpired,
                 "expired",
             ),
-            ("invalid_grant: AADSTS65001: The user or administrator has not consented", ProblemKind::ConsentMissing, "consent"),
-            ("invalid_client: AADSTS7000215: Invalid client secret provided.", ProblemKind::InvalidClient, "client secret"),
+            (
+                "invalid_grant: AADSTS65001: The user or administrator has not consented",
+                ProblemKind::ConsentMissing,
+                "consent",
+            ),
+            (
+                "invalid_client: AADSTS7000215: Invalid client secret provided. Ensure the secret being sent is the value.",
+                ProblemKind::InvalidClient,
+                "AADSTS7000215: Invalid client secret provided.)",
+            ),
             (
                 "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
                 ProblemKind::SmtpAuthDisabled,

@@ -90,7 +90,10 @@ enum SmtpAuth {
     None,
     Password(Credentials),
     /// AUTH XOAUTH2 as `user`, with a token from `tokens` (given by [`Mailer::with_tokens`]).
-    OAuth2 { user: String, tokens: Option<Tokens> },
+    OAuth2 {
+        user: String,
+        tokens: Option<Tokens>,
+    },
 }
 
 /// How one delivery attempt ended.

@@ -40,7 +40,12 @@ impl Store<'_> {
     }
 
     /// Keeps `refresh_token` for `client`, replacing the one before (rotation).
-    pub fn save_oauth2_refresh_token(&self, client: &str, refresh_token: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+    pub fn save_oauth2_refresh_token(
+        &self,
+        client: &str,
+        refresh_token: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         self.c.execute(
             "INSERT INTO oauth2_login(id, client, refresh_token, saved_at) VALUES (1, ?1, ?2, ?3)
              ON CONFLICT(id) DO UPDATE SET client = excluded.client, refresh_token = excluded.refresh_token,
@@ -63,7 +68,13 @@ impl Store<'_> {
 
     /// A login on `side` failed with `problem` (a code) and `detail` (what to fix); the
     /// failure counts from the first one in a row.
-    pub fn oauth2_login_failed(&self, side: &str, problem: &str, detail: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+    pub fn oauth2_login_failed(
+        &self,
+        side: &str,
+        problem: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         self.c.execute(
             "INSERT INTO oauth2_health(side, failing_since, problem, detail) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(side) DO UPDATE SET failing_since = COALESCE(failing_since, excluded.failing_since),

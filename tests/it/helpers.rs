@@ -74,7 +74,12 @@ pub fn addr(user: &str) -> String {
 }
 
 pub fn imap(user: &str) -> imap::Session<Box<dyn imap::ImapConnection>> {
-    let client = imap::ClientBuilder::new("127.0.0.1", stack().imap_port)
+    imap_on(stack().imap_port, user)
+}
+
+/// A password login to `user` on the IMAP server at `port` (a second stack's).
+pub fn imap_on(port: u16, user: &str) -> imap::Session<Box<dyn imap::ImapConnection>> {
+    let client = imap::ClientBuilder::new("127.0.0.1", port)
         .mode(imap::ConnectionMode::Plaintext)
         .connect()
         .expect("IMAP connect");
@@ -105,7 +110,12 @@ pub fn drain_postfix() {
 /// outreach) has been delivered to its mailbox. The positive event before an absence
 /// check: after it, a mail that is not in a mailbox was never sent. Fails after 30 s.
 pub fn wait_delivered() {
-    let conf = stack().dir.join("etc/postfix");
+    wait_delivered_in(&stack().dir);
+}
+
+/// [`wait_delivered`] for the stack in `dir` (a second stack).
+pub fn wait_delivered_in(dir: &Path) {
+    let conf = dir.join("etc/postfix");
     let deadline = Instant::now() + Duration::from_secs(30);
     let _ = Command::new("postqueue").arg("-c").arg(&conf).arg("-f").env("MAIL_CONFIG", &conf).output();
     loop {
@@ -163,7 +173,12 @@ pub fn reset(user: &str) {
 
 /// Raw messages in a folder (empty when the folder does not exist).
 pub fn fetch_all(user: &str, folder: &str) -> Vec<Vec<u8>> {
-    let mut s = imap(user);
+    fetch_all_on(stack().imap_port, user, folder)
+}
+
+/// [`fetch_all`] on the IMAP server at `port`.
+pub fn fetch_all_on(port: u16, user: &str, folder: &str) -> Vec<Vec<u8>> {
+    let mut s = imap_on(port, user);
     let out = match s.examine(folder) {
         Ok(mb) if mb.exists > 0 => {
             s.fetch("1:*", "BODY.PEEK[]").unwrap().iter().filter_map(|f| f.body().map(<[u8]>::to_vec)).collect()

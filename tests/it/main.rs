@@ -7,6 +7,7 @@ mod corpus;
 mod helpers;
 mod inbox;
 mod newsletter;
+mod oauth2;
 mod privacy;
 mod resilience;
 mod trust;

@@ -8,7 +8,7 @@ use outreach::inbox::parse::ParsedMail;
 const T: Duration = Duration::from_secs(30);
 
 /// Adds an approved story from a Markdown file; returns its id.
-fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
+pub(crate) fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
     let path = app.dir.path().join(format!("story-{}.md", new_id()));
     std::fs::write(
         &path,
