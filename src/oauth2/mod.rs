@@ -236,7 +236,7 @@ impl Tokens {
             Flow::ClientCredentials => i
                 .client
                 .exchange_client_credentials()
-                .map_err(|e| AuthProblem::new(ProblemKind::TokenRefused, e.to_string()))?
+                .map_err(unset)?
                 .add_scopes(i.scopes.clone())
                 .request_async(&i.http)
                 .await
@@ -256,7 +256,7 @@ impl Tokens {
                 let r = i
                     .client
                     .exchange_refresh_token(&refresh)
-                    .map_err(|e| AuthProblem::new(ProblemKind::TokenRefused, e.to_string()))?
+                    .map_err(unset)?
                     .add_scopes(i.scopes.clone())
                     .request_async(&i.http)
                     .await
@@ -312,6 +312,11 @@ fn http_client() -> anyhow::Result<Http> {
 
 fn app_key(e: &OAuth2Endpoints, client_id: &str) -> String {
     format!("{} {}", e.token_url, client_id.trim())
+}
+
+/// An endpoint the flow needs is not set (the config checks prevent it).
+fn unset(e: ::oauth2::ConfigurationError) -> AuthProblem {
+    AuthProblem::new(ProblemKind::TokenRefused, e.to_string())
 }
 
 fn store_problem(e: anyhow::Error) -> AuthProblem {
@@ -408,7 +413,7 @@ pub async fn login(settings: &Settings, clock: Clock, show: impl FnOnce(&DeviceP
     let details: StandardDeviceAuthorizationResponse = i
         .client
         .exchange_device_code()
-        .map_err(|e| AuthProblem::new(ProblemKind::TokenRefused, e.to_string()))?
+        .map_err(unset)?
         .add_scopes(i.scopes.clone())
         .request_async(&i.http)
         .await
@@ -422,7 +427,7 @@ pub async fn login(settings: &Settings, clock: Clock, show: impl FnOnce(&DeviceP
     let token = i
         .client
         .exchange_device_access_token(&details)
-        .map_err(|e| AuthProblem::new(ProblemKind::TokenRefused, e.to_string()))?
+        .map_err(unset)?
         .request_async(&i.http, tokio::time::sleep, None)
         .await
         .map_err(|e| match e {

@@ -374,17 +374,8 @@ fn unescape(s: &str) -> String {
 /// stack's CA, `[oauth2]` pointing at the token server. `smtp` replaces the [smtp] keys
 /// after host, port and from; `oauth2` adds keys to [oauth2]. Logs at trace level.
 fn oauth_app(stack: &OAuthStack, server: &TokenServer, secret: &str, smtp: &str, oauth2: &str) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("outreach.db");
-    let config = dir.path().join("outreach.toml");
-    let web = 18800 + (std::process::id() % 100) as u16;
-    std::fs::write(
-        &config,
-        format!(
-            r#"secret = "integration-test-secret-0123456789abcdef"
-[database]
-path = "{db}"
-[imap]
+    TestApp::with_config(&format!(
+        r#"[imap]
 host = "127.0.0.1"
 port = {IMAP}
 security = "starttls"
@@ -404,22 +395,13 @@ token_url = "{token}"
 device_url = "{device}"
 scope = "https://outlook.office365.com/.default"
 {oauth2}
-[coordinator]
-address = "coordinator@example.org"
-[web]
-listen = "127.0.0.1:{web}"
-base_url = "http://127.0.0.1:{web}"
 "#,
-            db = db.display(),
-            ca = stack.ca().display(),
-            token = server.url("/token"),
-            device = server.url("/devicecode"),
-        ),
-    )
-    .unwrap();
-    TestApp { web: format!("http://127.0.0.1:{web}"), dir, config, db, env: Vec::new() }
-        .with_env("RUST_LOG", "trace")
-        .with_env("OUTREACH_OAUTH2__CLIENT_SECRET", secret)
+        ca = stack.ca().display(),
+        token = server.url("/token"),
+        device = server.url("/devicecode"),
+    ))
+    .with_env("RUST_LOG", "trace")
+    .with_env("OUTREACH_OAUTH2__CLIENT_SECRET", secret)
 }
 
 /// The [smtp] keys for the submission port with XOAUTH2.
@@ -430,9 +412,21 @@ fn smtp_xoauth2(stack: &OAuthStack) -> String {
     )
 }
 
-/// No log line of any outreach run of this test holds a token the endpoint issued or
-/// the client secret.
-fn assert_no_secret_in_logs(since: std::time::SystemTime, secrets: &[String]) {
+/// What each test starts with: the serial lock, the time it began (for the log check),
+/// the OAuth2 stack and a token endpoint that expects `secret`.
+fn begin(secret: &str) -> (std::sync::MutexGuard<'static, ()>, std::time::SystemTime, OAuthStack, TokenServer) {
+    let guard = serial();
+    let started = std::time::SystemTime::now();
+    let stack = OAuthStack::start();
+    let server = TokenServer::start(&stack.key, secret);
+    (guard, started, stack, server)
+}
+
+/// What each test ends with: no log line of any outreach run since `since` holds a token
+/// the endpoint issued, or one of `more` (secrets, codes).
+fn assert_nothing_leaked(since: std::time::SystemTime, server: &TokenServer, more: &[&str]) {
+    let mut secrets = server.issued();
+    secrets.extend(more.iter().map(|s| s.to_string()));
     let mut lines = 0;
     for e in std::fs::read_dir(log_dir()).unwrap() {
         let p = e.unwrap().path();
@@ -441,7 +435,7 @@ fn assert_no_secret_in_logs(since: std::time::SystemTime, secrets: &[String]) {
         }
         let text = std::fs::read_to_string(&p).unwrap_or_default();
         lines += text.lines().count();
-        for s in secrets {
+        for s in &secrets {
             assert!(!text.contains(s.as_str()), "{} holds a secret or token", p.display());
         }
         assert!(!text.contains("auth=Bearer "), "{} holds an XOAUTH2 string", p.display());
@@ -456,11 +450,8 @@ fn login_state(app: &TestApp, side: &str) -> Value {
 
 #[test]
 fn the_daemon_files_and_answers_over_xoauth2_across_token_expiries_and_a_forced_logout() {
-    let _g = serial();
-    let started = std::time::SystemTime::now();
-    let stack = OAuthStack::start();
     let secret = format!("app-secret-{}", rand::random::<u64>());
-    let server = TokenServer::start(&stack.key, &secret);
+    let (_g, started, stack, server) = begin(&secret);
     let app = oauth_app(&stack, &server, &secret, &smtp_xoauth2(&stack), "flow = \"client_credentials\"");
     let mut d = app.spawn_ready();
 
@@ -507,18 +498,12 @@ fn the_daemon_files_and_answers_over_xoauth2_across_token_expiries_and_a_forced_
     assert_eq!(status["oauth2"]["imap"]["state"], "ok", "{status:#}");
     assert_eq!(status["oauth2"]["smtp"]["state"], "ok", "{status:#}");
     assert!(d.terminate().success());
-
-    let mut secrets = server.issued();
-    secrets.push(secret);
-    assert_no_secret_in_logs(started, &secrets);
+    assert_nothing_leaked(started, &server, &[&secret]);
 }
 
 #[test]
 fn a_device_code_login_is_kept_rotated_used_for_the_newsletter_and_a_revoked_one_says_so() {
-    let _g = serial();
-    let started = std::time::SystemTime::now();
-    let stack = OAuthStack::start();
-    let server = TokenServer::start(&stack.key, "unused");
+    let (_g, started, stack, server) = begin("unused");
     let app = oauth_app(&stack, &server, "", &smtp_xoauth2(&stack), "flow = \"device_code\"");
     let status = app.ok(&["status"]);
     assert!(status.contains("not logged in yet: run `outreach login`"), "{status}");
@@ -570,20 +555,14 @@ fn a_device_code_login_is_kept_rotated_used_for_the_newsletter_and_a_revoked_one
         "{status}"
     );
     assert!(status.contains("AADSTS50173"), "what the endpoint said is shown too: {status}");
-
-    let mut secrets = server.issued();
-    secrets.push(code);
-    assert_no_secret_in_logs(started, &secrets);
+    assert_nothing_leaked(started, &server, &[&code]);
 }
 
 #[test]
 fn a_wrong_secret_and_an_unreachable_endpoint_speak_plainly_and_the_coordinator_is_told_once() {
-    let _g = serial();
-    let started = std::time::SystemTime::now();
-    let stack = OAuthStack::start();
     let secret = format!("the-right-secret-{}", rand::random::<u64>());
     let wrong = format!("an-old-secret-{}", rand::random::<u64>());
-    let server = TokenServer::start(&stack.key, &secret);
+    let (_g, started, stack, server) = begin(&secret);
     // SMTP by the open port without AUTH: it works, so the notice goes out by mail.
     let app = oauth_app(
         &stack,
@@ -634,8 +613,5 @@ fn a_wrong_secret_and_an_unreachable_endpoint_speak_plainly_and_the_coordinator_
     app.poll();
     assert_eq!(stack.wait_mails("alice", &subject, 1).len(), 1);
     assert_eq!(login_state(&app, "imap")["state"], "ok");
-
-    let mut secrets = server.issued();
-    secrets.extend([secret, wrong]);
-    assert_no_secret_in_logs(started, &secrets);
+    assert_nothing_leaked(started, &server, &[&secret, &wrong]);
 }
