@@ -615,3 +615,42 @@ fn a_wrong_secret_and_an_unreachable_endpoint_speak_plainly_and_the_coordinator_
     assert_eq!(login_state(&app, "imap")["state"], "ok");
     assert_nothing_leaked(started, &server, &[&secret, &wrong]);
 }
+
+#[test]
+fn when_smtp_cannot_log_in_the_coordinator_finds_the_notice_flagged_in_the_review_folder() {
+    let wrong = format!("an-expired-secret-{}", rand::random::<u64>());
+    let (_g, started, stack, server) = begin("the-new-secret");
+    // IMAP by password (it works), SMTP by XOAUTH2 with a secret the endpoint refuses.
+    let app = oauth_app(&stack, &server, &wrong, &smtp_xoauth2(&stack), "alert_after_minutes = 30");
+    let text = std::fs::read_to_string(&app.config).unwrap();
+    let text = text.replace(
+        "auth = \"oauth2\"\nusername = \"contact@example.org\"\npoll_interval",
+        "password = \"secret\"\nusername = \"contact@example.org\"\npoll_interval",
+    );
+    std::fs::write(&app.config, text).unwrap();
+    let mut d = app.spawn_ready();
+
+    // A mail to answer: the answer cannot go out, and status says why.
+    stack.mail_to_contact("alice@example.org", &format!("Vraag zonder antwoord {}", new_id()));
+    wait_until("the SMTP login problem is in status", || login_state(&app, "smtp")["problem"] == "invalid_client");
+    assert!(login_state(&app, "imap").is_null(), "IMAP logs in with its password");
+
+    app.set_clock(chrono::Utc::now() + chrono::Duration::minutes(31));
+    let review = || fetch_all_on(IMAP, "contact", "Te beoordelen");
+    wait_until("the notice is in the review folder", || !review().is_empty());
+    let notice = parse(&review()[0]).unwrap();
+    assert!(notice.subject.contains("inloggen op de contactmailbox lukt niet"), "{}", notice.subject);
+    assert!(notice.text.contains("mail te versturen") && notice.text.contains("invalid client"), "{}", notice.text);
+    let mut s = imap_on(IMAP, "contact");
+    s.examine("Te beoordelen").unwrap();
+    let flags = s.fetch("1", "FLAGS").unwrap();
+    assert!(flags.iter().next().unwrap().flags().contains(&imap::types::Flag::Flagged));
+    let _ = s.logout();
+    assert!(d.log_text().contains("told the coordinator in the review folder"), "{}", d.log_text());
+    // An hour later the log says it again; the coordinator still has the one notice.
+    app.set_clock(chrono::Utc::now() + chrono::Duration::minutes(95));
+    wait_until("the log says it again", || d.log_text().matches("no successful login for").count() >= 2);
+    assert_eq!(review().len(), 1, "one notice");
+    assert!(d.terminate().success());
+    assert_nothing_leaked(started, &server, &[&wrong]);
+}
