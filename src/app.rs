@@ -335,9 +335,9 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
                         if imap::token_expired(&e)
                             && let Some(t) = &ctx.tokens
                         {
+                            // Logged in again after the usual short wait, with a new token.
                             tracing::info!("the server ended the session: its token expired; logging in again");
                             t.forget();
-                            relogin = true;
                         } else {
                             tracing::warn!(error = %format!("{e:#}"), "IDLE ended with an error; reconnecting");
                             record_error(&db, clock, "imap", &e);

@@ -344,6 +344,18 @@ impl ImapSource {
 
     /// Waits in IDLE until the mailbox changes, `timeout` passes, or `interrupter` fires.
     pub fn idle(&mut self, timeout: Duration, interrupter: &Interrupter) -> anyhow::Result<()> {
+        // Mail that arrived during the pass was announced then (`* n EXISTS` in the answer
+        // to another command), not again in IDLE: look at what was kept of those answers
+        // (which also keeps that list from growing) and make another pass first.
+        let announced = self
+            .session
+            .take_all_unsolicited()
+            .filter(|r| matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)))
+            .count();
+        if announced > 0 {
+            tracing::debug!(announced, "new mail was announced during the pass; another pass before IDLE");
+            return Ok(());
+        }
         interrupter.arm(self.tcp.try_clone()?);
         let res = self
             .session
