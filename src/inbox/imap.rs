@@ -350,7 +350,7 @@ impl ImapSource {
         let announced = self
             .session
             .take_all_unsolicited()
-            .filter(|r| matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)))
+            .filter(|r| matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(1..)))
             .count();
         if announced > 0 {
             tracing::debug!(announced, "new mail was announced during the pass; another pass before IDLE");
