@@ -4,18 +4,21 @@
 //! tokio runtime. New mail in the queue wakes the worker at once (a `Notify`).
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
-use crate::config::Settings;
+use crate::config::{AuthMethod, Settings};
+use crate::domain::state::OutboxKind;
 use crate::domain::time::Clock;
-use crate::inbox::imap::{ImapSource, Interrupter};
+use crate::inbox::imap::{self, ImapSource, Interrupter};
 use crate::inbox::{PassStats, Pipeline, process_mailbox};
 use crate::newsletter::{self, Ctx, send::Sender};
+use crate::oauth2::{AuthProblem, Side, Tokens};
 use crate::outbox::{DeliveryStats, Outbox};
+use crate::store::oauth2::LoginHealth;
 use crate::store::{self, DaemonLock, Db, FaultNote, Shared};
 use crate::templates::Templates;
 
@@ -88,7 +91,7 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
         let s = &c.settings;
         let mut db = Db::open(&s.database.path)?;
         let pipeline = Pipeline::new(&c)?;
-        let pass = ImapSource::connect(&s.imap).and_then(|mut src| {
+        let pass = connect_imap(s, c.tokens.as_ref()).and_then(|(mut src, _)| {
             let stats = process_mailbox(&mut src, &mut db, &pipeline, s.imap.max_message_size, &c.clock, |_| {});
             src.logout();
             stats
@@ -105,7 +108,8 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
     .await
     .context("IMAP task panicked")?;
     // Deliver what is queued even when IMAP failed: those replies were committed.
-    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone(), ctx.clock.clone()).await?;
+    let outbox =
+        Outbox::open(&settings.database.path, settings.smtp.clone(), ctx.clock.clone(), ctx.tokens.clone()).await?;
     let delivery = outbox.deliver_due().await;
     let sender = Sender::open(ctx, &settings.database.path).await?;
     let news = sender.deliver_due().await;
@@ -139,7 +143,8 @@ where
     let clock = ctx.clock.clone();
     starting_state(&db, "daemon", &format!("running (pid {})", std::process::id()), &clock)?;
     let listener = bind_web(&settings, &db, &clock).await?;
-    let outbox = Outbox::open(&settings.database.path, settings.smtp.clone(), clock.clone()).await?;
+    let outbox =
+        Outbox::open(&settings.database.path, settings.smtp.clone(), clock.clone(), ctx.tokens.clone()).await?;
     let sender = Sender::open(ctx.clone(), &settings.database.path).await?;
     let shared = Shared::new(Db::open(&settings.database.path)?);
     let wake = Arc::new(Notify::new());
@@ -173,6 +178,7 @@ where
         "newsletter scheduler",
         newsletter::schedule::run(ctx.clone(), shared.clone(), wake_sender.clone(), wake.clone(), stop_rx.clone()),
     ));
+    tasks.spawn(supervised("login watch", watch_logins(ctx.clone(), wake.clone(), stop_rx.clone())));
     let mut web_stop = stop_rx.clone();
     tasks.spawn(supervised("web server", async move {
         match listener {
@@ -324,11 +330,11 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
     let idle_refresh = Duration::from_secs(settings.imap.idle_refresh);
     let poll = Duration::from_secs(settings.imap.poll_interval);
     while !stop.is_stopped() {
-        let mut src = match ImapSource::connect(&settings.imap) {
-            Ok(src) => {
+        let (mut src, token_until) = match connect_imap(settings, ctx.tokens.as_ref()) {
+            Ok(connected) => {
                 // Best effort: on a full disk the pass below says what is wrong.
                 let _ = db.set_state("imap", "connected", clock.now());
-                src
+                connected
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "IMAP connection failed");
@@ -340,6 +346,7 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
                 continue;
             }
         };
+        let mut relogin = false;
         loop {
             let woken = |_: &[crate::inbox::Filed]| wake.iter().for_each(|w| w.notify_one());
             match process_mailbox(&mut src, &mut db, &pipeline, settings.imap.max_message_size, clock, woken) {
@@ -376,23 +383,44 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
             if stop.is_stopped() {
                 break;
             }
+            // A session logged in with a token ends before the token expires (Exchange
+            // ends it with `BYE ... AccessTokenExpired` after): log in again with a new
+            // one. What arrived meanwhile stays in the mailbox for the next pass.
+            let token_left = token_until.map(|t| t.saturating_duration_since(Instant::now()));
+            if token_left.is_some_and(|left| left < Duration::from_secs(1)) {
+                tracing::info!("the IMAP session's token is due for renewal; logging in again");
+                relogin = true;
+                break;
+            }
+            let wait_cap = |d: Duration| token_left.map_or(d, |left| d.min(left));
             if settings.imap.idle && src.has_idle() {
                 let _ = db.set_state("imap", "idle", clock.now());
-                if let Err(e) = src.idle(idle_refresh, interrupter) {
+                if let Err(e) = src.idle(wait_cap(idle_refresh), interrupter) {
                     if !stop.is_stopped() {
-                        tracing::warn!(error = %format!("{e:#}"), "IDLE ended with an error; reconnecting");
-                        record_error(&db, clock, "imap", &e);
+                        if imap::token_expired(&e)
+                            && let Some(t) = &ctx.tokens
+                        {
+                            // Logged in again after the usual short wait, with a new token.
+                            tracing::info!("the server ended the session: its token expired; logging in again");
+                            t.forget();
+                        } else {
+                            tracing::warn!(error = %format!("{e:#}"), "IDLE ended with an error; reconnecting");
+                            record_error(&db, clock, "imap", &e);
+                        }
                     }
                     break;
                 }
             } else {
                 let _ = db.set_state("imap", "polling", clock.now());
-                if stop.wait(poll) {
+                if stop.wait(wait_cap(poll)) {
                     break;
                 }
             }
         }
         src.logout();
+        if relogin {
+            continue;
+        }
         if !stop.is_stopped() && stop.wait(jitter(delay)) {
             break;
         }
@@ -441,6 +469,29 @@ impl DiskFull {
     }
 }
 
+/// Connects to the mailbox and logs in as `imap.auth` says: with the password, or with an
+/// OAuth2 token from `tokens` (whose login result is recorded for `status`). Returns the
+/// session and, with a token, when the session should end to log in with a new one.
+pub fn connect_imap(settings: &Settings, tokens: Option<&Tokens>) -> anyhow::Result<(ImapSource, Option<Instant>)> {
+    if settings.imap.auth == AuthMethod::Password {
+        return Ok((ImapSource::connect(&settings.imap)?, None));
+    }
+    let tokens = tokens.context("imap.auth = \"oauth2\" but no token source was set up")?;
+    let token = tokens.bearer_blocking(Side::Imap)?;
+    match ImapSource::connect_with_token(&settings.imap, &token) {
+        Ok(src) => {
+            tokens.report_blocking(Side::Imap, Ok(()));
+            Ok((src, Some(token.renew_at)))
+        }
+        Err(e) => {
+            if let Some(p) = e.downcast_ref::<AuthProblem>() {
+                tokens.report_blocking(Side::Imap, Err(p));
+            }
+            Err(e)
+        }
+    }
+}
+
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..1.2))
 }
@@ -462,7 +513,10 @@ pub async fn deliver_now(ctx: &Ctx, with_newsletter: bool, progress: impl Fn(u64
     let Ok(_lock) = DaemonLock::acquire(path) else {
         return Ok(Delivered::default());
     };
-    let outbox = Outbox::open(path, ctx.settings.smtp.clone(), ctx.clock.clone()).await?.deliver_due().await?;
+    let outbox = Outbox::open(path, ctx.settings.smtp.clone(), ctx.clock.clone(), ctx.tokens.clone())
+        .await?
+        .deliver_due()
+        .await?;
     let mut done = Delivered { by_us: true, outbox, newsletter: None };
     if with_newsletter {
         let sender = Sender::open(ctx.clone(), path).await?;
@@ -480,4 +534,132 @@ pub async fn deliver_now(ctx: &Ctx, with_newsletter: bool, progress: impl Fn(u64
         done.newsletter = Some(stats);
     }
     Ok(done)
+}
+
+/// How often the login watch looks.
+const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// Watches the OAuth2 logins: when one side has not logged in for
+/// `oauth2.alert_after_minutes`, the coordinator gets one mail (through whatever still
+/// works: the outbox when SMTP works, else a flagged message in the review folder of
+/// the contact mailbox when IMAP works, else the outbox, which sends it once SMTP works
+/// again) and the log says so every hour until a login works. Never silent.
+async fn watch_logins(ctx: Ctx, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    if ctx.tokens.is_none() {
+        let _ = stop.changed().await;
+        return Ok(());
+    }
+    let db = Shared::new(Db::open(&ctx.settings.database.path)?);
+    loop {
+        if let Err(e) = check_logins(&ctx, &db, &wake).await {
+            tracing::error!(error = %format!("{e:#}"), "the login watch failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+async fn check_logins(ctx: &Ctx, db: &Shared, wake: &Notify) -> anyhow::Result<()> {
+    let health = db.run(|db| db.store().oauth2_health()).await?;
+    let now = ctx.clock.now();
+    let after = chrono::Duration::minutes(i64::try_from(ctx.settings.oauth2.alert_after_minutes).unwrap_or(i64::MAX));
+    let failing = |side: &str| health.iter().any(|h| h.side == side && h.failing_since.is_some());
+    for h in &health {
+        let Some(since) = h.failing_since else { continue };
+        if now - since < after || h.logged_at.is_some_and(|l| now - l < chrono::Duration::hours(1)) {
+            continue;
+        }
+        let minutes = (now - since).num_minutes();
+        let detail = h.detail.clone().unwrap_or_default();
+        tracing::error!(
+            side = %h.side,
+            minutes,
+            problem = h.problem.as_deref().unwrap_or(""),
+            "no successful login for {minutes} minutes: {detail}"
+        );
+        let alerted = h.alerted_at.is_none();
+        if alerted {
+            alert_coordinator(ctx, db, h, minutes, !failing("smtp"), !failing("imap")).await?;
+            wake.notify_one();
+        }
+        let side = h.side.clone();
+        db.run(move |db| db.store().oauth2_login_noted(&side, alerted, now)).await?;
+    }
+    Ok(())
+}
+
+/// The one notice to the coordinator about a failing login, through what still works.
+async fn alert_coordinator(
+    ctx: &Ctx,
+    db: &Shared,
+    h: &LoginHealth,
+    minutes: i64,
+    smtp_works: bool,
+    imap_works: bool,
+) -> anyhow::Result<()> {
+    let Some(to) = ctx.coordinator() else {
+        tracing::warn!("no coordinator.address configured; the login notice is only in the log");
+        return Ok(());
+    };
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        minutes: i64,
+        what: &'a str,
+        consequence: &'a str,
+        problem: &'a str,
+    }
+    let (what, consequence) = if h.side == "imap" {
+        ("lezen", "wordt nieuwe mail niet gelezen, niet in de mappen gezet en niet beantwoord.")
+    } else {
+        ("versturen", "gaan er geen antwoorden, bevestigingen of nieuwsbrieven de deur uit.")
+    };
+    let body = ctx.templates.render(
+        "notice/login.nl.txt",
+        &Data { minutes, what, consequence, problem: h.detail.as_deref().unwrap_or("") },
+    )?;
+    let subject = "outreach: inloggen op de contactmailbox lukt niet";
+    let now = ctx.clock.now();
+    // A password SMTP side has no login record: its last delivery says whether it works.
+    let smtp_works = smtp_works
+        && (ctx.settings.smtp.auth == AuthMethod::Oauth2
+            || !db
+                .run(|db| Ok(db.states()?.into_iter().any(|(k, v, _)| k == "smtp" && v.starts_with("error"))))
+                .await?);
+    if !smtp_works && imap_works {
+        let (c, to2) = (ctx.clone(), to.clone());
+        let raw = crate::outbox::compose::notice(
+            &ctx.from,
+            &to,
+            subject,
+            &crate::outbox::compose::new_message_id(&ctx.from),
+            body.clone(),
+            SystemTime::from(now),
+        )?;
+        let appended = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let (mut src, _) = connect_imap(&c.settings, c.tokens.as_ref())?;
+            let folder = c.settings.filing.review.clone();
+            let done = src.append_flagged(&folder, &raw);
+            src.logout();
+            done
+        })
+        .await
+        .context("the IMAP task panicked")?;
+        match appended {
+            Ok(()) => {
+                tracing::warn!(to = %to2.domain(), "told the coordinator in the review folder (SMTP does not work)");
+                return Ok(());
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not put the login notice in the mailbox"),
+        }
+    }
+    let c = ctx.clone();
+    db.run(move |db| db.write(|st| c.notify_coordinator(st, OutboxKind::NoticeLogin, subject, body, None, now)))
+        .await?;
+    tracing::warn!(
+        by_mail_now = smtp_works,
+        "told the coordinator by mail that logging in fails (queued; it goes out as soon as SMTP works)"
+    );
+    Ok(())
 }

@@ -14,7 +14,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map};
-use figment::{Figment, Metadata, Profile, Provider};
+use figment::{Figment, Metadata, Profile, Provider as FigmentProvider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -24,7 +24,7 @@ use crate::domain::EmailAddress;
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "OUTREACH_";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,
@@ -46,6 +46,10 @@ pub struct Settings {
     pub retention: RetentionSettings,
     #[serde(default)]
     pub trust: TrustSettings,
+    /// OAuth2 logins (`imap.auth` / `smtp.auth` = `oauth2`): Microsoft 365, Google, or any
+    /// token endpoint.
+    #[serde(default)]
+    pub oauth2: OAuth2Settings,
     /// Signs the tokens in confirm and unsubscribe links (HMAC-SHA256). Give it from the
     /// environment in production (`OUTREACH_SECRET`); at least 32 characters. When it is
     /// missing, a random secret is generated once and kept in the database.
@@ -57,7 +61,7 @@ pub struct Settings {
     pub secret_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Path of the SQLite file; created when missing.
@@ -82,8 +86,12 @@ pub struct ImapSettings {
     pub host: String,
     pub port: u16,
     pub security: Security,
+    /// `password` (LOGIN with `password`) or `oauth2` (AUTHENTICATE XOAUTH2 with a token
+    /// from `[oauth2]`).
+    #[serde(default)]
+    pub auth: AuthMethod,
     pub username: String,
-    /// Required unless `password_file` is given.
+    /// Needed with `auth = "password"`, unless `password_file` is given.
     #[serde(default = "no_secret")]
     pub password: SecretString,
     /// A file that holds the password (e.g. a systemd credential: `%d/imap-password`);
@@ -114,6 +122,10 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub security: Security,
+    /// `password` (AUTH PLAIN/LOGIN with `username` and `password`, when both are set)
+    /// or `oauth2` (AUTH XOAUTH2 as `username` with a token from `[oauth2]`).
+    #[serde(default)]
+    pub auth: AuthMethod,
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -141,6 +153,184 @@ pub struct SmtpSettings {
     /// First retry delay in seconds; doubles with each attempt (with jitter), capped at 1 hour.
     #[serde(default = "default_retry_base")]
     pub retry_base: u64,
+}
+
+/// How we log in to the IMAP or SMTP server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// A user name and password (LOGIN, AUTH PLAIN/LOGIN).
+    #[default]
+    Password,
+    /// A bearer token from `[oauth2]` (XOAUTH2).
+    Oauth2,
+}
+
+/// Who issues the OAuth2 tokens; fills in the endpoints and scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Microsoft 365 (Exchange Online), Entra ID: needs `tenant`.
+    Microsoft,
+    /// Google Workspace.
+    Google,
+    /// Any other: `token_url`, `device_url` (for `device_code`) and `scope` are given.
+    Custom,
+}
+
+/// How a token is got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// The app logs in as itself with its secret (no person present); Microsoft:
+    /// application permissions `IMAP.AccessAsApp` and `SMTP.SendAsApp`.
+    #[default]
+    ClientCredentials,
+    /// A person logs in once with `outreach login`; the refresh token is kept in the
+    /// database and renewed (rotated) each time it is used.
+    DeviceCode,
+}
+
+/// `[oauth2]`: read only when `imap.auth` or `smtp.auth` is `oauth2`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth2Settings {
+    pub provider: Option<Provider>,
+    /// Microsoft: the tenant (directory) id or domain, e.g. `example.onmicrosoft.com`.
+    pub tenant: Option<String>,
+    pub client_id: String,
+    /// The app's secret. Give it from the environment (`OUTREACH_OAUTH2__CLIENT_SECRET`)
+    /// or a file (`client_secret_file`), not in this file. Never logged.
+    pub client_secret: Option<SecretString>,
+    /// A file holding the secret (one line). A relative path is looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY` (`LoadCredential=`) when that is set.
+    pub client_secret_file: Option<PathBuf>,
+    pub flow: Flow,
+    /// The token endpoint (`custom`; overrides the provider's).
+    pub token_url: Option<String>,
+    /// The device authorization endpoint (`custom` with `device_code`).
+    pub device_url: Option<String>,
+    /// Space-separated scopes (`custom`; overrides the provider's).
+    pub scope: Option<String>,
+    /// Minutes without a successful login after which the coordinator is mailed once
+    /// (and the log says so every hour until a login works again).
+    pub alert_after_minutes: u64,
+}
+
+impl Default for OAuth2Settings {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            tenant: None,
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            flow: Flow::ClientCredentials,
+            token_url: None,
+            device_url: None,
+            scope: None,
+            alert_after_minutes: 60,
+        }
+    }
+}
+
+/// Where tokens come from, for one `[oauth2]` section: the provider's defaults with the
+/// section's overrides applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Endpoints {
+    pub token_url: String,
+    /// Only for the device-code flow.
+    pub device_url: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Microsoft 365 scopes: the app's own permissions, and a person's (delegated).
+pub const MICROSOFT_APP_SCOPE: &str = "https://outlook.office365.com/.default";
+pub const MICROSOFT_USER_SCOPES: &str =
+    "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access";
+pub const GOOGLE_SCOPE: &str = "https://mail.google.com/";
+
+impl OAuth2Settings {
+    /// The endpoints and scopes: the provider fills them in, `token_url`, `device_url`
+    /// and `scope` override them (and are required for `custom`).
+    pub fn endpoints(&self) -> anyhow::Result<OAuth2Endpoints> {
+        let provider = self.provider.ok_or_else(|| {
+            anyhow::anyhow!("key `oauth2.provider`: expected \"microsoft\", \"google\" or \"custom\" (imap.auth or smtp.auth is \"oauth2\")")
+        })?;
+        let device = self.flow == Flow::DeviceCode;
+        let (token, device_url, scope) = match provider {
+            Provider::Microsoft => {
+                let tenant = self.tenant.as_deref().map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "key `oauth2.tenant`: expected the Microsoft 365 tenant id or domain (e.g. example.onmicrosoft.com)"
+                    )
+                })?;
+                if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+                    bail!("key `oauth2.tenant`: expected a tenant id or domain, found {tenant:?}");
+                }
+                let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
+                let scope = if device { MICROSOFT_USER_SCOPES } else { MICROSOFT_APP_SCOPE };
+                (Some(format!("{base}/token")), Some(format!("{base}/devicecode")), Some(scope.to_string()))
+            }
+            Provider::Google => {
+                if !device {
+                    bail!(
+                        "key `oauth2.flow`: Google Workspace gives no mailbox access by client credentials; use flow = \"device_code\""
+                    );
+                }
+                (
+                    Some("https://oauth2.googleapis.com/token".to_string()),
+                    Some("https://oauth2.googleapis.com/device/code".to_string()),
+                    Some(GOOGLE_SCOPE.to_string()),
+                )
+            }
+            Provider::Custom => (None, None, None),
+        };
+        let token_url = self.token_url.clone().or(token).ok_or_else(|| {
+            anyhow::anyhow!("key `oauth2.token_url`: expected the token endpoint's URL (provider = \"custom\")")
+        })?;
+        let device_url = match self.device_url.clone().or(device_url) {
+            Some(u) if device => Some(u),
+            None if device => {
+                bail!(
+                    "key `oauth2.device_url`: expected the device authorization endpoint's URL (flow = \"device_code\")"
+                )
+            }
+            _ => None,
+        };
+        let scopes: Vec<String> =
+            self.scope.clone().or(scope).unwrap_or_default().split_whitespace().map(String::from).collect();
+        if scopes.is_empty() {
+            bail!("key `oauth2.scope`: expected the scopes to ask for, separated by spaces (provider = \"custom\")");
+        }
+        for (key, url) in [("oauth2.token_url", Some(&token_url)), ("oauth2.device_url", device_url.as_ref())] {
+            if let Some(url) = url {
+                check_endpoint_url(key, url)?;
+            }
+        }
+        Ok(OAuth2Endpoints { token_url, device_url, scopes })
+    }
+}
+
+/// An endpoint gets the client secret: https, or plain http only on this machine.
+fn check_endpoint_url(key: &str, url: &str) -> anyhow::Result<()> {
+    let rest = if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else if let Some(r) = url.strip_prefix("http://") {
+        let host = r.split(['/', '?']).next().unwrap_or("");
+        let host =
+            host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+            bail!("key `{key}`: expected an https URL (plain http only for 127.0.0.1), found {url:?}");
+        }
+        r
+    } else {
+        bail!("key `{key}`: expected an https URL, found {url:?}");
+    };
+    if rest.is_empty() || url.contains([' ', '"', '<', '>']) {
+        bail!("key `{key}`: expected a URL, found {url:?}");
+    }
+    Ok(())
 }
 
 /// IMAP folder per category. Defaults are Dutch: the coordinator reads them.
@@ -392,6 +582,7 @@ impl Settings {
         let mut settings: Settings =
             Figment::from(Toml::string(text)).merge(EnvOverrides::new(env)).extract_lossy().map_err(explain)?;
         settings.read_secret_files(credentials.as_deref())?;
+        settings.oauth2.read_secret_file(credentials.as_deref())?;
         settings.validate()?;
         Ok(settings)
     }
@@ -425,6 +616,11 @@ impl Settings {
         Ok(())
     }
 
+    /// Whether IMAP or SMTP logs in with OAuth2.
+    pub fn uses_oauth2(&self) -> bool {
+        self.imap.auth == AuthMethod::Oauth2 || self.smtp.auth == AuthMethod::Oauth2
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         for (key, host) in [("imap.host", &self.imap.host), ("smtp.host", &self.smtp.host)] {
             if host.trim().is_empty() {
@@ -439,11 +635,12 @@ impl Settings {
         if self.imap.username.is_empty() {
             bail!("key `imap.username`: expected the login name of the contact mailbox");
         }
-        if self.imap.password.expose_secret().is_empty() {
+        if self.imap.auth == AuthMethod::Password && self.imap.password.expose_secret().is_empty() {
             bail!(
-                "key `imap.password`: expected the mailbox password, or `imap.password_file` naming a file that holds it"
+                "key `imap.password`: expected the mailbox password, or `imap.password_file` naming a file that holds it (or imap.auth = \"oauth2\")"
             );
         }
+        self.validate_auth()?;
         self.from_mailbox()?;
         if !self.smtp.envelope_from.is_empty() {
             EmailAddress::parse(&self.smtp.envelope_from)
@@ -493,6 +690,29 @@ impl Settings {
             {
                 bail!("key `{key}`: expected a PEM file with a CA certificate, {} does not exist", file.display());
             }
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> anyhow::Result<()> {
+        if self.smtp.auth == AuthMethod::Oauth2 && self.smtp.username.as_deref().is_none_or(str::is_empty) {
+            bail!("key `smtp.username`: expected the mailbox to send as (smtp.auth = \"oauth2\")");
+        }
+        if !self.uses_oauth2() {
+            return Ok(());
+        }
+        let o = &self.oauth2;
+        o.endpoints()?;
+        if o.client_id.trim().is_empty() {
+            bail!("key `oauth2.client_id`: expected the app's client id (application id)");
+        }
+        if o.flow == Flow::ClientCredentials && o.client_secret.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+            bail!(
+                "key `oauth2.client_secret`: expected the app's secret, from OUTREACH_OAUTH2__CLIENT_SECRET or oauth2.client_secret_file (flow = \"client_credentials\")"
+            );
+        }
+        if o.alert_after_minutes == 0 {
+            bail!("key `oauth2.alert_after_minutes`: expected a number greater than 0");
         }
         Ok(())
     }
@@ -571,6 +791,25 @@ fn read_secret_file(key: &str, file: &Path) -> anyhow::Result<Option<SecretStrin
 /// The variable systemd sets to the folder of a service's credentials (`LoadCredential=`).
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
+impl OAuth2Settings {
+    /// Reads `client_secret_file` into `client_secret`, like the other `*_file` keys: a
+    /// relative path names a systemd credential, one that was not given (or an empty
+    /// file) gives nothing, and the validation says what is missing when it is needed.
+    fn read_secret_file(&mut self, credentials: Option<&Path>) -> anyhow::Result<()> {
+        let Some(file) = &self.client_secret_file else { return Ok(()) };
+        if self.client_secret.is_some() {
+            bail!("keys `oauth2.client_secret` and `oauth2.client_secret_file`: give one of them, not both");
+        }
+        let secret = match credentials {
+            Some(dir) if file.is_relative() && !dir.join(file).exists() => None,
+            Some(dir) if file.is_relative() => read_secret_file("oauth2.client_secret_file", &dir.join(file))?,
+            _ => read_secret_file("oauth2.client_secret_file", file)?,
+        };
+        self.client_secret = secret;
+        Ok(())
+    }
+}
+
 /// Name of the environment layer in figment's metadata.
 const ENV_SOURCE: &str = "environment variable";
 
@@ -594,7 +833,7 @@ impl EnvOverrides {
     }
 }
 
-impl Provider for EnvOverrides {
+impl FigmentProvider for EnvOverrides {
     fn metadata(&self) -> Metadata {
         Metadata::named(ENV_SOURCE).interpolater(|_: &Profile, keys: &[&str]| match keys {
             [section] if !section.starts_with("secret") => format!("{ENV_PREFIX}{}__*", section.to_ascii_uppercase()),
@@ -962,5 +1201,105 @@ from = "Netwerk <contact@example.org>"
         assert!(err.contains("imap.prot") && err.contains("OUTREACH_IMAP__PROT"), "{err}");
         let err = format!("{:#}", Settings::from_toml(MINIMAL, env(&[("OUTREACH_IMAP__", "993")])).unwrap_err());
         assert!(err.contains("OUTREACH_IMAP__") && err.contains("<SECTION>__<KEY>"), "{err}");
+    }
+    const OAUTH2: &str = r#"
+[database]
+path = "/tmp/x.db"
+[imap]
+host = "outlook.office365.com"
+port = 993
+security = "tls"
+auth = "oauth2"
+username = "contact@example.org"
+[smtp]
+host = "smtp.office365.com"
+port = 587
+security = "starttls"
+auth = "oauth2"
+username = "contact@example.org"
+from = "Netwerk <contact@example.org>"
+[oauth2]
+provider = "microsoft"
+tenant = "example.onmicrosoft.com"
+client_id = "00000000-1111-2222-3333-444444444444"
+"#;
+
+    #[test]
+    fn microsoft_fills_in_the_endpoints_and_scopes_and_the_secret_comes_from_the_environment() {
+        let secret = [("OUTREACH_OAUTH2__CLIENT_SECRET", "s3cr3t~value")];
+        let s = Settings::from_toml(OAUTH2, env(&secret)).unwrap();
+        assert!(s.uses_oauth2() && s.imap.password.expose_secret().is_empty());
+        assert_eq!(s.oauth2.client_secret.as_ref().unwrap().expose_secret(), "s3cr3t~value");
+        assert!(!format!("{s:?}").contains("s3cr3t"), "the secret never prints");
+        let e = s.oauth2.endpoints().unwrap();
+        assert_eq!(e.token_url, "https://login.microsoftonline.com/example.onmicrosoft.com/oauth2/v2.0/token");
+        assert_eq!(e.scopes, [MICROSOFT_APP_SCOPE]);
+        assert_eq!(e.device_url, None);
+        let device = env(&[("OUTREACH_OAUTH2__FLOW", "device_code")]);
+        let e = Settings::from_toml(OAUTH2, device).unwrap().oauth2.endpoints().unwrap();
+        assert_eq!(e.scopes.join(" "), MICROSOFT_USER_SCOPES);
+        assert!(e.scopes.iter().any(|s| s == "offline_access"));
+        assert_eq!(
+            e.device_url.as_deref(),
+            Some("https://login.microsoftonline.com/example.onmicrosoft.com/oauth2/v2.0/devicecode")
+        );
+        let err = |pairs: &[(&str, &str)]| format!("{:#}", Settings::from_toml(OAUTH2, env(pairs)).unwrap_err());
+        assert!(err(&[]).contains("oauth2.client_secret"), "client credentials need the secret");
+        assert!(err(&[("OUTREACH_OAUTH2__TENANT", ""), secret[0]]).contains("oauth2.tenant"));
+        assert!(err(&[("OUTREACH_OAUTH2__PROVIDER", "yahoo"), secret[0]]).contains("oauth2.provider"));
+        assert!(err(&[("OUTREACH_IMAP__AUTH", "kerberos"), secret[0]]).contains("imap.auth"));
+    }
+
+    #[test]
+    fn google_and_custom_providers_are_checked() {
+        let google = env(&[("OUTREACH_OAUTH2__PROVIDER", "google")]);
+        let err = format!("{:#}", Settings::from_toml(OAUTH2, google.clone()).unwrap_err());
+        assert!(err.contains("oauth2.flow") && err.contains("device_code"), "{err}");
+        let mut device = google;
+        device.push(("OUTREACH_OAUTH2__FLOW".into(), "device_code".into()));
+        let e = Settings::from_toml(OAUTH2, device).unwrap().oauth2.endpoints().unwrap();
+        assert_eq!(
+            (e.token_url.as_str(), e.scopes.join(" ")),
+            ("https://oauth2.googleapis.com/token", GOOGLE_SCOPE.into())
+        );
+
+        let custom = |url: &str, scope: &str| {
+            let mut v = env(&[("OUTREACH_OAUTH2__PROVIDER", "custom"), ("OUTREACH_OAUTH2__CLIENT_SECRET", "x")]);
+            if !url.is_empty() {
+                v.push(("OUTREACH_OAUTH2__TOKEN_URL".into(), url.into()));
+            }
+            if !scope.is_empty() {
+                v.push(("OUTREACH_OAUTH2__SCOPE".into(), scope.into()));
+            }
+            Settings::from_toml(OAUTH2, v).map_err(|e| format!("{e:#}"))
+        };
+        assert!(custom("", "a").unwrap_err().contains("oauth2.token_url"));
+        assert!(custom("https://idp.example/token", "").unwrap_err().contains("oauth2.scope"));
+        assert!(custom("http://idp.example/token", "a").unwrap_err().contains("https"), "no secret over plain http");
+        let s = custom("http://127.0.0.1:8089/token", "mail offline").unwrap();
+        assert_eq!(s.oauth2.endpoints().unwrap().scopes, ["mail", "offline"]);
+    }
+
+    #[test]
+    fn the_secret_comes_from_a_file_also_in_systemds_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("oauth2-secret"), "from-a-file\n").unwrap();
+        let text = format!("{OAUTH2}client_secret_file = \"oauth2-secret\"\n");
+        let creds = [("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())];
+        let s = Settings::from_toml(&text, env(&creds)).unwrap();
+        assert_eq!(s.oauth2.client_secret.unwrap().expose_secret(), "from-a-file");
+        let abs = format!("{OAUTH2}client_secret_file = \"{}\"\n", dir.path().join("oauth2-secret").display());
+        assert!(Settings::from_toml(&abs, env(&[])).is_ok());
+        let err = format!("{:#}", Settings::from_toml(&text, env(&[])).unwrap_err());
+        assert!(err.contains("oauth2.client_secret_file"), "{err}");
+        let both = env(&[creds[0], ("OUTREACH_OAUTH2__CLIENT_SECRET", "x")]);
+        assert!(format!("{:#}", Settings::from_toml(&text, both).unwrap_err()).contains("not both"));
+    }
+
+    #[test]
+    fn a_password_login_needs_the_password() {
+        let text = MINIMAL.replace("password = \"secret\"\n", "");
+        let err = format!("{:#}", Settings::from_toml(&text, env(&[])).unwrap_err());
+        assert!(err.contains("imap.password"), "{err}");
     }
 }

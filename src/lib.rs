@@ -29,6 +29,8 @@
 //! - [`store`]: SQLite (WAL), the embedded migrations and typed operations per table
 //!   group; the only module that speaks SQL.
 //! - [`templates`]: every text a person reads (handlebars), built in and overridable.
+//! - [`oauth2`]: access tokens for IMAP and SMTP (XOAUTH2): fetched, cached, renewed; the
+//!   device-code login; every known refusal as one sentence saying what to fix.
 //! - [`outbox`]: composing mail with lettre and delivering it with retries.
 //! - [`newsletter`]: subscribers (double opt-in, unsubscribe), stories, issues: rendering,
 //!   scheduling, delivery per (issue, subscriber), bounces, link tokens.
@@ -44,6 +46,7 @@ pub mod config;
 pub mod domain;
 pub mod inbox;
 pub mod newsletter;
+pub mod oauth2;
 pub mod outbox;
 pub mod store;
 pub mod telemetry;

@@ -27,6 +27,7 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("newsletter/story.txt", "newsletter/story.txt.hbs", include_str!("../templates/newsletter/story.txt.hbs")),
     ("notice/breaker.nl.txt", "notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
     ("notice/mailbox.nl.txt", "notice/mailbox.nl.txt", include_str!("../templates/notice/mailbox.nl.txt")),
+    ("notice/login.nl.txt", "notice/login.nl.txt", include_str!("../templates/notice/login.nl.txt")),
     ("notice/no_stories.nl.txt", "notice/no_stories.nl.txt", include_str!("../templates/notice/no_stories.nl.txt")),
     ("notice/proof.nl.txt", "notice/proof.nl.txt", include_str!("../templates/notice/proof.nl.txt")),
     ("notice/suspect.nl.txt", "notice/suspect.nl.txt", include_str!("../templates/notice/suspect.nl.txt")),

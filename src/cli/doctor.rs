@@ -158,7 +158,7 @@ async fn run_checks(s: &Settings, limit: Duration, checks: &mut Vec<Check>) {
             started,
         )
     }));
-    let token = oauth2_check(s);
+    let token = oauth2_check(s, limit).await;
     let token_failed = token.status == Status::Failed;
     checks.push(token);
     if token_failed {
@@ -343,20 +343,62 @@ fn database_check(path: &Path, started: Instant) -> Check {
     f.done("database", started)
 }
 
-/// OAUTH2-WIRE: the token check. In this branch IMAP and SMTP log in with a password
-/// only; after the OAuth2 work is merged, this is the one place to call
-/// `oauth2::check(...)` when `imap.auth` or `smtp.auth` is `oauth2` (fetch or refresh a
-/// token, its refusal mapped to the plain-words sentence, status Failed with that
-/// sentence as the fix), and keep the "not configured" answer below for `password`.
-fn oauth2_check(_s: &Settings) -> Check {
-    skipped("oauth2", "not configured: IMAP and SMTP log in with a password (imap.auth and smtp.auth = password)")
+/// The token check when `imap.auth` or `smtp.auth` is `oauth2`: one token fetched (or
+/// renewed with the stored login) from the provider's endpoint, its refusal in plain
+/// words; "not configured" with passwords.
+async fn oauth2_check(s: &Settings, limit: Duration) -> Check {
+    if !s.uses_oauth2() {
+        return skipped(
+            "oauth2",
+            "not configured: IMAP and SMTP log in with a password (imap.auth and smtp.auth = password)",
+        );
+    }
+    let started = Instant::now();
+    match tokio::time::timeout(limit, crate::oauth2::check(s)).await {
+        Err(_) => one(
+            "oauth2",
+            Status::Failed,
+            format!("the token endpoint did not answer within {} s", limit.as_secs()),
+            Some(
+                "Check oauth2.provider / oauth2.token_url and that this machine can reach it (proxy, firewall).".into(),
+            ),
+            started,
+        ),
+        Ok(Ok(info)) => one(
+            "oauth2",
+            Status::Ok,
+            format!(
+                "a token from {} for {} ({:?} flow), valid for {} s{}",
+                info.token_url,
+                info.scopes.join(" "),
+                info.flow,
+                info.valid_for.as_secs(),
+                if info.refresh_token_stored { "; the stored login was renewed" } else { "" }
+            ),
+            None,
+            started,
+        ),
+        Ok(Err(problem)) => {
+            one("oauth2", Status::Failed, format!("no token: {problem}"), Some(problem.to_string()), started)
+        }
+    }
 }
 
 async fn imap_checks(s: &Settings, limit: Duration, checks: &mut Vec<Check>) {
     let started = Instant::now();
     let (host, port) = (s.imap.host.clone(), s.imap.port);
-    let imap_settings = s.imap.clone();
-    let connected = bounded(limit, move || ImapSource::connect(&imap_settings)).await;
+    // With OAuth2 the login takes a token (the check above fetched one: it is cached).
+    let tokens = match crate::oauth2::Tokens::for_settings(s, crate::domain::time::Clock::system()) {
+        Ok(t) => t,
+        Err(e) => {
+            checks.push(one("imap_login", Status::Failed, format!("{e:#}"), None, started));
+            skip_rest_of_imap(checks, "needs an IMAP login");
+            return;
+        }
+    };
+    let settings = s.clone();
+    let connected =
+        bounded(limit, move || crate::app::connect_imap(&settings, tokens.as_ref()).map(|(src, _)| src)).await;
     let mut source = match connected {
         None => {
             checks.push(one(
@@ -526,8 +568,12 @@ async fn smtp_check(s: &Settings, limit: Duration) -> Check {
     let started = Instant::now();
     let smtp = &s.smtp;
     let (host, port) = (&smtp.host, smtp.port);
+    let tokens = match crate::oauth2::Tokens::for_settings(s, crate::domain::time::Clock::system()) {
+        Ok(t) => t,
+        Err(e) => return one("smtp_login", Status::Failed, format!("{e:#}"), None, started),
+    };
     let mailer = match Mailer::new(smtp) {
-        Ok(m) => m,
+        Ok(m) => m.with_tokens(tokens),
         Err(e) => {
             return one(
                 "smtp_login",

@@ -74,6 +74,9 @@ pub enum Command {
     /// The database file: an online backup, a check.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Log in to the mailbox once with a device code (oauth2.flow = "device_code"); the
+    /// login is kept in the database and renewed by itself.
+    Login,
     /// Newsletter subscribers: list, add, remove, import, export.
     #[command(subcommand)]
     Subscribers(subscribers::SubscribersCommand),
@@ -159,6 +162,7 @@ impl Cli {
             }
             Command::Inbox(cmd) => inbox::inbox(&self.settings()?, cmd),
             Command::Status { json } => status::status(&self.settings()?, *json),
+            Command::Login => login(&self.settings()?).await,
             Command::Subscribers(cmd) => subscribers::subscribers(self.settings()?, cmd).await,
             Command::Ambassadors(cmd) => stories::ambassadors(self.settings()?, cmd),
             Command::Stories(cmd) => stories::stories(self.settings()?, cmd),
@@ -177,6 +181,31 @@ fn init(path: &Path, force: bool) -> anyhow::Result<i32> {
         "Wrote an example config to {}. Fill in the [imap] and [smtp] keys, then run: outreach --config {} poll --once",
         path.display(),
         path.display()
+    );
+    Ok(0)
+}
+
+/// `outreach login`: the device-code login, told in plain Dutch (the person who logs in
+/// need not be technical).
+async fn login(settings: &Settings) -> anyhow::Result<i32> {
+    let mailbox = settings.imap.username.clone();
+    crate::oauth2::login(settings, crate::domain::time::Clock::from_env(), |p| {
+        println!("Inloggen op de contactmailbox {mailbox} voor outreach\n");
+        println!("1. Open deze pagina in een browser (op de computer of op je telefoon):\n\n       {}\n", p.url);
+        println!("2. Vul daar deze code in:\n\n       {}\n", p.code);
+        println!("3. Log in met het account van de contactmailbox en geef toestemming.\n");
+        if let Some(u) = &p.url_with_code {
+            println!("(Of open meteen deze pagina, met de code er al in: {u})\n");
+        }
+        println!(
+            "De code is {} minuten geldig. Dit venster wacht tot het inloggen gelukt is.",
+            p.expires_in.as_secs().div_ceil(60)
+        );
+    })
+    .await?;
+    println!(
+        "\nGelukt: je bent ingelogd. outreach bewaart deze aanmelding in zijn database en houdt haar zelf bij. \
+         Je hoeft dit pas opnieuw te doen als `outreach status` daarom vraagt."
     );
     Ok(0)
 }

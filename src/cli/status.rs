@@ -1,9 +1,10 @@
 //! `outreach status`.
 
 use super::local_time;
-use crate::config::Settings;
+use crate::config::{AuthMethod, Flow, Settings};
 use crate::domain::redact_addresses;
 use crate::domain::time::ts;
+use crate::store::oauth2::LoginHealth;
 use crate::store::{self, DaemonLock, Db, FaultNote};
 
 pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
@@ -42,6 +43,8 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     // A fault the running daemon lives with (a full disk): noted beside the database,
     // which may not take it.
     let fault = if running { FaultNote::read(&settings.database.path) } else { None };
+    let logins = if settings.uses_oauth2() { Some(db.store().oauth2_health()?) } else { None };
+    let stored_login = db.store().oauth2_refresh_token()?.is_some();
     if json {
         let v = serde_json::json!({
             "daemon_running": running,
@@ -56,6 +59,7 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
             "failed_recent": failed.iter().map(|(id, rcpt, e)| serde_json::json!({"id": id, "to": rcpt, "error": e})).collect::<Vec<_>>(),
             "subscribers": subscribers,
             "newsletter": issues.iter().map(|(i, c)| serde_json::json!({"issue": i.id, "status": i.status, "subject": i.subject, "deliveries": c})).collect::<Vec<_>>(),
+            "oauth2": logins.as_ref().map(|l| oauth2_json(settings, l, stored_login)),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -70,6 +74,9 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
             None if part == "web" => println!("web:      not started yet (outreach run serves the pages)"),
             None => println!("{part}:     no connection made yet"),
         }
+    }
+    if let Some(logins) = &logins {
+        print_oauth2(settings, logins, stored_login);
     }
     println!(
         "outbox:   {} queued ({} waiting for a retry{}), {} sending, {} sent, {} failed",
@@ -132,4 +139,52 @@ fn without_database(settings: &Settings, running: bool, json: bool, e: &anyhow::
         println!("database: cannot be opened now: {why}");
     }
     Ok(1)
+}
+
+/// The OAuth2 logins for `status --json`: per side whether logging in works, and when it
+/// fails, the problem's code and the sentence that says what to fix.
+fn oauth2_json(settings: &Settings, logins: &[LoginHealth], stored_login: bool) -> serde_json::Value {
+    let side = |name: &str| {
+        logins.iter().find(|h| h.side == name).map(|h| {
+            serde_json::json!({
+                "state": if h.failing_since.is_some() { "failing" } else { "ok" },
+                "problem": h.problem,
+                "message": h.detail,
+                "failing_since": h.failing_since.map(ts),
+                "last_ok": h.ok_at.map(ts),
+                "alerted_at": h.alerted_at.map(ts),
+            })
+        })
+    };
+    let o = &settings.oauth2;
+    serde_json::json!({
+        "provider": o.provider.map(|p| format!("{p:?}").to_lowercase()),
+        "flow": match o.flow { Flow::ClientCredentials => "client_credentials", Flow::DeviceCode => "device_code" },
+        "login_stored": stored_login,
+        "imap": if settings.imap.auth == AuthMethod::Oauth2 { side("imap") } else { None },
+        "smtp": if settings.smtp.auth == AuthMethod::Oauth2 { side("smtp") } else { None },
+    })
+}
+
+fn print_oauth2(settings: &Settings, logins: &[LoginHealth], stored_login: bool) {
+    for (name, auth) in [("imap", settings.imap.auth), ("smtp", settings.smtp.auth)] {
+        if auth != AuthMethod::Oauth2 {
+            continue;
+        }
+        match logins.iter().find(|h| h.side == name) {
+            Some(LoginHealth { failing_since: Some(since), detail, .. }) => println!(
+                "oauth2 {name}: FAILING since {}: {}",
+                local_time(&ts(*since)),
+                detail.as_deref().unwrap_or("")
+            ),
+            Some(h) => println!(
+                "oauth2 {name}: ok (last login {})",
+                h.ok_at.map_or_else(|| "unknown".to_string(), |t| local_time(&ts(t)))
+            ),
+            None if settings.oauth2.flow == Flow::DeviceCode && !stored_login => {
+                println!("oauth2 {name}: not logged in yet: run `outreach login`")
+            }
+            None => println!("oauth2 {name}: no login tried yet"),
+        }
+    }
 }

@@ -8,7 +8,7 @@ pub mod redact;
 pub mod state;
 pub mod time;
 
-pub use redact::redact_addresses;
+pub use redact::{redact_addresses, redact_tokens};
 
 use std::fmt;
 

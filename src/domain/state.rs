@@ -193,6 +193,8 @@ text_enum!(
         /// The watched mailbox was recreated on the server (its UIDVALIDITY changed):
         /// the coordinator is told once per change.
         NoticeMailbox = "notice_mailbox",
+        /// Logging in to the mailbox (OAuth2) has failed for too long: one notice.
+        NoticeLogin = "notice_login",
         /// An issue mailed to the coordinator for approval.
         Proof = "proof",
         /// `newsletter preview --to`.

@@ -2,6 +2,7 @@
 //! `BODY.PEEK[]`, move by UID, and IDLE. The only module that touches the `imap` crate.
 //! Blocking: it runs on its own thread.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -17,6 +18,7 @@ use rustls::{ClientConnection, StreamOwned};
 use secrecy::ExposeSecret;
 
 use crate::config::{ImapSettings, Security};
+use crate::oauth2::{AuthProblem, Bearer};
 
 /// A plain or TLS-wrapped TCP stream.
 pub enum ImapStream {
@@ -113,9 +115,20 @@ pub struct ImapSource {
 }
 
 impl ImapSource {
-    /// Connects, logs in, checks capabilities and selects the mailbox.
-    #[tracing::instrument(skip_all, fields(host = %s.host, port = s.port, security = ?s.security), err)]
+    /// Connects, logs in with the password (LOGIN), checks capabilities and selects the
+    /// mailbox.
     pub fn connect(s: &ImapSettings) -> anyhow::Result<Self> {
+        Self::open(s, None)
+    }
+
+    /// The same, logging in with an OAuth2 token (`AUTHENTICATE XOAUTH2`). A refusal is
+    /// an [`AuthProblem`] (downcast the error) that says what to fix.
+    pub fn connect_with_token(s: &ImapSettings, token: &Bearer) -> anyhow::Result<Self> {
+        Self::open(s, Some(token))
+    }
+
+    #[tracing::instrument(skip_all, fields(host = %s.host, port = s.port, security = ?s.security, xoauth2 = token.is_some()), err)]
+    fn open(s: &ImapSettings, token: Option<&Bearer>) -> anyhow::Result<Self> {
         let addr = (s.host.as_str(), s.port);
         let tcp = TcpStream::connect(addr)
             .with_context(|| format!("Failed to connect to IMAP server {}:{}", s.host, s.port))?;
@@ -155,18 +168,43 @@ impl ImapSource {
             }
         };
         let caps = client.capabilities().context("CAPABILITY failed")?;
-        if caps.has_str("LOGINDISABLED") {
-            bail!("IMAP server refuses LOGIN on this connection; use imap.security = \"starttls\" or \"tls\"");
-        }
-        let mut session = client
-            .login(&s.username, s.password.expose_secret())
-            .map_err(|(e, _)| anyhow::anyhow!("IMAP login as {} failed: {e}", s.username))?;
+        let mut session = match token {
+            None => {
+                if caps.has_str("LOGINDISABLED") {
+                    bail!("IMAP server refuses LOGIN on this connection; use imap.security = \"starttls\" or \"tls\"");
+                }
+                drop(caps);
+                client.login(&s.username, s.password.expose_secret()).map_err(|(e, _)| {
+                    let said = e.to_string();
+                    match AuthProblem::password_refused(&said) {
+                        Some(p) => anyhow::Error::new(p),
+                        None => anyhow::anyhow!("IMAP login as {} failed: {said}", s.username),
+                    }
+                })?
+            }
+            Some(token) => {
+                if !caps.has_str("AUTH=XOAUTH2") {
+                    tracing::warn!("the IMAP server does not announce AUTH=XOAUTH2; trying it anyway");
+                }
+                drop(caps);
+                let auth = XOAuth2 { response: token.xoauth2(&s.username), challenge: RefCell::new(Vec::new()) };
+                client.authenticate("XOAUTH2", &auth).map_err(|(e, _)| {
+                    let challenge = String::from_utf8_lossy(&auth.challenge.borrow()).into_owned();
+                    let said = if challenge.is_empty() { e.to_string() } else { format!("{e} {challenge}") };
+                    anyhow::Error::new(AuthProblem::token_refused_by_server(&said))
+                })?
+            }
+        };
         let caps = session.capabilities().context("CAPABILITY after login failed")?;
         let (has_move, has_idle, has_uidplus) = (caps.has_str("MOVE"), caps.has_str("IDLE"), caps.has_str("UIDPLUS"));
         drop(caps);
-        let mbox = session
-            .select(&s.mailbox)
-            .with_context(|| format!("Failed to select mailbox {:?} (imap.mailbox)", s.mailbox))?;
+        let mbox = session.select(&s.mailbox).map_err(|e| {
+            let said = e.to_string();
+            match AuthProblem::known(&said) {
+                Some(p) => anyhow::Error::new(p),
+                None => anyhow::anyhow!("Failed to select mailbox {:?} (imap.mailbox): {said}", s.mailbox),
+            }
+        })?;
         let uidvalidity = mbox.uid_validity.unwrap_or(0);
         let folders =
             session.list(None, Some("*")).context("LIST failed")?.iter().map(|n| n.name().to_string()).collect();
@@ -361,6 +399,18 @@ impl ImapSource {
 
     /// Waits in IDLE until the mailbox changes, `timeout` passes, or `interrupter` fires.
     pub fn idle(&mut self, timeout: Duration, interrupter: &Interrupter) -> anyhow::Result<()> {
+        // Mail that arrived during the pass was announced then (`* n EXISTS` in the answer
+        // to another command), not again in IDLE: look at what was kept of those answers
+        // (which also keeps that list from growing) and make another pass first.
+        let announced = self
+            .session
+            .take_all_unsolicited()
+            .filter(|r| matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(1..)))
+            .count();
+        if announced > 0 {
+            tracing::debug!(announced, "new mail was announced during the pass; another pass before IDLE");
+            return Ok(());
+        }
         interrupter.arm(self.tcp.try_clone()?);
         let res = self
             .session
@@ -377,6 +427,17 @@ impl ImapSource {
             Ok(WaitOutcome::MailboxChanged) => Ok(()),
             Err(e) => Err(e).context("IDLE failed"),
         }
+    }
+
+    /// Adds a message to `folder` (created when missing), flagged for attention.
+    pub fn append_flagged(&mut self, folder: &str, raw: &[u8]) -> anyhow::Result<()> {
+        self.ensure_folder(folder)?;
+        self.session
+            .append(folder, raw)
+            .flag(imap::types::Flag::Flagged)
+            .finish()
+            .with_context(|| format!("APPEND to {folder:?} failed"))?;
+        Ok(())
     }
 
     pub fn logout(mut self) {
@@ -418,6 +479,32 @@ impl ConnectStep {
             Self::Other
         }
     }
+}
+
+/// The XOAUTH2 exchange: the initial response first; a challenge after it is the
+/// server's error (a JSON object), kept for the message, and answered with an empty line
+/// as the mechanism asks.
+struct XOAuth2 {
+    response: String,
+    challenge: RefCell<Vec<u8>>,
+}
+
+impl imap::Authenticator for XOAuth2 {
+    type Response = Vec<u8>;
+    fn process(&self, challenge: &[u8]) -> Vec<u8> {
+        if challenge.is_empty() {
+            self.response.as_bytes().to_vec()
+        } else {
+            *self.challenge.borrow_mut() = challenge.to_vec();
+            Vec::new()
+        }
+    }
+}
+
+/// Whether an IMAP error says the session ended because its token expired (Exchange:
+/// `BYE Session invalidated - AccessTokenExpired`): log in again with a new token.
+pub fn token_expired(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("AccessTokenExpired")
 }
 
 /// Reads the greeting and upgrades with `STARTTLS` on the plain socket (RFC 3501 6.2.1).
@@ -480,6 +567,18 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_ended_for_an_expired_token_is_told_apart() {
+        let bye = anyhow::anyhow!("Bye Response: Session invalidated - AccessTokenExpired").context("IDLE failed");
+        assert!(token_expired(&bye));
+        assert!(!token_expired(&anyhow::anyhow!("Bye Response: Server shutting down.").context("IDLE failed")));
+        let auth = XOAuth2 { response: "user=a\x01auth=Bearer t\x01\x01".into(), challenge: RefCell::new(Vec::new()) };
+        use imap::Authenticator;
+        assert_eq!(auth.process(b""), b"user=a\x01auth=Bearer t\x01\x01");
+        assert_eq!(auth.process(br#"{"status":"401"}"#), b"", "the error challenge is answered empty");
+        assert_eq!(auth.challenge.borrow().as_slice(), br#"{"status":"401"}"#);
+    }
 
     #[test]
     fn uid_sets_compress_runs() {

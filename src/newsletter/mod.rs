@@ -1,7 +1,7 @@
 //! Subscribers, ambassador stories and newsletter issues.
 //!
 //! - [`Ctx`] holds what every part needs (settings, templates, the token signer, the
-//!   clock) and the links and notices they share.
+//!   clock, the OAuth2 tokens) and the links and notices they share.
 //! - [`subscribers`]: the lifecycle `pending -> active -> unsubscribed | bounced` with
 //!   the mails that go with it (confirmation, welcome, unsubscribed).
 //! - [`issues`]: the life of an issue `proof -> approved -> sending -> sent` (or
@@ -37,6 +37,7 @@ use crate::domain::EmailAddress;
 use crate::domain::ids::{IssueId, SubscriberId};
 use crate::domain::state::OutboxKind;
 use crate::domain::time::Clock;
+use crate::oauth2::Tokens;
 use crate::outbox::compose;
 use crate::store::subscribers::Subscriber;
 use crate::store::{Db, NewOutgoing, Store};
@@ -56,6 +57,8 @@ pub struct Ctx {
     pub signer: Signer,
     pub from: Mailbox,
     pub clock: Clock,
+    /// OAuth2 tokens, when IMAP or SMTP logs in with them: one cache for the process.
+    pub tokens: Option<Tokens>,
 }
 
 impl Ctx {
@@ -71,7 +74,8 @@ impl Ctx {
         };
         let renderer = Arc::new(Renderer::new(templates.clone()));
         let from = settings.from_mailbox()?;
-        Ok(Self { settings, templates, renderer, signer: Signer::new(&secret), from, clock })
+        let tokens = Tokens::for_settings(&settings, clock.clone())?;
+        Ok(Self { settings, templates, renderer, signer: Signer::new(&secret), from, clock, tokens })
     }
 
     pub fn base_url(&self) -> &str {

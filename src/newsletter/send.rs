@@ -150,7 +150,7 @@ impl Sender {
         }
         let mut smtp = ctx.settings.smtp.clone();
         smtp.pool_size = ctx.settings.newsletter.concurrency;
-        let mailer = Mailer::new(&smtp)?;
+        let mailer = Mailer::new(&smtp)?.with_tokens(ctx.tokens.clone());
         let pacer = Pacer::new(ctx.settings.newsletter.rate_per_minute);
         Ok(Self {
             ctx,

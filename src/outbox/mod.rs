@@ -29,10 +29,11 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
-use crate::config::{Security, SmtpSettings};
+use crate::config::{AuthMethod, Security, SmtpSettings};
 use crate::domain::ids::OutboxId;
 use crate::domain::time::Clock;
 use crate::domain::{EmailAddress, redact_addresses};
+use crate::oauth2::{AuthProblem, Side, Tokens};
 use crate::store::{Db, Shared};
 use journal::SentJournal;
 
@@ -51,10 +52,48 @@ pub struct Mailer {
     tls: Option<TlsParameters>,
     /// Implicit TLS (SMTPS) configuration.
     wrapper: Option<Arc<rustls::ClientConfig>>,
-    credentials: Option<Credentials>,
+    auth: SmtpAuth,
     hello: ClientId,
     pool_size: usize,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+}
+
+/// An SMTP connection and, when it logged in with a token, until when it may be reused
+/// (the token's renewal time: a server may end a session whose token expired).
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    token_until: Option<Instant>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = AsyncSmtpConnection;
+    fn deref(&self) -> &AsyncSmtpConnection {
+        &self.smtp
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AsyncSmtpConnection {
+        &mut self.smtp
+    }
+}
+
+impl Conn {
+    fn reusable(&self) -> bool {
+        !self.has_broken() && self.token_until.is_none_or(|t| Instant::now() < t)
+    }
+}
+
+/// How the SMTP side logs in (`smtp.auth`).
+enum SmtpAuth {
+    /// No AUTH (a relay that trusts us by address).
+    None,
+    Password(Credentials),
+    /// AUTH XOAUTH2 as `user`, with a token from `tokens` (given by [`Mailer::with_tokens`]).
+    OAuth2 {
+        user: String,
+        tokens: Option<Tokens>,
+    },
 }
 
 /// A step of making an SMTP connection, to say which one failed.
@@ -222,9 +261,13 @@ impl Mailer {
                 Some(b.build_rustls().context("Failed to set up TLS for SMTP")?)
             }
         };
-        let credentials = match (&s.username, &s.password) {
-            (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose_secret().to_string())),
-            _ => None,
+        let auth = match (s.auth, &s.username, &s.password) {
+            (AuthMethod::Oauth2, Some(u), _) => SmtpAuth::OAuth2 { user: u.clone(), tokens: None },
+            (AuthMethod::Oauth2, None, _) => anyhow::bail!("key `smtp.username`: expected the mailbox to send as"),
+            (AuthMethod::Password, Some(u), Some(p)) => {
+                SmtpAuth::Password(Credentials::new(u.clone(), p.expose_secret().to_string()))
+            }
+            _ => SmtpAuth::None,
         };
         let wrapper = match s.security {
             Security::Tls => Some(crate::tls::client_config(s.ca_file.as_deref())?),
@@ -237,7 +280,7 @@ impl Mailer {
             security: s.security,
             tls,
             wrapper,
-            credentials,
+            auth,
             hello: ClientId::default(),
             pool_size: s.pool_size as usize,
             idle: Mutex::new(Vec::new()),
@@ -246,12 +289,12 @@ impl Mailer {
 
     /// A new connection: TCP (no Nagle, see [`net`]), TLS (implicit, or STARTTLS which is
     /// then required), EHLO, AUTH.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+    async fn connect(&self) -> Result<Conn, String> {
         self.connect_steps().await.map_err(|(_, e)| e)
     }
 
     /// [`Mailer::connect`], saying at which step it failed.
-    async fn connect_steps(&self) -> Result<AsyncSmtpConnection, (ConnectStep, String)> {
+    async fn connect_steps(&self) -> Result<Conn, (ConnectStep, String)> {
         let smtp = |step| move |e: SmtpError| (step, error_text(&e));
         let io = |step| move |e: std::io::Error| (step, e.to_string());
         let stream = net::tcp(&self.host, self.port).await.map_err(io(ConnectStep::Reach))?;
@@ -269,10 +312,39 @@ impl Mailer {
         if let (Security::Starttls, Some(tls)) = (self.security, &self.tls) {
             conn.starttls(tls.clone(), &self.hello).await.map_err(smtp(ConnectStep::Tls))?;
         }
-        if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(smtp(ConnectStep::Login))?;
+        let token_until = match &self.auth {
+            SmtpAuth::None => None,
+            SmtpAuth::Password(c) => {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(|e| {
+                    let said = error_text(&e);
+                    (ConnectStep::Login, AuthProblem::password_refused(&said).map_or(said, |p| p.to_string()))
+                })?;
+                None
+            }
+            SmtpAuth::OAuth2 { user, tokens } => {
+                let tokens = tokens
+                    .as_ref()
+                    .ok_or((ConnectStep::Login, "smtp.auth = \"oauth2\" but no token source was set up".to_string()))?;
+                let token = tokens.bearer(Side::Smtp).await.map_err(|p| (ConnectStep::Login, p.to_string()))?;
+                let login = Credentials::new(user.clone(), token.secret().to_string());
+                if let Err(e) = conn.auth(&[Mechanism::Xoauth2], &login).await {
+                    let p = AuthProblem::token_refused_by_server(&error_text(&e));
+                    tokens.report(Side::Smtp, Err(&p)).await;
+                    return Err((ConnectStep::Login, p.to_string()));
+                }
+                tokens.report(Side::Smtp, Ok(())).await;
+                Some(token.renew_at)
+            }
+        };
+        Ok(Conn { smtp: conn, token_until })
+    }
+
+    /// Logs in with tokens from `tokens` when `smtp.auth` is `oauth2`.
+    pub fn with_tokens(mut self, tokens: Option<Tokens>) -> Self {
+        if let (SmtpAuth::OAuth2 { tokens: slot, .. }, Some(t)) = (&mut self.auth, tokens) {
+            *slot = Some(t);
         }
-        Ok(conn)
+        self
     }
 
     /// Connects, greets (EHLO), secures and logs in as a delivery would, then says QUIT:
@@ -280,28 +352,28 @@ impl Mailer {
     pub async fn probe(&self) -> Result<SmtpProbe, (ConnectStep, String)> {
         let mut conn = self.connect_steps().await?;
         let probe = SmtpProbe {
-            server: conn.server_info().name().to_string(),
-            encrypted: conn.is_encrypted(),
-            logged_in: self.credentials.is_some(),
+            server: conn.smtp.server_info().name().to_string(),
+            encrypted: conn.smtp.is_encrypted(),
+            logged_in: !matches!(self.auth, SmtpAuth::None),
         };
-        let _ = conn.quit().await;
+        let _ = conn.smtp.quit().await;
         Ok(probe)
     }
 
     /// A pooled connection when a fresh one is idle, else a new one; `true` when reused.
-    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), String> {
+    async fn checkout(&self) -> Result<(Conn, bool), String> {
         loop {
             let pooled = self.idle.lock().expect("pool lock").pop();
             match pooled {
-                Some((c, since)) if since.elapsed() < POOL_IDLE && !c.has_broken() => return Ok((c, true)),
+                Some((c, since)) if since.elapsed() < POOL_IDLE && c.reusable() => return Ok((c, true)),
                 Some((mut c, _)) => c.abort().await,
                 None => return Ok((self.connect().await?, false)),
             }
         }
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
+    fn checkin(&self, conn: Conn) {
+        if !conn.reusable() {
             return;
         }
         let mut idle = self.idle.lock().expect("pool lock");
@@ -311,7 +383,7 @@ impl Mailer {
     }
 
     /// After an error reply the session goes on (RSET) unless it broke.
-    async fn release_after_error(&self, mut conn: AsyncSmtpConnection, e: &SmtpError) {
+    async fn release_after_error(&self, mut conn: Conn, e: &SmtpError) {
         if (e.is_permanent() || e.is_transient()) && conn.command(Rset).await.is_ok() {
             self.checkin(conn);
         } else {
@@ -524,10 +596,16 @@ pub struct Outbox {
 
 impl Outbox {
     /// Opens the outbox on the database at `db_path` and settles what a crash left in flight.
-    pub async fn open(db_path: &std::path::Path, settings: SmtpSettings, clock: Clock) -> anyhow::Result<Self> {
+    /// With `smtp.auth = "oauth2"` it logs in with tokens from `tokens`.
+    pub async fn open(
+        db_path: &std::path::Path,
+        settings: SmtpSettings,
+        clock: Clock,
+        tokens: Option<Tokens>,
+    ) -> anyhow::Result<Self> {
         let db = Shared::new(Db::open(db_path)?.without_fsync_per_commit()?);
         let journal = Arc::new(SentJournal::open(db_path)?);
-        let mailer = Mailer::new(&settings)?;
+        let mailer = Mailer::new(&settings)?.with_tokens(tokens);
         let ended = journal.ids()?;
         let now = clock.now();
         let (sent, requeued) = db.run(move |db| db.recover_in_flight(&ended, now)).await?;

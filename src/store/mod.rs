@@ -19,6 +19,7 @@ pub mod deliveries;
 mod fault_note;
 mod inbox;
 pub mod issues;
+pub mod oauth2;
 mod outbox;
 pub mod person;
 mod shared;
@@ -54,6 +55,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
     ("0005_notice_mailbox", include_str!("../../migrations/0005_notice_mailbox.sql")),
+    ("0006_oauth2", include_str!("../../migrations/0006_oauth2.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.

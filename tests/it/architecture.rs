@@ -13,12 +13,13 @@ const RANKS: &[(&str, u8)] = &[
     ("config", 1),
     ("store", 1),
     ("templates", 1),
-    ("outbox", 2),
-    ("newsletter", 3),
-    ("inbox", 4),
-    ("app", 5),
-    ("web", 6),
-    ("cli", 7),
+    ("oauth2", 2),
+    ("outbox", 3),
+    ("newsletter", 4),
+    ("inbox", 5),
+    ("app", 6),
+    ("web", 7),
+    ("cli", 8),
 ];
 
 fn rank(room: &str) -> Option<u8> {

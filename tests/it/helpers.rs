@@ -182,7 +182,12 @@ pub fn reset(user: &str) {
 
 /// Raw messages in a folder (empty when the folder does not exist).
 pub fn fetch_all(user: &str, folder: &str) -> Vec<Vec<u8>> {
-    let mut s = imap(user);
+    fetch_all_on(stack().imap_port, user, folder)
+}
+
+/// [`fetch_all`] on the IMAP server at `port`.
+pub fn fetch_all_on(port: u16, user: &str, folder: &str) -> Vec<Vec<u8>> {
+    let mut s = imap_at(port, user);
     let out = match s.examine(folder) {
         Ok(mb) if mb.exists > 0 => {
             s.fetch("1:*", "BODY.PEEK[]").unwrap().iter().filter_map(|f| f.body().map(<[u8]>::to_vec)).collect()
@@ -321,18 +326,9 @@ pub struct TestApp {
 impl TestApp {
     /// Watches `user`'s INBOX and sends as that user.
     pub fn new(user: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("outreach.db");
-        let config = dir.path().join("outreach.toml");
         let st = stack();
-        let web_port = 18200 + WEB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 500;
-        std::fs::write(
-            &config,
-            format!(
-                r#"secret = "integration-test-secret-0123456789abcdef"
-[database]
-path = "{db}"
-[imap]
+        Self::with_config(&format!(
+            r#"[imap]
 host = "127.0.0.1"
 port = {imap}
 security = "none"
@@ -345,17 +341,35 @@ port = {smtp}
 security = "none"
 from = "Netwerk Met Andere Ogen <{user}>"
 retry_base = 1
+"#,
+            imap = st.imap_port,
+            smtp = st.smtp_port,
+            user = addr(user)
+        ))
+    }
+
+    /// An instance whose config is `sections` ([imap], [smtp], ...) plus what every test
+    /// instance has: the link secret, its own database, the coordinator and the web
+    /// endpoints on a port of its own.
+    pub fn with_config(sections: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outreach.db");
+        let config = dir.path().join("outreach.toml");
+        let web_port = 18200 + WEB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 500;
+        std::fs::write(
+            &config,
+            format!(
+                r#"secret = "integration-test-secret-0123456789abcdef"
+[database]
+path = "{db}"
+{sections}
 [coordinator]
 address = "coordinator@example.org"
 [web]
-listen = "127.0.0.1:{web}"
-base_url = "http://127.0.0.1:{web}"
+listen = "127.0.0.1:{web_port}"
+base_url = "http://127.0.0.1:{web_port}"
 "#,
-                web = web_port,
                 db = db.display(),
-                imap = st.imap_port,
-                smtp = st.smtp_port,
-                user = addr(user)
             ),
         )
         .unwrap();

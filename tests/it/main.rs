@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod inbox;
 mod newsletter;
+mod oauth2;
 mod ops;
 mod privacy;
 mod resilience;
