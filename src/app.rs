@@ -349,37 +349,39 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
         let mut relogin = false;
         loop {
             let woken = |_: &[crate::inbox::Filed]| wake.iter().for_each(|w| w.notify_one());
-            match process_mailbox(&mut src, &mut db, &pipeline, settings.imap.max_message_size, clock, woken) {
-                Ok(stats) => {
-                    delay = Duration::from_secs(1);
-                    disk_full.over(&db, clock);
-                    if stats.seen > 0 {
-                        tracing::info!(
-                            seen = stats.seen,
-                            filed = stats.filed,
-                            replayed = stats.replayed,
-                            replies = stats.replies_queued,
-                            moved = stats.moved,
-                            "mailbox pass"
-                        );
+            let moved =
+                match process_mailbox(&mut src, &mut db, &pipeline, settings.imap.max_message_size, clock, woken) {
+                    Ok(stats) => {
+                        delay = Duration::from_secs(1);
+                        disk_full.over(&db, clock);
+                        if stats.seen > 0 {
+                            tracing::info!(
+                                seen = stats.seen,
+                                filed = stats.filed,
+                                replayed = stats.replayed,
+                                replies = stats.replies_queued,
+                                moved = stats.moved,
+                                "mailbox pass"
+                            );
+                        }
+                        stats.moved > 0
                     }
-                }
-                Err(e) if store::Fault::of(&e) == Some(store::Fault::DiskFull) => {
-                    delay = (delay * 2).min(DISK_FULL_RETRY_MAX);
-                    disk_full.report(&db, clock, &e, delay);
-                    break;
-                }
-                Err(e) if let Some(fault) = store::Fault::of(&e) => {
-                    tracing::error!(%fault, "the store failed");
-                    record_error(&db, clock, "store", &e);
-                    return Err(e.context("the store failed; stopping so that nothing is acknowledged"));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "IMAP pass failed; reconnecting");
-                    record_error(&db, clock, "imap", &e);
-                    break;
-                }
-            }
+                    Err(e) if store::Fault::of(&e) == Some(store::Fault::DiskFull) => {
+                        delay = (delay * 2).min(DISK_FULL_RETRY_MAX);
+                        disk_full.report(&db, clock, &e, delay);
+                        break;
+                    }
+                    Err(e) if let Some(fault) = store::Fault::of(&e) => {
+                        tracing::error!(%fault, "the store failed");
+                        record_error(&db, clock, "store", &e);
+                        return Err(e.context("the store failed; stopping so that nothing is acknowledged"));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "IMAP pass failed; reconnecting");
+                        record_error(&db, clock, "imap", &e);
+                        break;
+                    }
+                };
             if stop.is_stopped() {
                 break;
             }
@@ -393,6 +395,16 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
                 break;
             }
             let wait_cap = |d: Duration| token_left.map_or(d, |left| d.min(left));
+            // Mail that arrived during the pass was announced in the answer to one of its
+            // commands (MOVE's answer is not even read for it), and IDLE waits for the next
+            // announcement only: so after a pass that moved mail, look once more first.
+            if src.mail_arrived_meanwhile() || moved {
+                tracing::debug!(
+                    moved,
+                    "looking at the mailbox again before waiting: mail may have arrived during the pass"
+                );
+                continue;
+            }
             if settings.imap.idle && src.has_idle() {
                 let _ = db.set_state("imap", "idle", clock.now());
                 if let Err(e) = src.idle(wait_cap(idle_refresh), interrupter) {

@@ -397,6 +397,19 @@ impl ImapSource {
         Ok(())
     }
 
+    /// Whether new mail was announced (`EXISTS`, `RECENT`) while we were busy: the server
+    /// says so in the answers to our other commands, and IDLE would wait for the *next*
+    /// announcement, so such mail would wait for the next one or for `idle_refresh`.
+    /// Also empties the queue of those answers (taken whole, whatever `any` stops at),
+    /// which would otherwise grow for as long as the session lives.
+    pub fn mail_arrived_meanwhile(&mut self) -> bool {
+        self.session
+            .take_all_unsolicited()
+            .filter(|r| matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(1..)))
+            .count()
+            > 0
+    }
+
     /// Waits in IDLE until the mailbox changes, `timeout` passes, or `interrupter` fires.
     pub fn idle(&mut self, timeout: Duration, interrupter: &Interrupter) -> anyhow::Result<()> {
         // Mail that arrived during the pass was announced then (`* n EXISTS` in the answer

@@ -31,6 +31,19 @@ fn wait_for(what: &str, timeout: Duration, d: &Daemon, mut f: impl FnMut() -> bo
     }
 }
 
+/// A log without its colours.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(i) = rest.find('\x1b') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        rest = rest.find('m').map_or("", |j| &rest[j + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 /// How many of `mails` answer the mail with this Message-ID (by In-Reply-To).
 fn replies_to(mails: &[ParsedMail], id: &str) -> usize {
     mails.iter().filter(|m| m.in_reply_to.iter().any(|r| r == id)).count()
@@ -648,4 +661,39 @@ fn a_full_disk_pauses_filing_says_so_and_everything_resumes_by_itself() {
         fs.files()
     );
     assert!(d.terminate().success(), "{}", d.log_text());
+}
+
+// ------------------------------------------------------------------ mail during a pass
+
+#[test]
+fn mail_arriving_during_a_pass_is_filed_at_once_not_at_the_next_idle_refresh() {
+    let _g = fresh();
+    const N: usize = 600;
+    // Three batches of 200: the pass takes long enough for mail to arrive during it.
+    let app = TestApp::new("contact")
+        .with_env("OUTREACH_AUTOREPLY__ENABLED", "false")
+        .with_env("OUTREACH_IMAP__IDLE_REFRESH", "600");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for i in (t..N).step_by(4) {
+                    let sender = format!("p{i}@during.test");
+                    let (_, raw) = question(&sender, &format!("Vraag {i} in een lange ronde"));
+                    send_raw(Some(&sender), "contact", &raw);
+                }
+            });
+        }
+    });
+    assert_eq!(crate::helpers::wait_count("contact", "INBOX", N as u32, T), N as u32);
+    let d = app.spawn();
+    assert!(app.wait_sql("SELECT COUNT(*) FROM messages", 1, T) >= 1, "{}", d.log_text());
+    // The first batch is committed; the others are being fetched, filed and moved.
+    let (m_id, m_raw) = question("marker@during.test", "Markering tijdens de ronde");
+    send_raw(Some("marker@during.test"), "contact", &m_raw);
+    let q = format!("SELECT COUNT(*) FROM messages WHERE message_id = '{m_id}'");
+    assert_eq!(app.wait_sql(&q, 1, T), 1, "the marker is filed without waiting for IDLE's refresh: {}", d.log_text());
+    let filed: i64 = app.sql("SELECT COUNT(*) FROM messages");
+    assert_eq!(filed, N as i64 + 1);
+    let log = plain(&d.log_text());
+    assert!(log.contains(&format!("mailbox pass seen={N} ")), "the marker came after the first pass had looked: {log}");
 }
