@@ -143,12 +143,25 @@ where
             handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
         })
     };
+    let desk = {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("mail-client-desk".into())
+            .spawn(move || mail_client_loop(&ctx, &stop))
+            .context("Failed to start the mail client desk thread")?;
+        tokio::task::spawn_blocking(move || {
+            handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the mail client desk thread panicked")))
+        })
+    };
     // Every part runs as a task; the first one that ends on its own (an error, a panic,
     // or a return) stops the daemon with an error, so that systemd restarts it whole
     // (deploy/outreach.service: Restart=on-failure). No part runs on silently dead.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(supervised("IMAP side", async move {
         imap.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the IMAP thread ended: {e}")))
+    }));
+    tasks.spawn(supervised("mail client desk", async move {
+        desk.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the mail client desk thread ended: {e}")))
     }));
     tasks.spawn(supervised("outbox worker", outbox.run_worker(wake.clone(), stop_rx.clone())));
     tasks.spawn(supervised("newsletter sender", sender.run_worker(wake_sender.clone(), stop_rx.clone())));
@@ -325,6 +338,64 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
                 if stop.wait(poll) {
                     break;
                 }
+            }
+        }
+        src.logout();
+        if !stop.is_stopped() && stop.wait(jitter(delay)) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The coordinator's mail client as a desk ([`crate::inbox::mailclient`]), on its own
+/// IMAP connection so that the watched mailbox stays in IDLE: a round every
+/// `desk.sync_seconds`, reconnecting with back-off; only a broken store ends it.
+fn mail_client_loop(ctx: &Ctx, stop: &StopFlag) -> anyhow::Result<()> {
+    let clock = &ctx.clock;
+    let settings = &*ctx.settings;
+    let mut db = Db::open(&settings.database.path)?;
+    let mut delay = Duration::from_secs(1);
+    while !stop.is_stopped() {
+        let mut src = match ImapSource::connect(&settings.imap) {
+            Ok(src) => src,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "mail client desk: IMAP connection failed");
+                if stop.wait(jitter(delay)) {
+                    break;
+                }
+                delay = (delay * 2).min(Duration::from_secs(300));
+                continue;
+            }
+        };
+        loop {
+            match crate::inbox::mailclient::sync(&mut src, &mut db, settings, clock) {
+                Ok(s) => {
+                    delay = Duration::from_secs(1);
+                    if s != crate::inbox::mailclient::SyncStats::default() {
+                        tracing::info!(
+                            moved = s.moved,
+                            copied = s.copied,
+                            done = s.done,
+                            recategorised = s.recategorised,
+                            answers = s.answers,
+                            "mail client desk round"
+                        );
+                    }
+                }
+                Err(e) if let Some(fault) = store::Fault::of(&e) => {
+                    tracing::error!(%fault, "the store failed");
+                    record_error(&db, clock, "store", &e);
+                    return Err(e.context("the store failed; stopping so that nothing is acknowledged"));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "mail client desk round failed; reconnecting");
+                    record_error(&db, clock, "desk", &e);
+                    break;
+                }
+            }
+            if stop.wait(Duration::from_secs(settings.desk.sync_seconds)) {
+                break;
             }
         }
         src.logout();

@@ -18,10 +18,11 @@ use super::parse::{self, ParsedMail};
 use super::triage::{self, ReplyContext, ReplyDecision};
 use crate::config::Settings;
 use crate::domain::ids::{ContactId, ConversationId, IssueId, MessageRowId, StoryId, SubscriberId};
-use crate::domain::state::{IssueStatus, MessageStatus, OutboxKind};
+use crate::domain::state::{ConversationStatus, IssueStatus, MessageStatus, OutboxKind};
 use crate::domain::{Category, EmailAddress, Language, case_reference, repeatable};
 use crate::newsletter::{self, Ctx, Subscribed, bounce};
 use crate::outbox::compose;
+use crate::store::desk::Recipients;
 use crate::store::stories::{Ambassador, NewStory};
 use crate::store::{self, ConversationRef, Db, NewMessage, NewOutgoing, Tx};
 use crate::templates::{ReplyData, Templates};
@@ -208,6 +209,7 @@ impl<'a> Pipeline<'a> {
         let decision = self.reply_decision(tx, &d, reply_addr.as_ref(), now)?;
         self.unsubscribe_by_mail(tx, &mail, &mut d, &decision, now)?;
         let row = self.record(tx, m, &mail, (key, hash), language, &d, &folder, &decision, uidvalidity, now)?;
+        self.conversation_waits(tx, &mail, &d, row, now)?;
         self.record_story(tx, &mail, &d, row, now)?;
         let replied = self.answer(tx, &mail, &d, decision, reply_addr, language, row, now)?;
         if let Some(s) = &d.suspect {
@@ -578,6 +580,34 @@ impl<'a> Pipeline<'a> {
             },
             now,
         )
+    }
+
+    /// The desk's side of a filed mail: who else it went to (an answer keeps them), and
+    /// the conversation's status: a person who writes again puts it back to `nieuw`; a
+    /// new conversation that needs nobody (automatic mail, a handled unsubscribe) starts
+    /// `afgehandeld`.
+    fn conversation_waits(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        d: &Decision,
+        row: MessageRowId,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let st = tx.store();
+        let list = |v: &[EmailAddress]| v.iter().map(|a| a.to_string()).collect();
+        st.set_recipients(row, &Recipients { to: list(&mail.to), cc: list(&mail.cc) })?;
+        let Some(c) = &d.conversation else { return Ok(()) };
+        let waits = d.category.needs_person() && !d.handled;
+        let want = match (waits, d.new_conversation) {
+            (true, _) => ConversationStatus::New,
+            (false, true) => ConversationStatus::Done,
+            (false, false) => return Ok(()),
+        };
+        if st.conversation_status(c.id)? != Some(want) {
+            st.move_conversation(c.id, want, now)?;
+        }
+        Ok(())
     }
 
     /// A story sent in by mail becomes a submitted story (consent is asked by the reply).
@@ -980,16 +1010,7 @@ impl<'a> Pipeline<'a> {
     }
 
     fn folder_for(&self, c: Category) -> String {
-        let f = &self.settings.filing;
-        match c {
-            Category::Join => f.join.clone(),
-            Category::Question | Category::Followup => f.question.clone(),
-            Category::Unsubscribe => f.unsubscribe.clone(),
-            Category::Automatic => f.automatic.clone(),
-            Category::Bounce => f.bounce.clone(),
-            Category::Review => f.review.clone(),
-            Category::Story => f.story.clone(),
-        }
+        self.settings.filing.folder_for(c).to_string()
     }
 }
 

@@ -15,6 +15,7 @@
 //! journals are readable by their owner only ([`private_file`]).
 
 pub mod deliveries;
+pub mod desk;
 mod inbox;
 pub mod issues;
 mod outbox;
@@ -50,6 +51,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
+    ("0009_desk", include_str!("../../migrations/0009_desk.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
-use super::inbox::{FILED_COLUMNS, FiledMessage, filed_from_row};
+use super::inbox::{BODY_AT, FILED_COLUMNS, FiledMessage, filed_from_row};
 use super::stories::{Ambassador, Story};
 use super::subscribers::Subscriber;
 use super::types::{Ts, time, time_opt};
@@ -351,7 +351,7 @@ impl Store<'_> {
             let q = format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1");
             messages.push(self.c.query_row(&q, [id], |r| {
                 let mut m = filed_from_row(r)?;
-                m.body = Some(r.get(19)?);
+                m.body = Some(r.get(BODY_AT)?);
                 Ok(m)
             })?);
         }

@@ -4,6 +4,7 @@
 mod architecture;
 mod consent;
 mod corpus;
+mod desk;
 mod helpers;
 mod inbox;
 mod newsletter;
