@@ -169,6 +169,7 @@ where
         "newsletter scheduler",
         newsletter::schedule::run(ctx.clone(), shared.clone(), wake_sender.clone(), wake.clone(), stop_rx.clone()),
     ));
+    tasks.spawn(supervised("desk digest", desk_digest(ctx.clone(), shared.clone(), wake.clone(), stop_rx.clone())));
     let mut web_stop = stop_rx.clone();
     tasks.spawn(supervised("web server", async move {
         match listener {
@@ -346,6 +347,32 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
         }
     }
     Ok(())
+}
+
+/// The daily digest of what waits ([`crate::inbox::desk::digest_if_due`]), looked at
+/// every second on the clock; a queued digest wakes the outbox.
+async fn desk_digest(ctx: Ctx, db: Shared, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut last_error = String::new();
+    loop {
+        let c = ctx.clone();
+        match db.run(move |db| crate::inbox::desk::digest_if_due(db, &c.settings, &c.templates, c.clock.now())).await {
+            Ok(Some(n)) => {
+                tracing::info!(waiting = n, "daily digest queued for the coordinator");
+                wake.notify_one();
+            }
+            Ok(None) => last_error.clear(),
+            // Said once, not every second: it is tried again each second.
+            Err(e) if format!("{e:#}") != last_error => {
+                last_error = format!("{e:#}");
+                tracing::warn!(error = %last_error, "the daily digest could not be made");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+    }
 }
 
 /// The coordinator's mail client as a desk ([`crate::inbox::mailclient`]), on its own

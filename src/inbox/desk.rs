@@ -238,6 +238,124 @@ impl<'a> Desk<'a> {
     }
 }
 
+/// Conversations listed in one digest (the rest are counted).
+const DIGEST_ITEMS: u32 = 50;
+/// The `daemon_state` key that holds the last digest slot dealt with.
+const DIGEST_STATE: &str = "desk.digest";
+
+/// The daily digest: at `desk.digest_time` in the schedule's time zone, one short mail
+/// to the coordinator listing what waits, the longest waiting first, with links to the
+/// desk; none when nothing waits. Each day's slot is dealt with once (a daemon that was
+/// down at the time sends it when it starts, the same day). Returns the number of
+/// conversations listed when a digest was queued.
+pub fn digest_if_due(
+    db: &mut Db,
+    settings: &Settings,
+    templates: &crate::templates::Templates,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<usize>> {
+    let Some(at) = settings.desk.digest_at()? else { return Ok(None) };
+    let tz = settings.newsletter.timezone()?;
+    let local = now.with_timezone(&tz);
+    let Some(slot) = local.date_naive().and_time(at).and_local_timezone(tz).earliest() else { return Ok(None) };
+    let slot = slot.with_timezone(&Utc);
+    if now < slot {
+        return Ok(None);
+    }
+    let slot_text = crate::domain::time::ts(slot);
+    let done = db.states()?.into_iter().any(|(k, v, _)| k == DIGEST_STATE && v >= slot_text);
+    if done {
+        return Ok(None);
+    }
+    let Some(to) = settings.coordinator.address.as_deref() else {
+        db.set_state(DIGEST_STATE, &slot_text, now)?;
+        tracing::warn!("no digest: coordinator.address is not set");
+        return Ok(None);
+    };
+    let to = EmailAddress::parse(to).map_err(|e| anyhow::anyhow!("key `coordinator.address`: {e}"))?;
+    let from = settings.from_mailbox()?;
+    db.write(|st| {
+        let waiting = st.waiting_conversations(DIGEST_ITEMS)?;
+        let total: i64 = st.waiting_counts()?.iter().map(|(_, _, n)| n).sum();
+        if waiting.is_empty() {
+            st.set_state(DIGEST_STATE, &slot_text, now)?;
+            return Ok(None);
+        }
+        #[derive(serde::Serialize)]
+        struct Item {
+            case_ref: String,
+            subject: String,
+            from: String,
+            waiting: String,
+            category: String,
+            status: String,
+            link: String,
+        }
+        #[derive(serde::Serialize)]
+        struct Data {
+            one: bool,
+            count: i64,
+            items: Vec<Item>,
+            more: i64,
+            desk: String,
+            time: String,
+        }
+        let base = settings.base_url();
+        let items: Vec<Item> = waiting
+            .iter()
+            .map(|c| Item {
+                case_ref: c.case_reference.clone(),
+                subject: crate::domain::repeatable(&c.subject, 100),
+                from: crate::domain::repeatable(c.contact_name.as_deref().or(c.contact.as_deref()).unwrap_or("?"), 60),
+                waiting: c
+                    .waiting_since
+                    .unwrap_or(c.updated_at)
+                    .with_timezone(&tz)
+                    .format("%d-%m-%Y %H:%M")
+                    .to_string(),
+                category: category_nl(c.category).to_string(),
+                status: c.status.to_string(),
+                link: format!("{base}/desk/gesprekken/{}", c.id),
+            })
+            .collect();
+        let data = Data {
+            one: total == 1,
+            count: total,
+            more: (total - items.len() as i64).max(0),
+            items,
+            desk: format!("{base}/desk"),
+            time: at.format("%H:%M").to_string(),
+        };
+        let body = templates.render("notice/digest.nl.txt", &data)?;
+        let subject = if total == 1 {
+            "outreach: 1 gesprek wacht".to_string()
+        } else {
+            format!("outreach: {total} gesprekken wachten")
+        };
+        let message_id = compose::new_message_id(&from);
+        let raw = compose::notice(&from, &to, &subject, &message_id, body, SystemTime::from(now))?;
+        st.enqueue(
+            &NewOutgoing::new(OutboxKind::Digest, message_id, from.email.to_string(), to.to_string(), raw),
+            now,
+        )?;
+        st.set_state(DIGEST_STATE, &slot_text, now)?;
+        Ok(Some(data.count as usize))
+    })
+}
+
+/// A category as the coordinator reads it.
+pub fn category_nl(c: Category) -> &'static str {
+    match c {
+        Category::Join => "aanmelding",
+        Category::Question | Category::Followup => "vraag",
+        Category::Unsubscribe => "afmelding",
+        Category::Automatic => "automatische mail",
+        Category::Bounce => "onbestelbaar",
+        Category::Review => "te beoordelen",
+        Category::Story => "verhaal",
+    }
+}
+
 /// Where an answer goes: the Reply-To the person gave, else From.
 fn answer_address(m: &FiledMessage) -> Option<EmailAddress> {
     m.reply_to.as_deref().or(m.from.as_deref()).and_then(|a| EmailAddress::parse(a).ok())

@@ -169,12 +169,7 @@ impl Db {
     /// Records a daemon state value for `outreach status`; an address in it keeps only
     /// its domain (an IMAP error names the login).
     pub fn set_state(&self, key: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.conn.execute(
-            "INSERT INTO daemon_state(key, value, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            params![key, redact_addresses(value), Ts(now)],
-        )?;
-        Ok(())
+        self.store().set_state(key, value, now)
     }
 
     /// After an erasure: moves everything out of the WAL into the file and empties the
@@ -216,6 +211,18 @@ impl Db {
             "INSERT INTO mailbox_state(mailbox, uidvalidity, highest_uid) VALUES (?1, ?2, ?3)
              ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, highest_uid = excluded.highest_uid",
             params![mailbox, uidvalidity, highest_uid],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store<'_> {
+    /// Records a daemon state value (see [`Db::set_state`]).
+    pub fn set_state(&self, key: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.c.execute(
+            "INSERT INTO daemon_state(key, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![key, redact_addresses(value), Ts(now)],
         )?;
         Ok(())
     }

@@ -265,3 +265,50 @@ fn moves_and_answers_in_the_coordinators_mail_client_are_actions() {
     assert_eq!(answers, 2, "one from the mail client, one from the CLI; our copy is not a third");
     daemon.terminate();
 }
+
+#[test]
+fn the_daily_digest_lists_what_waits_at_its_time_and_none_goes_when_nothing_waits() {
+    use chrono::{TimeZone, Utc};
+    let _g = fresh();
+    let app = desk_app().with_env("OUTREACH_DESK__DIGEST_TIME", "08:00");
+    // 07:00 in Amsterdam: before the digest's time.
+    app.set_clock(Utc.with_ymd_and_hms(2026, 12, 2, 6, 0, 0).unwrap());
+    let mut daemon = app.spawn_ready();
+    let (_, raw) = mail(
+        "alice@example.org",
+        "Vraag voor de digest",
+        "Hallo,\n\nWie kan mij helpen met een vraag over ouders?\n\nAlice",
+        &[],
+    );
+    send_raw(Some(&addr("alice")), "contact", &raw);
+    let id = filed(&app, "Vraag voor de digest")["id"].as_i64().unwrap();
+    wait_delivered_marker(&app);
+    assert!(crate::helpers::with_subject("coordinator", "gesprek").is_empty(), "no digest before its time");
+
+    // 08:01 in Amsterdam: one digest with the waiting conversation and a link to it.
+    app.set_clock(Utc.with_ymd_and_hms(2026, 12, 2, 7, 1, 0).unwrap());
+    let got = wait_subject("coordinator", "1 gesprek wacht", 1, T);
+    assert_eq!(got.len(), 1, "the digest arrives at its time");
+    let conv = show(&app, id)["conversation_id"].as_i64().unwrap();
+    assert!(got[0].text.contains("Vraag voor de digest"), "{}", got[0].text);
+    assert!(got[0].text.contains(&format!("{}/desk/gesprekken/{conv}", app.web)), "{}", got[0].text);
+    assert_eq!(got[0].header("auto-submitted"), Some("auto-generated"));
+
+    // The next day nothing waits: the slot passes without a digest.
+    app.ok(&["inbox", "done", &id.to_string()]);
+    app.set_clock(Utc.with_ymd_and_hms(2026, 12, 3, 7, 1, 0).unwrap());
+    app.wait_sql(
+        "SELECT COUNT(*) FROM daemon_state WHERE key = 'desk.digest' AND value >= '2026-12-03T07:00:00Z'",
+        1,
+        T,
+    );
+    crate::helpers::wait_delivered();
+    assert_eq!(crate::helpers::with_subject("coordinator", "outreach: ").len(), 1, "no digest when nothing waits");
+    daemon.terminate();
+}
+
+/// Waits until everything the daemon queued so far went out and Postfix delivered it.
+fn wait_delivered_marker(app: &TestApp) {
+    app.wait_sql("SELECT COUNT(*) FROM outbox WHERE status IN ('queued', 'sending')", 0, T);
+    crate::helpers::wait_delivered();
+}
