@@ -63,6 +63,11 @@ struct Decision {
     suspect: Option<Suspect>,
     /// What a person's mail asks for, read once (None for automatic mail).
     intent: Option<triage::Intent>,
+    /// From the network's own team (our addresses, the coordinator, a desk user) in a
+    /// known conversation: their answer, sent from their own mail client with us in
+    /// Cc/Bcc. `true` when our receiving server authenticated the sender (it then counts
+    /// as an answer), `false` when only the From header says so (filed, nothing done).
+    team_answer: Option<bool>,
 }
 
 /// A mail that looked like an answer that acts (a proof answer, consent to publish).
@@ -96,6 +101,7 @@ impl Decision {
             to_domain_last_hour: 0,
             suspect: None,
             intent: None,
+            team_answer: None,
         }
     }
 
@@ -306,6 +312,23 @@ impl<'a> Pipeline<'a> {
             ids.drain(..ids.len() - MAX_REFERENCES);
         }
         let by_ids = tx.conversation_by_message_ids(&ids)?;
+        if let Some(conv) = by_ids.clone().filter(|_| self.from_team(mail)) {
+            let authenticated =
+                self.settings.trust.authserv_id.as_deref().is_some_and(|id| auth::dmarc(mail, id) == Dmarc::Pass);
+            let reason = if authenticated {
+                "answer: sent by the team from their own mail client (Cc/Bcc to us), authenticated".to_string()
+            } else {
+                "followup: looks like the team's answer from their own mail client, but the sender is not \
+                 authenticated (trust.authserv_id): filed, the conversation is left as it is"
+                    .to_string()
+            };
+            let category = if conv.category == Category::Story { Category::Story } else { Category::Followup };
+            let mut d = Decision::new(category, reason, Some(conv));
+            d.handled = true;
+            d.no_reply = Some("not answered: sent by the team".into());
+            d.team_answer = Some(authenticated);
+            return Ok(d);
+        }
         if let Some((cat, rule)) = triage::detect_automatic(mail, &self.own) {
             let mut reason = format!("{}: {rule}", cat.as_str());
             // Only delivery reports count as bounces; an out-of-office sent to the bounce
@@ -598,6 +621,20 @@ impl<'a> Pipeline<'a> {
         let list = |v: &[EmailAddress]| v.iter().map(|a| a.to_string()).collect();
         st.set_recipients(row, &Recipients { to: list(&mail.to), cc: list(&mail.cc) })?;
         let Some(c) = &d.conversation else { return Ok(()) };
+        match d.team_answer {
+            Some(true) => {
+                let c = st.conversation_of(row)?.unwrap_or(c.id);
+                let mid = mail.message_id.clone().unwrap_or_else(|| format!("row-{row}"));
+                if st.record_client_answer(c, triage::own_words(&mail.text).trim(), &mid, now)?
+                    && st.conversation_status(c)? != Some(ConversationStatus::Open)
+                {
+                    st.move_conversation(c, ConversationStatus::Open, now)?;
+                }
+                return Ok(());
+            }
+            Some(false) => return Ok(()),
+            None => {}
+        }
         let waits = d.category.needs_person() && !d.handled;
         let want = match (waits, d.new_conversation) {
             (true, _) => ConversationStatus::New,
@@ -668,6 +705,22 @@ impl<'a> Pipeline<'a> {
             }
             ReplyDecision::NoReply(_) => Ok(false),
         }
+    }
+
+    /// Whether the From address is the team's: one of ours, the coordinator's, or a desk
+    /// user's (a claim until [`auth::dmarc`] says otherwise).
+    fn from_team(&self, mail: &ParsedMail) -> bool {
+        let Some(from) = &mail.from else { return false };
+        let n = from.normalized();
+        self.own.iter().any(|o| o.normalized() == n)
+            || self
+                .settings
+                .coordinator
+                .address
+                .as_deref()
+                .and_then(|a| EmailAddress::parse(a).ok())
+                .is_some_and(|a| a.normalized() == n)
+            || self.settings.desk.users.iter().filter_map(|a| EmailAddress::parse(a).ok()).any(|a| a.normalized() == n)
     }
 
     fn is_ours(&self, a: &EmailAddress) -> bool {

@@ -312,3 +312,55 @@ fn wait_delivered_marker(app: &TestApp) {
     app.wait_sql("SELECT COUNT(*) FROM outbox WHERE status IN ('queued', 'sending')", 0, T);
     crate::helpers::wait_delivered();
 }
+
+#[test]
+fn the_coordinators_answer_with_us_in_cc_joins_its_conversation_only_when_authenticated() {
+    let _g = fresh();
+    let app = desk_app().with_env("OUTREACH_TRUST__AUTHSERV_ID", "mx.example.org");
+    let mut daemon = app.spawn_ready();
+    let (mid, raw) = mail(
+        "alice@example.org",
+        "Vraag met cc",
+        "Hallo,\n\nKunnen jullie mij bellen over een ouderavond?\n\nAlice",
+        &[],
+    );
+    send_raw(Some(&addr("alice")), "contact", &raw);
+    let id = filed(&app, "Vraag met cc")["id"].as_i64().unwrap();
+
+    // Only the From header says it is the coordinator: filed, nothing changes.
+    let (_, forged) = mail(
+        "coordinator@example.org",
+        "Re: Vraag met cc",
+        "Beste Alice, ik bel je morgen.",
+        &[&format!("In-Reply-To: <{mid}>"), "Cc: contact@example.org"],
+    );
+    send_raw(Some(&addr("coordinator")), "contact", &forged);
+    wait_until("the unauthenticated one is filed", || {
+        show(&app, id)["conversation"]["messages"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(conversation_status(&app, id), "nieuw", "a claim changes nothing");
+    assert!(events(&app, id).is_empty());
+
+    // Authenticated by our receiving server: the coordinator's answer.
+    let (answer_id, real) = mail(
+        "coordinator@example.org",
+        "Re: Vraag met cc",
+        "Beste Alice, ik bel je vrijdag om tien uur.\n\nOp 1 dec schreef Alice:\n> Kunnen jullie mij bellen?",
+        &[
+            "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.org; dmarc=pass header.from=example.org",
+            &format!("In-Reply-To: <{mid}>"),
+            "Cc: contact@example.org",
+        ],
+    );
+    send_raw(Some(&addr("coordinator")), "contact", &real);
+    wait_until("the answer joins", || conversation_status(&app, id) == "in behandeling");
+    let view = show(&app, id);
+    let ev = &view["conversation"]["events"][0];
+    assert_eq!((ev["kind"].as_str(), ev["actor"].as_str()), (Some("answer"), Some("mail client")));
+    assert_eq!(ev["body"].as_str().map(str::trim), Some("Beste Alice, ik bel je vrijdag om tien uur."));
+    let replies: i64 = app.sql(&format!(
+        "SELECT COUNT(*) FROM outbox o JOIN messages m ON m.id = o.reply_to_msg WHERE m.message_id = '{answer_id}'"
+    ));
+    assert_eq!(replies, 0, "the team's own mail gets no auto-reply");
+    daemon.terminate();
+}
