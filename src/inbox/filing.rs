@@ -312,7 +312,7 @@ impl<'a> Pipeline<'a> {
             ids.drain(..ids.len() - MAX_REFERENCES);
         }
         let by_ids = tx.conversation_by_message_ids(&ids)?;
-        if let Some(conv) = by_ids.clone().filter(|_| self.from_team(mail)) {
+        if let Some(conv) = by_ids.clone().filter(|_| self.sent_by_team(mail)) {
             let authenticated =
                 self.settings.trust.authserv_id.as_deref().is_some_and(|id| auth::dmarc(mail, id) == Dmarc::Pass);
             let reason = if authenticated {
@@ -709,7 +709,7 @@ impl<'a> Pipeline<'a> {
 
     /// Whether the From address is the team's: one of ours, the coordinator's, or a desk
     /// user's (a claim until [`auth::dmarc`] says otherwise).
-    fn from_team(&self, mail: &ParsedMail) -> bool {
+    fn sent_by_team(&self, mail: &ParsedMail) -> bool {
         let Some(from) = &mail.from else { return false };
         let n = from.normalized();
         self.own.iter().any(|o| o.normalized() == n)
