@@ -413,6 +413,17 @@ async fn view(
     show(&st, &page, &id, StatusCode::OK, Shown { flash, ..Default::default() }).await
 }
 
+/// What is wrong with a written text (an answer, a note): empty (`empty_key`) or too long.
+fn text_error(st: &AppState, page: &DeskPage, body: &str, empty_key: &str) -> Option<String> {
+    if body.trim().is_empty() {
+        Some(page.text(st, empty_key))
+    } else if body.len() > MAX_ANSWER_BYTES {
+        Some(page.text(st, "answer_too_long"))
+    } else {
+        None
+    }
+}
+
 #[derive(Deserialize)]
 struct AnswerForm {
     #[serde(default)]
@@ -433,29 +444,30 @@ enum Outcome {
     Refused(String),
 }
 
-/// Runs a desk action on conversation `id` with the message it needs (the latest one
-/// from the person); an error of the action itself is shown on the page.
-async fn act(
-    st: &AppState,
-    id: ConversationId,
-    f: impl FnOnce(&Desk<'_>, &mut crate::store::Db, &ConversationView, DateTime<Utc>) -> anyhow::Result<Outcome>
-    + Send
-    + 'static,
-) -> anyhow::Result<Outcome> {
+/// The signature of an action: the desk, the store, the conversation as it is now, who
+/// acts, and when.
+type Action = dyn FnOnce(&Desk<'_>, &mut crate::store::Db, &ConversationView, &str, DateTime<Utc>) -> anyhow::Result<Outcome>
+    + Send;
+
+/// Runs a desk action on conversation `id` (as the logged-in user), then goes on as
+/// [`after`] says; an error of the action itself is shown on the page.
+async fn perform(st: &AppState, page: &DeskPage, id: &str, flash: &str, shown: Shown, f: Box<Action>) -> Response {
+    let Some(c) = parse_id(id) else { return not_found(st, page) };
     let ctx = st.ctx.clone();
+    let who = page.email().to_string();
     let r = st
         .db
         .run(move |db| {
-            let Some(v) = db.store().conversation_view(id)? else { return Ok(Outcome::Missing) };
+            let Some(v) = db.store().conversation_view(c)? else { return Ok(Outcome::Missing) };
             if v.messages.is_empty() {
                 return Ok(Outcome::Missing);
             }
             let desk = Desk::new(&ctx.settings);
-            Ok(f(&desk, db, &v, ctx.clock.now()).unwrap_or_else(|e| Outcome::Refused(format!("{e:#}"))))
+            Ok(f(&desk, db, &v, &who, ctx.clock.now()).unwrap_or_else(|e| Outcome::Refused(format!("{e:#}"))))
         })
         .await;
     st.wake_outbox.notify_one();
-    r
+    after(st, page, id, r, flash, shown).await
 }
 
 /// The message an action names: the person's latest.
@@ -489,33 +501,23 @@ async fn after(
 }
 
 async fn answer(State(st): State<AppState>, Path(id): Path<String>, action: DeskAction<AnswerForm>) -> Response {
-    let DeskAction { page, form } = action;
-    let Some(c) = parse_id(&id) else { return not_found(&st, &page) };
-    let f = form;
+    let DeskAction { page, form: f } = action;
     let close = f.sluit.is_some();
     let body = f.body.replace("\r\n", "\n");
-    let error = if body.trim().is_empty() {
-        Some(page.text(&st, "answer_empty"))
-    } else if body.len() > MAX_ANSWER_BYTES {
-        Some(page.text(&st, "answer_too_long"))
-    } else {
-        None
-    };
+    let error = text_error(&st, &page, &body, "answer_empty");
     let shown = Shown { answer: FormState { value: body.clone(), error: error.clone() }, close, ..Default::default() };
     if error.is_some() {
         return show(&st, &page, &id, StatusCode::UNPROCESSABLE_ENTITY, shown).await;
     }
-    let who = page.email().to_string();
     let seen = (f.gezien_event, f.gezien_bericht);
-    let r = act(&st, c, move |desk, db, v, now| {
+    let flash = if close { "antwoord_sluit" } else { "antwoord" };
+    let act = move |desk: &Desk<'_>, db: &mut crate::store::Db, v: &ConversationView, who: &str, now| {
         if latest(v) != seen {
             return Ok(Outcome::Conflict(seen.0, seen.1));
         }
-        let a = desk.reply(db, latest_message(v), &body, close, &who, now)?;
-        Ok(Outcome::Done(a.conversation))
-    })
-    .await;
-    after(&st, &page, &id, r, if close { "antwoord_sluit" } else { "antwoord" }, shown).await
+        Ok(Outcome::Done(desk.reply(db, latest_message(v), &body, close, who, now)?.conversation))
+    };
+    perform(&st, &page, &id, flash, shown, Box::new(act)).await
 }
 
 #[derive(Deserialize)]
@@ -526,24 +528,16 @@ struct NoteForm {
 
 async fn note(State(st): State<AppState>, Path(id): Path<String>, action: DeskAction<NoteForm>) -> Response {
     let DeskAction { page, form } = action;
-    let Some(c) = parse_id(&id) else { return not_found(&st, &page) };
     let body = form.body.replace("\r\n", "\n");
-    let error = if body.trim().is_empty() {
-        Some(page.text(&st, "note_empty"))
-    } else if body.len() > MAX_ANSWER_BYTES {
-        Some(page.text(&st, "answer_too_long"))
-    } else {
-        None
-    };
+    let error = text_error(&st, &page, &body, "note_empty");
     let shown = Shown { note: FormState { value: body.clone(), error: error.clone() }, ..Default::default() };
     if error.is_some() {
         return show(&st, &page, &id, StatusCode::UNPROCESSABLE_ENTITY, shown).await;
     }
-    let who = page.email().to_string();
-    let r =
-        act(&st, c, move |desk, db, v, now| Ok(Outcome::Done(desk.note(db, latest_message(v), &body, &who, now)?.id)))
-            .await;
-    after(&st, &page, &id, r, "notitie", shown).await
+    let act = move |desk: &Desk<'_>, db: &mut crate::store::Db, v: &ConversationView, who: &str, now| {
+        Ok(Outcome::Done(desk.note(db, latest_message(v), &body, who, now)?.id))
+    };
+    perform(&st, &page, &id, "notitie", shown, Box::new(act)).await
 }
 
 async fn done(State(st): State<AppState>, Path(id): Path<String>, action: DeskAction<super::Nothing>) -> Response {
@@ -555,15 +549,13 @@ async fn reopen(State(st): State<AppState>, Path(id): Path<String>, action: Desk
 }
 
 async fn set_status(st: AppState, id: String, page: DeskPage, done: bool) -> Response {
-    let Some(c) = parse_id(&id) else { return not_found(&st, &page) };
-    let who = page.email().to_string();
-    let r = act(&st, c, move |desk, db, v, now| {
+    let act = move |desk: &Desk<'_>, db: &mut crate::store::Db, v: &ConversationView, who: &str, now| {
         let m = latest_message(v);
-        let s = if done { desk.done(db, m, &who, now)? } else { desk.reopen(db, m, &who, now)? };
+        let s = if done { desk.done(db, m, who, now)? } else { desk.reopen(db, m, who, now)? };
         Ok(Outcome::Done(s.id))
-    })
-    .await;
-    after(&st, &page, &id, r, if done { "afgehandeld" } else { "heropend" }, Shown::default()).await
+    };
+    let flash = if done { "afgehandeld" } else { "heropend" };
+    perform(&st, &page, &id, flash, Shown::default(), Box::new(act)).await
 }
 
 #[derive(Deserialize)]
@@ -574,7 +566,6 @@ struct MoveForm {
 
 async fn move_to(State(st): State<AppState>, Path(id): Path<String>, action: DeskAction<MoveForm>) -> Response {
     let DeskAction { page, form } = action;
-    let Some(c) = parse_id(&id) else { return not_found(&st, &page) };
     let Some(category) = Category::parse(&form.categorie) else {
         let error = page.text(&st, "move_unknown");
         return show(
@@ -586,12 +577,10 @@ async fn move_to(State(st): State<AppState>, Path(id): Path<String>, action: Des
         )
         .await;
     };
-    let who = page.email().to_string();
-    let r = act(&st, c, move |desk, db, v, now| {
-        Ok(Outcome::Done(desk.move_to(db, latest_message(v), category, &who, now)?.id))
-    })
-    .await;
-    after(&st, &page, &id, r, "verplaatst", Shown::default()).await
+    let act = move |desk: &Desk<'_>, db: &mut crate::store::Db, v: &ConversationView, who: &str, now| {
+        Ok(Outcome::Done(desk.move_to(db, latest_message(v), category, who, now)?.id))
+    };
+    perform(&st, &page, &id, "verplaatst", Shown::default(), Box::new(act)).await
 }
 
 #[derive(Deserialize)]
@@ -631,13 +620,11 @@ async fn merge(State(st): State<AppState>, Path(id): Path<String>, action: DeskA
         Ok(_) => return show(&st, &page, &id, StatusCode::UNPROCESSABLE_ENTITY, field_error("merge_missing")).await,
         Err(e) => return super::failed(&page, &st, e),
     };
-    let who = page.email().to_string();
-    let r = act(&st, c, move |desk, db, v, now| {
-        Ok(Outcome::Done(desk.merge(db, latest_message(v), target, &who, now)?.id))
-    })
-    .await;
+    let act = move |desk: &Desk<'_>, db: &mut crate::store::Db, v: &ConversationView, who: &str, now| {
+        Ok(Outcome::Done(desk.merge(db, latest_message(v), target, who, now)?.id))
+    };
     let shown = Shown { merge: FormState { value, error: None }, ..Default::default() };
-    after(&st, &page, &id, r, "samengevoegd", shown).await
+    perform(&st, &page, &id, "samengevoegd", shown, Box::new(act)).await
 }
 
 #[cfg(test)]
