@@ -177,3 +177,36 @@ fn desk_pages_need_a_session_and_every_post_its_token() {
     assert_eq!(queued, 0);
     daemon.terminate();
 }
+
+/// The response head of a GET (status line and headers), read raw.
+fn head(url: &str) -> String {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_once("\r\n\r\n").map_or(resp.clone(), |(h, _)| h.to_string())
+}
+
+/// Behind https (`web.base_url`), every desk cookie is `Secure` too; desk pages have
+/// their own CSP (no inline style) and are never cached.
+#[test]
+fn desk_cookies_are_secure_behind_https_and_pages_strict() {
+    let _g = crate::helpers::serial();
+    let app = desk_app().with_env("OUTREACH_WEB__BASE_URL", "https://balie.example.org");
+    let mut daemon = app.spawn_ready();
+    app.wait_web();
+    let h = head(&format!("{}/desk/login", app.web)).to_ascii_lowercase();
+    let cookie = h.lines().find(|l| l.starts_with("set-cookie: desk_csrf=")).unwrap_or_else(|| panic!("{h}"));
+    for part in ["httponly", "samesite=strict", "path=/desk", "secure"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    let csp = h.lines().find(|l| l.starts_with("content-security-policy:")).unwrap();
+    assert!(csp.contains("style-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("script"), "{csp}");
+    assert!(h.contains("cache-control: no-store"), "{h}");
+    assert!(h.contains("strict-transport-security"), "{h}");
+    daemon.terminate();
+}
