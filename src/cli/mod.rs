@@ -75,6 +75,19 @@ pub enum Command {
     /// One person's data: export all of it, or erase it.
     #[command(subcommand)]
     Person(person::PersonCommand),
+    /// The web desk (`/desk`): its users' passwords.
+    #[command(subcommand)]
+    Desk(DeskCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeskCommand {
+    /// Set a desk user's password (read from standard input, one line). Logging in by a
+    /// mailed link keeps working; the user's open sessions end.
+    SetPassword {
+        /// An address in `desk.users`.
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +211,13 @@ impl Cli {
             Command::Stories(cmd) => stories::stories(self.settings()?, cmd),
             Command::Newsletter(cmd) => newsletter::newsletter(self.settings()?, cmd).await,
             Command::Person(cmd) => person::person(self.settings()?, cmd),
+            Command::Desk(DeskCommand::SetPassword { email }) => {
+                let mut password = String::new();
+                std::io::stdin().read_line(&mut password).context("Failed to read the password from standard input")?;
+                crate::web::desk::set_password(&self.settings()?, email, &password)?;
+                eprintln!("The password of {email} is set; their open sessions have ended.");
+                Ok(0)
+            }
         }
     }
 }

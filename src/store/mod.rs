@@ -2,7 +2,8 @@
 //! (a test, `tests/it/architecture.rs`, fails the build otherwise).
 //!
 //! Operations are typed: they take and return the domain's ids, states and times. One
-//! file per table group: [`inbox`] (messages, contacts, conversations), [`outbox`],
+//! file per table group: [`inbox`] (messages, contacts, conversations), [`desk`] (the
+//! coordinator's actions), [`desk_web`] (desk logins and sessions), [`outbox`],
 //! [`subscribers`], [`stories`] (and ambassadors), [`issues`], [`deliveries`]; [`person`]
 //! reads and erases one person across all of them; [`types`] says how each domain type
 //! is kept in a column.
@@ -16,6 +17,7 @@
 
 pub mod deliveries;
 pub mod desk;
+pub mod desk_web;
 mod inbox;
 pub mod issues;
 mod outbox;
@@ -52,6 +54,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
     ("0009_desk", include_str!("../../migrations/0009_desk.sql")),
+    ("0010_desk_web", include_str!("../../migrations/0010_desk_web.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.

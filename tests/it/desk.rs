@@ -20,7 +20,7 @@ fn desk_app() -> TestApp {
 
 /// Sends `raw` to the contact address and waits until the daemon filed it; returns
 /// the filed row.
-fn filed(app: &TestApp, subject: &str) -> Value {
+pub(crate) fn filed(app: &TestApp, subject: &str) -> Value {
     let mut row = None;
     wait_until(&format!("{subject:?} filed"), || {
         row = app.list(&["--search", subject]).into_iter().find(|r| r["subject"] == subject);

@@ -11,3 +11,4 @@ mod newsletter;
 mod privacy;
 mod resilience;
 mod trust;
+mod webdesk;
