@@ -179,6 +179,14 @@ impl Store<'_> {
         Ok(Some(id))
     }
 
+    /// Rewrites the search index without what was deleted from it: FTS5 keeps a deleted
+    /// row's words in its index until its segments are merged, and an erasure or the
+    /// retention rule must leave no trace (the freed pages are zeroed: `secure_delete`).
+    pub fn optimize_search_index(&self) -> anyhow::Result<()> {
+        self.c.execute("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')", [])?;
+        Ok(())
+    }
+
     /// Whether a filed message with this id exists.
     pub fn message_exists(&self, id: MessageRowId) -> anyhow::Result<bool> {
         Ok(self.c.query_row("SELECT EXISTS(SELECT 1 FROM messages WHERE id = ?1)", [id], |r| r.get(0))?)

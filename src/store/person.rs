@@ -148,10 +148,14 @@ pub enum Place {
     StoryConsent,
     IssueApprovedBy,
     IssueNote,
+    MessageTo,
+    MessageCc,
+    DeskEventBody,
+    DeskEventDetail,
 }
 
 impl Place {
-    pub const ALL: [Place; 17] = [
+    pub const ALL: [Place; 21] = [
         Place::MessageSubject,
         Place::MessageBody,
         Place::MessageFromName,
@@ -169,6 +173,10 @@ impl Place {
         Place::StoryConsent,
         Place::IssueApprovedBy,
         Place::IssueNote,
+        Place::MessageTo,
+        Place::MessageCc,
+        Place::DeskEventBody,
+        Place::DeskEventDetail,
     ];
 
     /// `(table, key column, text column)`.
@@ -191,6 +199,10 @@ impl Place {
             Place::StoryConsent => ("stories", "id", "consent_source"),
             Place::IssueApprovedBy => ("issues", "id", "approved_by"),
             Place::IssueNote => ("issues", "id", "note"),
+            Place::MessageTo => ("messages", "id", "to_addrs"),
+            Place::MessageCc => ("messages", "id", "cc_addrs"),
+            Place::DeskEventBody => ("desk_events", "id", "body"),
+            Place::DeskEventDetail => ("desk_events", "id", "detail"),
         }
     }
 }
