@@ -53,8 +53,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
-    ("0009_desk", include_str!("../../migrations/0009_desk.sql")),
-    ("0010_desk_web", include_str!("../../migrations/0010_desk_web.sql")),
+    ("0007_desk", include_str!("../../migrations/0007_desk.sql")),
+    ("0008_desk_web", include_str!("../../migrations/0008_desk_web.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.

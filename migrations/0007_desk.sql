@@ -63,7 +63,7 @@ END;
 
 CREATE TABLE outbox_new (
     id              INTEGER PRIMARY KEY,
-    kind            TEXT NOT NULL CHECK (kind IN ('auto_reply', 'notice_breaker', 'notice_no_stories', 'notice_suspect', 'proof', 'preview', 'confirm', 'welcome', 'unsubscribed', 'answer', 'digest', 'desk_login')),
+    kind            TEXT NOT NULL CHECK (kind IN ('auto_reply', 'notice_breaker', 'notice_no_stories', 'notice_suspect', 'notice_mailbox', 'notice_login', 'proof', 'preview', 'confirm', 'welcome', 'unsubscribed', 'answer', 'digest', 'desk_login')),
     message_id      TEXT NOT NULL UNIQUE,
     reply_to_msg    INTEGER REFERENCES messages(id),
     conversation_id INTEGER REFERENCES conversations(id),
