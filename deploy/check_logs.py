@@ -12,7 +12,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # A tracing line: "2026-12-01T14:27:29.704421Z  WARN target: message ..."
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR)\s")
 ADDRESS = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-TOKEN = re.compile(r"/(confirm|unsubscribe)/[A-Za-z0-9_\-]{16,}")
+TOKEN = re.compile(r"/(confirm|unsubscribe|desk/login)/[A-Za-z0-9_\-]{16,}")
 # The test password is "secret"; "client secret" is prose (what to fix, Entra's errors).
 PASSWORD = re.compile(r"(?<![A-Za-z0-9_\-])(?<!client )secret(?![A-Za-z0-9_\-])")
 AUTH = re.compile(r" LOGIN |AUTH PLAIN|AUTH LOGIN|AUTH XOAUTH2|AUTHENTICATE (?!failed)")

@@ -16,6 +16,15 @@ bash deploy/mailstack/install.sh
 command -v cc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null; }
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt 2>/dev/null || true
+# The web desk's browser test (tests/it/webdesk.rs): Debian's Chromium, driven by
+# puppeteer-core from npm (no browser download), with axe-core.
+if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-liberation nodejs npm >/dev/null
+fi
+
+step "browser test packages (tests/browser: npm ci)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 step "mail stack in $OUTREACH_MAILSTACK_DIR"
 bash deploy/mailstack/start.sh "$OUTREACH_MAILSTACK_DIR" --fresh

@@ -165,12 +165,25 @@ where
             handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the IMAP thread panicked")))
         })
     };
+    let desk = {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("mail-client-desk".into())
+            .spawn(move || mail_client_loop(&ctx, &stop))
+            .context("Failed to start the mail client desk thread")?;
+        tokio::task::spawn_blocking(move || {
+            handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the mail client desk thread panicked")))
+        })
+    };
     // Every part runs as a task; the first one that ends on its own (an error, a panic,
     // or a return) stops the daemon with an error, so that systemd restarts it whole
     // (deploy/outreach.service: Restart=on-failure). No part runs on silently dead.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(supervised("IMAP side", async move {
         imap.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the IMAP thread ended: {e}")))
+    }));
+    tasks.spawn(supervised("mail client desk", async move {
+        desk.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the mail client desk thread ended: {e}")))
     }));
     tasks.spawn(supervised("outbox worker", outbox.run_worker(wake.clone(), stop_rx.clone())));
     tasks.spawn(supervised("newsletter sender", sender.run_worker(wake_sender.clone(), stop_rx.clone())));
@@ -179,6 +192,7 @@ where
         newsletter::schedule::run(ctx.clone(), shared.clone(), wake_sender.clone(), wake.clone(), stop_rx.clone()),
     ));
     tasks.spawn(supervised("login watch", watch_logins(ctx.clone(), wake.clone(), stop_rx.clone())));
+    tasks.spawn(supervised("desk digest", desk_digest(ctx.clone(), shared.clone(), wake.clone(), stop_rx.clone())));
     let mut web_stop = stop_rx.clone();
     tasks.spawn(supervised("web server", async move {
         match listener {
@@ -502,6 +516,94 @@ pub fn connect_imap(settings: &Settings, tokens: Option<&Tokens>) -> anyhow::Res
             Err(e)
         }
     }
+}
+
+/// The daily digest of what waits ([`crate::inbox::desk::digest_if_due`]), looked at
+/// every second on the clock; a queued digest wakes the outbox.
+async fn desk_digest(ctx: Ctx, db: Shared, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut last_error = String::new();
+    loop {
+        let c = ctx.clone();
+        match db.run(move |db| crate::inbox::desk::digest_if_due(db, &c.settings, &c.templates, c.clock.now())).await {
+            Ok(Some(n)) => {
+                tracing::info!(waiting = n, "daily digest queued for the coordinator");
+                wake.notify_one();
+            }
+            Ok(None) => last_error.clear(),
+            // Said once, not every second: it is tried again each second.
+            Err(e) if format!("{e:#}") != last_error => {
+                last_error = format!("{e:#}");
+                tracing::warn!(error = %last_error, "the daily digest could not be made");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// The coordinator's mail client as a desk ([`crate::inbox::mailclient`]), on its own
+/// IMAP connection so that the watched mailbox stays in IDLE: a round every
+/// `desk.sync_seconds`, reconnecting with back-off; only a broken store ends it.
+fn mail_client_loop(ctx: &Ctx, stop: &StopFlag) -> anyhow::Result<()> {
+    let clock = &ctx.clock;
+    let settings = &*ctx.settings;
+    let mut db = Db::open(&settings.database.path)?;
+    let mut delay = Duration::from_secs(1);
+    while !stop.is_stopped() {
+        let (mut src, token_until) = match connect_imap(settings, ctx.tokens.as_ref()) {
+            Ok(connected) => connected,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "mail client desk: IMAP connection failed");
+                if stop.wait(jitter(delay)) {
+                    break;
+                }
+                delay = (delay * 2).min(Duration::from_secs(300));
+                continue;
+            }
+        };
+        loop {
+            match crate::inbox::mailclient::sync(&mut src, &mut db, settings, clock) {
+                Ok(s) => {
+                    delay = Duration::from_secs(1);
+                    if s != crate::inbox::mailclient::SyncStats::default() {
+                        tracing::info!(
+                            moved = s.moved,
+                            copied = s.copied,
+                            done = s.done,
+                            recategorised = s.recategorised,
+                            answers = s.answers,
+                            "mail client desk round"
+                        );
+                    }
+                }
+                Err(e) if let Some(fault) = store::Fault::of(&e) => {
+                    tracing::error!(%fault, "the store failed");
+                    record_error(&db, clock, "store", &e);
+                    return Err(e.context("the store failed; stopping so that nothing is acknowledged"));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "mail client desk round failed; reconnecting");
+                    record_error(&db, clock, "desk", &e);
+                    break;
+                }
+            }
+            if stop.wait(Duration::from_secs(settings.desk.sync_seconds)) {
+                break;
+            }
+            // A session logged in with a token ends before the token does.
+            if token_until.is_some_and(|t| t <= Instant::now()) {
+                break;
+            }
+        }
+        src.logout();
+        if !stop.is_stopped() && stop.wait(jitter(delay)) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn jitter(d: Duration) -> Duration {

@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use crate::domain::EmailAddress;
+use crate::domain::{Category, EmailAddress};
 
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "OUTREACH_";
@@ -50,6 +50,8 @@ pub struct Settings {
     /// token endpoint.
     #[serde(default)]
     pub oauth2: OAuth2Settings,
+    #[serde(default)]
+    pub desk: DeskSettings,
     /// Signs the tokens in confirm and unsubscribe links (HMAC-SHA256). Give it from the
     /// environment in production (`OUTREACH_SECRET`); at least 32 characters. When it is
     /// missing, a random secret is generated once and kept in the database.
@@ -345,11 +347,17 @@ pub struct FilingSettings {
     pub review: String,
     /// Stories sent in by ambassadors ("Verhaal: ..." / "Story: ...").
     pub story: String,
+    /// The coordinator moves a mail here in their own mail client to mark its
+    /// conversation handled (created by the daemon).
+    pub done: String,
+    /// Where the coordinator's own mail client keeps sent mail: a reply sent from there
+    /// joins its conversation. Empty: the folder the server marks `\Sent`.
+    pub sent: String,
 }
 
 impl FilingSettings {
     /// Every folder with the key that names it.
-    pub fn keyed(&self) -> [(&'static str, &str); 7] {
+    pub fn keyed(&self) -> [(&'static str, &str); 8] {
         [
             ("filing.join", &self.join),
             ("filing.question", &self.question),
@@ -358,6 +366,7 @@ impl FilingSettings {
             ("filing.bounce", &self.bounce),
             ("filing.review", &self.review),
             ("filing.story", &self.story),
+            ("filing.done", &self.done),
         ]
     }
 }
@@ -372,7 +381,30 @@ impl Default for FilingSettings {
             bounce: "Automatisch".into(),
             review: "Te beoordelen".into(),
             story: "Verhalen".into(),
+            done: "Afgehandeld".into(),
+            sent: String::new(),
         }
+    }
+}
+
+impl FilingSettings {
+    /// The folder mail of this category is filed in (a follow-up goes with questions
+    /// unless its conversation says otherwise).
+    pub fn folder_for(&self, c: Category) -> &str {
+        match c {
+            Category::Join => &self.join,
+            Category::Question | Category::Followup => &self.question,
+            Category::Unsubscribe => &self.unsubscribe,
+            Category::Automatic => &self.automatic,
+            Category::Bounce => &self.bounce,
+            Category::Review => &self.review,
+            Category::Story => &self.story,
+        }
+    }
+
+    /// The category whose folder this is (the first one, where two share a folder).
+    pub fn category_of_folder(&self, folder: &str) -> Option<Category> {
+        Category::ALL.iter().copied().filter(|c| *c != Category::Followup).find(|c| self.folder_for(*c) == folder)
     }
 }
 
@@ -401,6 +433,50 @@ impl Default for AutoReplySettings {
             max_per_domain_per_hour: 30,
             own_addresses: Vec::new(),
         }
+    }
+}
+
+/// The coordinator's desk: the web pages under `/desk`, answers and the daily digest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeskSettings {
+    /// Who may log in to the web desk (a one-time link is mailed to them).
+    #[serde(deserialize_with = "list")]
+    pub users: Vec<String>,
+    /// How long a desk login lasts.
+    pub session_hours: u64,
+    /// When the daily digest of what waits goes to the coordinator (`HH:MM`, in the
+    /// newsletter's time zone). Empty: no digest.
+    pub digest_time: String,
+    /// Put under every answer (plain text).
+    pub signature: String,
+    /// Seconds between two reads of the mail client's folders (moves into `Afgehandeld`
+    /// or another category's folder, answers in Sent).
+    pub sync_seconds: u64,
+}
+
+impl Default for DeskSettings {
+    fn default() -> Self {
+        Self {
+            users: Vec::new(),
+            session_hours: 12,
+            digest_time: "08:00".into(),
+            signature: "Met vriendelijke groet,\nNetwerk Met Andere Ogen".into(),
+            sync_seconds: 20,
+        }
+    }
+}
+
+impl DeskSettings {
+    /// The digest's time of day, if one is set.
+    pub fn digest_at(&self) -> anyhow::Result<Option<chrono::NaiveTime>> {
+        let t = self.digest_time.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        chrono::NaiveTime::parse_from_str(t, "%H:%M")
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("key `desk.digest_time`: expected a time like 08:00, found {t:?}"))
     }
 }
 
@@ -646,6 +722,16 @@ impl Settings {
             EmailAddress::parse(&self.smtp.envelope_from)
                 .map_err(|e| anyhow::anyhow!("key `smtp.envelope_from`: {e}"))?;
         }
+        for a in &self.desk.users {
+            EmailAddress::parse(a).map_err(|e| anyhow::anyhow!("key `desk.users`: {e}"))?;
+        }
+        if self.desk.session_hours == 0 {
+            bail!("key `desk.session_hours`: expected a number greater than 0");
+        }
+        if !(1..=60).contains(&self.desk.sync_seconds) {
+            bail!("key `desk.sync_seconds`: expected 1 to 60 (the mail client's moves count within a minute)");
+        }
+        self.desk.digest_at()?;
         if let Some(addr) = &self.coordinator.address {
             EmailAddress::parse(addr).map_err(|e| anyhow::anyhow!("key `coordinator.address`: {e}"))?;
         }

@@ -17,6 +17,7 @@ use crate::domain::{Category, Language};
 
 /// Built-in templates: (name, path below `templates/`, text).
 const BUILTIN: &[(&str, &str, &str)] = &[
+    ("desk/login.nl.txt", "desk/login.nl.txt", include_str!("../templates/desk/login.nl.txt")),
     ("newsletter/footer.html", "newsletter/footer.html.hbs", include_str!("../templates/newsletter/footer.html.hbs")),
     ("newsletter/footer.txt", "newsletter/footer.txt.hbs", include_str!("../templates/newsletter/footer.txt.hbs")),
     ("newsletter/intro.html", "newsletter/intro.html.hbs", include_str!("../templates/newsletter/intro.html.hbs")),
@@ -28,6 +29,7 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("notice/breaker.nl.txt", "notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
     ("notice/mailbox.nl.txt", "notice/mailbox.nl.txt", include_str!("../templates/notice/mailbox.nl.txt")),
     ("notice/login.nl.txt", "notice/login.nl.txt", include_str!("../templates/notice/login.nl.txt")),
+    ("notice/digest.nl.txt", "notice/digest.nl.txt", include_str!("../templates/notice/digest.nl.txt")),
     ("notice/no_stories.nl.txt", "notice/no_stories.nl.txt", include_str!("../templates/notice/no_stories.nl.txt")),
     ("notice/proof.nl.txt", "notice/proof.nl.txt", include_str!("../templates/notice/proof.nl.txt")),
     ("notice/suspect.nl.txt", "notice/suspect.nl.txt", include_str!("../templates/notice/suspect.nl.txt")),
@@ -78,6 +80,38 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("web/confirm.nl.html", "web/confirm.nl.html.hbs", include_str!("../templates/web/confirm.nl.html.hbs")),
     ("web/confirmed.en.html", "web/confirmed.en.html.hbs", include_str!("../templates/web/confirmed.en.html.hbs")),
     ("web/confirmed.nl.html", "web/confirmed.nl.html.hbs", include_str!("../templates/web/confirmed.nl.html.hbs")),
+    ("web/desk/_csrf.html", "web/desk/_csrf.html.hbs", include_str!("../templates/web/desk/_csrf.html.hbs")),
+    (
+        "web/desk/_described.html",
+        "web/desk/_described.html.hbs",
+        include_str!("../templates/web/desk/_described.html.hbs"),
+    ),
+    ("web/desk/_field.html", "web/desk/_field.html.hbs", include_str!("../templates/web/desk/_field.html.hbs")),
+    ("web/desk/_item.html", "web/desk/_item.html.hbs", include_str!("../templates/web/desk/_item.html.hbs")),
+    ("web/desk/_layout.html", "web/desk/_layout.html.hbs", include_str!("../templates/web/desk/_layout.html.hbs")),
+    (
+        "web/desk/accessibility.html",
+        "web/desk/accessibility.html.hbs",
+        include_str!("../templates/web/desk/accessibility.html.hbs"),
+    ),
+    (
+        "web/desk/conversation.html",
+        "web/desk/conversation.html.hbs",
+        include_str!("../templates/web/desk/conversation.html.hbs"),
+    ),
+    (
+        "web/desk/conversations.html",
+        "web/desk/conversations.html.hbs",
+        include_str!("../templates/web/desk/conversations.html.hbs"),
+    ),
+    ("web/desk/login.html", "web/desk/login.html.hbs", include_str!("../templates/web/desk/login.html.hbs")),
+    (
+        "web/desk/login_link.html",
+        "web/desk/login_link.html.hbs",
+        include_str!("../templates/web/desk/login_link.html.hbs"),
+    ),
+    ("web/desk/message.html", "web/desk/message.html.hbs", include_str!("../templates/web/desk/message.html.hbs")),
+    ("web/desk/overview.html", "web/desk/overview.html.hbs", include_str!("../templates/web/desk/overview.html.hbs")),
     ("web/layout.html", "web/layout.html.hbs", include_str!("../templates/web/layout.html.hbs")),
     (
         "web/link_expired.nl.html",
@@ -127,9 +161,21 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The texts of the desk's pages per language (`{{t.KEY}}` in its templates): one
+/// template per page, its words from here.
+const TEXTS: &[(Language, &str, &str)] = &[
+    (Language::Dutch, "web/desk/texts.nl.json", include_str!("../templates/web/desk/texts.nl.json")),
+    (Language::English, "web/desk/texts.en.json", include_str!("../templates/web/desk/texts.en.json")),
+];
+
+/// Files served as they are: (path below `templates/`, text).
+const ASSETS: &[(&str, &str)] = &[("web/desk/desk.css", include_str!("../templates/web/desk/desk.css"))];
+
 pub struct Templates {
     html: Handlebars<'static>,
     text: Handlebars<'static>,
+    texts: Vec<(Language, serde_json::Value)>,
+    assets: Vec<(&'static str, String)>,
 }
 
 /// What an auto-reply template may use.
@@ -152,19 +198,41 @@ impl Templates {
         text.set_strict_mode(true);
         text.register_escape_fn(handlebars::no_escape);
         for (name, path, builtin) in BUILTIN {
-            let body = match dir.map(|d| d.join(path)).filter(|p| p.is_file()) {
-                Some(file) => std::fs::read_to_string(&file)
-                    .with_context(|| format!("Failed to read template {}", file.display()))?,
-                None => (*builtin).to_string(),
-            };
+            let body = read_override(dir, path)?.unwrap_or_else(|| (*builtin).to_string());
             let reg = if is_text(name) { &mut text } else { &mut html };
-            if *name == "web/layout.html" {
-                // The web pages wrap themselves in it: `{{#> layout title="..."}}...{{/layout}}`.
-                reg.register_partial("layout", &body).with_context(|| format!("Template {path} does not parse"))?;
+            if let Some(partial) = partial_name(name) {
+                // The web pages wrap themselves in a layout: `{{#> layout title="..."}}...{{/layout}}`.
+                reg.register_partial(&partial, &body).with_context(|| format!("Template {path} does not parse"))?;
             }
             reg.register_template_string(name, body).with_context(|| format!("Template {path} does not parse"))?;
         }
-        Ok(Self { html, text })
+        let mut texts = Vec::new();
+        for (language, path, builtin) in TEXTS {
+            let body = read_override(dir, path)?.unwrap_or_else(|| (*builtin).to_string());
+            let value: serde_json::Value =
+                serde_json::from_str(&body).with_context(|| format!("Texts {path} are not valid JSON"))?;
+            texts.push((*language, value));
+        }
+        let mut assets = Vec::new();
+        for (path, builtin) in ASSETS {
+            assets.push((*path, read_override(dir, path)?.unwrap_or_else(|| (*builtin).to_string())));
+        }
+        Ok(Self { html, text, texts, assets })
+    }
+
+    /// The desk's texts in `language` (Dutch when there are none in it).
+    pub fn texts(&self, language: Language) -> &serde_json::Value {
+        self.texts
+            .iter()
+            .find(|(l, _)| *l == language)
+            .or_else(|| self.texts.iter().find(|(l, _)| *l == Language::Dutch))
+            .map(|(_, v)| v)
+            .expect("the Dutch texts are built in")
+    }
+
+    /// A file served as it is (a style sheet), by its path below `templates/`.
+    pub fn asset(&self, path: &str) -> Option<&str> {
+        self.assets.iter().find(|(p, _)| *p == path).map(|(_, t)| t.as_str())
     }
 
     /// Whether a template of this name exists.
@@ -192,6 +260,27 @@ impl Templates {
     }
 }
 
+/// The override of `path` in `dir`, if there is one.
+fn read_override(dir: Option<&Path>, path: &str) -> anyhow::Result<Option<String>> {
+    match dir.map(|d| d.join(path)).filter(|p| p.is_file()) {
+        Some(file) => Ok(Some(
+            std::fs::read_to_string(&file).with_context(|| format!("Failed to read template {}", file.display()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The partial a template is also registered as: `web/layout.html` as `layout`, and
+/// `web/<dir>/_<name>.html` as `<dir>/<name>` (the desk's `{{> desk/csrf}}`).
+fn partial_name(name: &str) -> Option<String> {
+    if name == "web/layout.html" {
+        return Some("layout".into());
+    }
+    let rest = name.strip_prefix("web/")?.strip_suffix(".html")?;
+    let (dir, file) = rest.rsplit_once('/')?;
+    file.strip_prefix('_').map(|f| format!("{dir}/{f}"))
+}
+
 /// Plain-text templates: `reply/join.nl.txt`, `newsletter/layout.txt`.
 fn is_text(name: &str) -> bool {
     name.ends_with(".txt")
@@ -210,7 +299,10 @@ mod tests {
             title: &'a str,
             issues: Vec<()>,
         }
-        for (path, _, _) in BUILTIN.iter().filter(|(n, _, _)| n.starts_with("web/") && *n != "web/layout.html") {
+        for (path, _, _) in BUILTIN
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("web/") && !n.starts_with("web/desk/") && *n != "web/layout.html")
+        {
             let html = t.render(path, &Data { lang: "nl", title: "<b>", issues: vec![] }).unwrap();
             assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<h1>"), "{path}: {html}");
             assert!(!html.contains("<b>"), "{path}: a value is escaped");
@@ -219,6 +311,29 @@ mod tests {
         assert!(en.contains("Thank you"));
         let fallback = t.page("not_found", Language::English, &Data { lang: "en", title: "", issues: vec![] }).unwrap();
         assert!(fallback.contains("Niet gevonden"));
+    }
+
+    #[test]
+    fn the_desk_texts_have_the_same_keys_in_both_languages_and_partials_their_names() {
+        fn keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+            if let Some(map) = v.as_object() {
+                for (k, x) in map {
+                    out.push(format!("{prefix}{k}"));
+                    keys(x, &format!("{prefix}{k}."), out);
+                }
+            }
+        }
+        let t = Templates::load(None).unwrap();
+        let (mut nl, mut en) = (Vec::new(), Vec::new());
+        keys(t.texts(Language::Dutch), "", &mut nl);
+        keys(t.texts(Language::English), "", &mut en);
+        assert!(nl.len() > 100, "{}", nl.len());
+        assert_eq!(nl, en, "the same keys in texts.nl.json and texts.en.json");
+        assert_eq!(t.texts(Language::Dutch)["status"]["in behandeling"], "In behandeling");
+        assert_eq!(partial_name("web/layout.html").as_deref(), Some("layout"));
+        assert_eq!(partial_name("web/desk/_csrf.html").as_deref(), Some("desk/csrf"));
+        assert_eq!(partial_name("web/desk/overview.html"), None);
+        assert!(t.asset("web/desk/desk.css").unwrap().contains(":focus-visible"));
     }
 
     #[test]

@@ -92,34 +92,99 @@ pub enum Command {
     /// One person's data: export all of it, or erase it.
     #[command(subcommand)]
     Person(person::PersonCommand),
+    /// The web desk (`/desk`): its users' passwords.
+    #[command(subcommand)]
+    Desk(DeskCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeskCommand {
+    /// Set a desk user's password (read from standard input, one line). Logging in by a
+    /// mailed link keeps working; the user's open sessions end.
+    SetPassword {
+        /// An address in `desk.users`.
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum InboxCommand {
     /// List filed messages, oldest first.
     List(ListArgs),
-    /// Show one filed message with its text.
+    /// Show a filed message and its whole conversation: the messages, our auto-reply,
+    /// the answers and the notes, in order.
     Show {
         id: MessageRowId,
         #[arg(long)]
         json: bool,
     },
-    /// Mark a message as handled (status `done`), or back to `new` with --reopen.
+    /// Answer a filed message: a real reply from the network's address to the sender,
+    /// every other recipient kept, the message quoted short, the signature added. Sent
+    /// through the outbox; a copy goes into the conversation's folder.
+    Reply {
+        id: MessageRowId,
+        /// The answer's text: a file, or - for standard input.
+        #[arg(long, value_name = "FILE|-")]
+        body: PathBuf,
+        /// Send and close: the conversation is then `afgehandeld`.
+        #[arg(long)]
+        done: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark the conversation handled (`afgehandeld`); --reopen puts it back to `nieuw`.
     Done {
         id: MessageRowId,
         #[arg(long)]
         reopen: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a handled conversation back to `nieuw`.
+    Reopen {
+        id: MessageRowId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an internal note to the conversation (never mailed).
+    Note {
+        id: MessageRowId,
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recategorise the conversation; its mail moves to that category's folder.
+    Move {
+        id: MessageRowId,
+        /// join, question, unsubscribe, automatic, bounce, review or story.
+        category: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join the conversation of ID into the conversation of INTO_ID.
+    Merge {
+        id: MessageRowId,
+        into_id: MessageRowId,
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// join, question, unsubscribe, followup, automatic, bounce or review.
+    /// join, question, unsubscribe, followup, automatic, bounce, review or story.
     #[arg(long)]
     category: Option<String>,
     /// new or done.
     #[arg(long)]
     status: Option<String>,
+    /// Only mail received since: a date (2026-11-30), a time (RFC 3339) or a number of
+    /// days (7d) or hours (12h) back.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only mail whose subject, sender or text holds every word of TEXT.
+    #[arg(long, value_name = "TEXT")]
+    search: Option<String>,
     /// At most this many.
     #[arg(long)]
     limit: Option<u32>,
@@ -168,6 +233,13 @@ impl Cli {
             Command::Stories(cmd) => stories::stories(self.settings()?, cmd),
             Command::Newsletter(cmd) => newsletter::newsletter(self.settings()?, cmd).await,
             Command::Person(cmd) => person::person(self.settings()?, cmd),
+            Command::Desk(DeskCommand::SetPassword { email }) => {
+                let mut password = String::new();
+                std::io::stdin().read_line(&mut password).context("Failed to read the password from standard input")?;
+                crate::web::desk::set_password(&self.settings()?, email, &password)?;
+                eprintln!("The password of {email} is set; their open sessions have ended.");
+                Ok(0)
+            }
         }
     }
 }

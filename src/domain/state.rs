@@ -204,6 +204,54 @@ text_enum!(
         Welcome = "welcome",
         /// Confirms an unsubscribe.
         Unsubscribed = "unsubscribed",
+        /// The coordinator's answer in a conversation (`inbox reply`, the desk).
+        Answer = "answer",
+        /// The daily list of what waits, to the coordinator.
+        Digest = "digest",
+        /// A one-time login link to the web desk.
+        DeskLogin = "desk_login",
+    }
+);
+
+text_enum!(
+    /// A conversation, the coordinator's unit of work: `nieuw -> in behandeling ->
+    /// afgehandeld`, back to `nieuw` when the person writes again.
+    ConversationStatus {
+        /// Waits for a person.
+        New = "nieuw",
+        /// Answered or being worked on.
+        Open = "in behandeling",
+        Done = "afgehandeld",
+    }
+);
+
+impl ConversationStatus {
+    /// Whether a conversation may move from `self` to `to`. Every move between the
+    /// three is allowed (a person can write again at any time, a coordinator can close or
+    /// reopen at any time); a move to the same status is not a move.
+    pub fn can_become(self, to: Self) -> bool {
+        self != to
+    }
+
+    /// Whether it waits for the coordinator.
+    pub fn waits(self) -> bool {
+        !matches!(self, ConversationStatus::Done)
+    }
+}
+
+text_enum!(
+    /// What the coordinator did in a conversation.
+    DeskEventKind {
+        /// An answer mailed through the outbox.
+        Answer = "answer",
+        /// An internal note, never mailed.
+        Note = "note",
+        Done = "done",
+        Reopen = "reopen",
+        /// Recategorised (its messages moved to another folder).
+        Move = "move",
+        /// Joined into another conversation.
+        Merge = "merge",
     }
 );
 
@@ -224,6 +272,12 @@ mod tests {
         }
         for s in OutboxKind::ALL {
             assert_eq!(OutboxKind::parse(s.as_str()), Some(*s));
+        }
+        for s in ConversationStatus::ALL {
+            assert_eq!(ConversationStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in DeskEventKind::ALL {
+            assert_eq!(DeskEventKind::parse(s.as_str()), Some(*s));
         }
         assert_eq!(StoryStatus::parse("nonsense"), None);
         assert!("sendin".parse::<DeliveryStatus>().unwrap_err().contains("sending"));

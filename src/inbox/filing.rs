@@ -18,10 +18,11 @@ use super::parse::{self, ParsedMail};
 use super::triage::{self, ReplyContext, ReplyDecision};
 use crate::config::Settings;
 use crate::domain::ids::{ContactId, ConversationId, IssueId, MessageRowId, StoryId, SubscriberId};
-use crate::domain::state::{IssueStatus, MessageStatus, OutboxKind};
+use crate::domain::state::{ConversationStatus, IssueStatus, MessageStatus, OutboxKind};
 use crate::domain::{Category, EmailAddress, Language, case_reference, repeatable};
 use crate::newsletter::{self, Ctx, Subscribed, bounce};
 use crate::outbox::compose;
+use crate::store::desk::Recipients;
 use crate::store::stories::{Ambassador, NewStory};
 use crate::store::{self, ConversationRef, Db, NewMessage, NewOutgoing, Tx};
 use crate::templates::{ReplyData, Templates};
@@ -62,6 +63,11 @@ struct Decision {
     suspect: Option<Suspect>,
     /// What a person's mail asks for, read once (None for automatic mail).
     intent: Option<triage::Intent>,
+    /// From the network's own team (our addresses, the coordinator, a desk user) in a
+    /// known conversation: their answer, sent from their own mail client with us in
+    /// Cc/Bcc. `true` when our receiving server authenticated the sender (it then counts
+    /// as an answer), `false` when only the From header says so (filed, nothing done).
+    team_answer: Option<bool>,
 }
 
 /// A mail that looked like an answer that acts (a proof answer, consent to publish).
@@ -95,6 +101,7 @@ impl Decision {
             to_domain_last_hour: 0,
             suspect: None,
             intent: None,
+            team_answer: None,
         }
     }
 
@@ -208,6 +215,7 @@ impl<'a> Pipeline<'a> {
         let decision = self.reply_decision(tx, &d, reply_addr.as_ref(), now)?;
         self.unsubscribe_by_mail(tx, &mail, &mut d, &decision, now)?;
         let row = self.record(tx, m, &mail, (key, hash), language, &d, &folder, &decision, uidvalidity, now)?;
+        self.conversation_waits(tx, &mail, &d, row, now)?;
         self.record_story(tx, &mail, &d, row, now)?;
         let replied = self.answer(tx, &mail, &d, decision, reply_addr, language, row, now)?;
         if let Some(s) = &d.suspect {
@@ -304,6 +312,23 @@ impl<'a> Pipeline<'a> {
             ids.drain(..ids.len() - MAX_REFERENCES);
         }
         let by_ids = tx.conversation_by_message_ids(&ids)?;
+        if let Some(conv) = by_ids.clone().filter(|_| self.sent_by_team(mail)) {
+            let authenticated =
+                self.settings.trust.authserv_id.as_deref().is_some_and(|id| auth::dmarc(mail, id) == Dmarc::Pass);
+            let reason = if authenticated {
+                "answer: sent by the team from their own mail client (Cc/Bcc to us), authenticated".to_string()
+            } else {
+                "followup: looks like the team's answer from their own mail client, but the sender is not \
+                 authenticated (trust.authserv_id): filed, the conversation is left as it is"
+                    .to_string()
+            };
+            let category = if conv.category == Category::Story { Category::Story } else { Category::Followup };
+            let mut d = Decision::new(category, reason, Some(conv));
+            d.handled = true;
+            d.no_reply = Some("not answered: sent by the team".into());
+            d.team_answer = Some(authenticated);
+            return Ok(d);
+        }
         if let Some((cat, rule)) = triage::detect_automatic(mail, &self.own) {
             let mut reason = format!("{}: {rule}", cat.as_str());
             // Only delivery reports count as bounces; an out-of-office sent to the bounce
@@ -580,6 +605,48 @@ impl<'a> Pipeline<'a> {
         )
     }
 
+    /// The desk's side of a filed mail: who else it went to (an answer keeps them), and
+    /// the conversation's status: a person who writes again puts it back to `nieuw`; a
+    /// new conversation that needs nobody (automatic mail, a handled unsubscribe) starts
+    /// `afgehandeld`.
+    fn conversation_waits(
+        &self,
+        tx: &Tx<'_>,
+        mail: &ParsedMail,
+        d: &Decision,
+        row: MessageRowId,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let st = tx.store();
+        let list = |v: &[EmailAddress]| v.iter().map(|a| a.to_string()).collect();
+        st.set_recipients(row, &Recipients { to: list(&mail.to), cc: list(&mail.cc) })?;
+        let Some(c) = &d.conversation else { return Ok(()) };
+        match d.team_answer {
+            Some(true) => {
+                let c = st.conversation_of(row)?.unwrap_or(c.id);
+                let mid = mail.message_id.clone().unwrap_or_else(|| format!("row-{row}"));
+                if st.record_client_answer(c, triage::own_words(&mail.text).trim(), &mid, now)?
+                    && st.conversation_status(c)? != Some(ConversationStatus::Open)
+                {
+                    st.move_conversation(c, ConversationStatus::Open, now)?;
+                }
+                return Ok(());
+            }
+            Some(false) => return Ok(()),
+            None => {}
+        }
+        let waits = d.category.needs_person() && !d.handled;
+        let want = match (waits, d.new_conversation) {
+            (true, _) => ConversationStatus::New,
+            (false, true) => ConversationStatus::Done,
+            (false, false) => return Ok(()),
+        };
+        if st.conversation_status(c.id)? != Some(want) {
+            st.move_conversation(c.id, want, now)?;
+        }
+        Ok(())
+    }
+
     /// A story sent in by mail becomes a submitted story (consent is asked by the reply).
     fn record_story(
         &self,
@@ -638,6 +705,22 @@ impl<'a> Pipeline<'a> {
             }
             ReplyDecision::NoReply(_) => Ok(false),
         }
+    }
+
+    /// Whether the From address is the team's: one of ours, the coordinator's, or a desk
+    /// user's (a claim until [`auth::dmarc`] says otherwise).
+    fn sent_by_team(&self, mail: &ParsedMail) -> bool {
+        let Some(from) = &mail.from else { return false };
+        let n = from.normalized();
+        self.own.iter().any(|o| o.normalized() == n)
+            || self
+                .settings
+                .coordinator
+                .address
+                .as_deref()
+                .and_then(|a| EmailAddress::parse(a).ok())
+                .is_some_and(|a| a.normalized() == n)
+            || self.settings.desk.users.iter().filter_map(|a| EmailAddress::parse(a).ok()).any(|a| a.normalized() == n)
     }
 
     fn is_ours(&self, a: &EmailAddress) -> bool {
@@ -1034,16 +1117,7 @@ impl<'a> Pipeline<'a> {
     }
 
     fn folder_for(&self, c: Category) -> String {
-        let f = &self.settings.filing;
-        match c {
-            Category::Join => f.join.clone(),
-            Category::Question | Category::Followup => f.question.clone(),
-            Category::Unsubscribe => f.unsubscribe.clone(),
-            Category::Automatic => f.automatic.clone(),
-            Category::Bounce => f.bounce.clone(),
-            Category::Review => f.review.clone(),
-            Category::Story => f.story.clone(),
-        }
+        self.settings.filing.folder_for(c).to_string()
     }
 }
 

@@ -236,6 +236,11 @@ impl ImapSource {
         self.folders.contains(folder)
     }
 
+    /// The session, for the desk's work in other folders (`inbox::mailclient`).
+    pub(super) fn session(&mut self) -> &mut imap::Session<ImapStream> {
+        &mut self.session
+    }
+
     pub fn mailbox(&self) -> &str {
         &self.mailbox
     }

@@ -5,8 +5,10 @@
 //! A crash anywhere re-sees the message; the dedupe key stops a second filing or reply.
 
 pub mod auth;
+pub mod desk;
 mod filing;
 pub mod imap;
+pub mod mailclient;
 pub mod parse;
 pub mod triage;
 

@@ -8,6 +8,8 @@ use crate::domain::{EmailAddress, clean_text};
 
 /// Text kept per message: enough for a person to read, bounded for the store.
 const MAX_BODY_CHARS: usize = 64 * 1024;
+/// Recipients kept per header: an answer keeps them, a mail to hundreds is no question.
+pub const MAX_RECIPIENTS: usize = 50;
 /// More MIME parts than this is not a mail a person wrote; it goes to review.
 pub const MAX_PARTS: usize = 500;
 
@@ -23,6 +25,9 @@ pub struct ParsedMail {
     /// The raw From header value, for when it did not hold a valid address.
     pub from_raw: Option<String>,
     pub reply_to: Option<EmailAddress>,
+    /// The valid addresses of To and Cc (at most [`MAX_RECIPIENTS`] each).
+    pub to: Vec<EmailAddress>,
+    pub cc: Vec<EmailAddress>,
     pub subject: String,
     pub text: String,
     pub date: Option<DateTime<Utc>>,
@@ -121,6 +126,17 @@ fn parse_inner(raw: &[u8]) -> Option<ParsedMail> {
         .and_then(|a| a.first())
         .and_then(|a| a.address.as_deref())
         .and_then(|a| EmailAddress::parse(a).ok());
+    let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<EmailAddress> {
+        a.map(|a| {
+            a.iter()
+                .filter_map(|a| a.address.as_deref())
+                .filter_map(|a| EmailAddress::parse(a).ok())
+                .take(MAX_RECIPIENTS)
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (to, cc) = (addresses(msg.to()), addresses(msg.cc()));
     let headers = msg.headers_raw().map(|(n, v)| (n.to_ascii_lowercase(), unfold(v))).collect();
     let (content_type, report_type) = match msg.root_part().headers().iter().find_map(|h| h.value().as_content_type()) {
         Some(ct) => (
@@ -142,6 +158,8 @@ fn parse_inner(raw: &[u8]) -> Option<ParsedMail> {
         from_name,
         from_raw,
         reply_to,
+        to,
+        cc,
         subject: msg.subject().map(clean_text).unwrap_or_default(),
         text: text.replace('\0', ""),
         date: msg.date().and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),

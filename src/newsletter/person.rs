@@ -153,6 +153,8 @@ impl Ctx {
             }
         }
         let other_mail = st.clear_outgoing_mentioning(&needles)?;
+        // Last: every change above may have left the person's words in the search index.
+        st.optimize_search_index()?;
         if let Some(old) = self.erased_hash(st, addr)? {
             st.replace_suppressed(&old, &self.keyed_hash(addr))?;
         }

@@ -140,6 +140,43 @@ pub fn auto_reply(
     Ok(b.body(body)?.formatted())
 }
 
+/// What the coordinator's answer replies to.
+pub struct Answer<'a> {
+    pub to: &'a EmailAddress,
+    pub cc: &'a [EmailAddress],
+    pub subject: &'a str,
+    pub in_reply_to: Option<&'a str>,
+    pub references: &'a [String],
+}
+
+/// The coordinator's answer: a person's mail (no `Auto-Submitted`), threaded under the
+/// message it answers, with every kept recipient in Cc.
+pub fn answer(
+    from: &Mailbox,
+    a: &Answer<'_>,
+    message_id: &str,
+    body: String,
+    date: SystemTime,
+) -> anyhow::Result<Vec<u8>> {
+    let mut b = Message::builder()
+        .from(from.clone())
+        .to(Mailbox::new(None, a.to.to_lettre()))
+        .subject(clean_text(a.subject))
+        .message_id(Some(format!("<{message_id}>")))
+        .date(date)
+        .header(ContentType::TEXT_PLAIN);
+    for c in a.cc {
+        b = b.cc(Mailbox::new(None, c.to_lettre()));
+    }
+    if let Some(orig) = a.in_reply_to {
+        b = b.in_reply_to(format!("<{orig}>"));
+    }
+    if !a.references.is_empty() {
+        b = b.references(a.references.iter().map(|x| format!("<{x}>")).collect::<Vec<_>>().join(" "));
+    }
+    Ok(b.body(body)?.formatted())
+}
+
 /// A notice for the coordinator (auto-generated, never answered by us either).
 pub fn notice(
     from: &Mailbox,

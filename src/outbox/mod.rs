@@ -402,13 +402,28 @@ impl Mailer {
         rcpt: &str,
         raw: &[u8],
     ) -> Outcome {
+        self.send_recorded_cc(journal, id, envelope_from, rcpt, &[], raw).await
+    }
+
+    /// [`Mailer::send_recorded`] to further recipients too (`cc`): the message goes out
+    /// once with every recipient the server accepts; one it refuses for good is left out
+    /// (and logged by domain), the first recipient decides the outcome.
+    pub async fn send_recorded_cc(
+        &self,
+        journal: &SentJournal,
+        id: i64,
+        envelope_from: &str,
+        rcpt: &str,
+        cc: &[String],
+        raw: &[u8],
+    ) -> Outcome {
         let recorded = std::sync::atomic::AtomicBool::new(false);
         let record = || {
             recorded.store(true, std::sync::atomic::Ordering::SeqCst);
             journal.record(id)
         };
         let limit = self.timeout * 4;
-        match tokio::time::timeout(limit, self.send_raw(envelope_from, rcpt, raw, record)).await {
+        match tokio::time::timeout(limit, self.send_raw_cc(envelope_from, rcpt, cc, raw, record)).await {
             Ok(outcome) => outcome,
             Err(_) if recorded.load(std::sync::atomic::Ordering::SeqCst) => Outcome::Sent,
             Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
@@ -423,6 +438,18 @@ impl Mailer {
         raw: &[u8],
         record_end: impl FnOnce() -> anyhow::Result<()>,
     ) -> Outcome {
+        self.send_raw_cc(envelope_from, rcpt, &[], raw, record_end).await
+    }
+
+    async fn send_raw_cc(
+        &self,
+        envelope_from: &str,
+        rcpt: &str,
+        cc: &[String],
+        raw: &[u8],
+        record_end: impl FnOnce() -> anyhow::Result<()>,
+    ) -> Outcome {
+        let extra: Vec<EmailAddress> = cc.iter().filter_map(|a| EmailAddress::parse(a).ok()).collect();
         let rcpt = match EmailAddress::parse(rcpt) {
             Ok(a) => a,
             Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
@@ -444,16 +471,44 @@ impl Mailer {
                     return Outcome::Transient(format!("cannot connect to {}:{}: {e}", self.host, self.port));
                 }
             };
-            let wire = match WireEnvelope::new(from.as_ref(), &rcpt, raw, conn.server_info()) {
+            let mut wire = match WireEnvelope::new(from.as_ref(), &rcpt, raw, conn.server_info()) {
                 Ok(w) => w,
                 Err(why) => {
                     self.checkin(conn);
                     return Outcome::Permanent(why);
                 }
             };
+            // Further recipients go along as the first one does; one that needs SMTPUTF8
+            // where the server has none is left out.
+            let utf8 = conn.server_info().supports_feature(Extension::SmtpUtfEight);
+            let extra: Vec<lettre::Address> = extra
+                .iter()
+                .filter(|a| {
+                    let ok = utf8 || !a.needs_smtputf8();
+                    if !ok {
+                        tracing::warn!(rcpt_domain = %a.domain(), "a further recipient needs SMTPUTF8, which the server lacks; sent without it");
+                    }
+                    ok
+                })
+                .map(EmailAddress::to_lettre)
+                .collect();
+            if extra.iter().any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii())
+                && !wire.params.contains(&MailParameter::SmtpUtfEight)
+            {
+                wire.params.push(MailParameter::SmtpUtfEight);
+            }
             let envelope = async {
                 conn.command(Mail::new(wire.from, wire.params)).await?;
                 conn.command(Rcpt::new(wire.rcpt, vec![])).await?;
+                for a in &extra {
+                    match conn.command(Rcpt::new(a.clone(), vec![])).await {
+                        Ok(_) => {}
+                        Err(e) if e.is_permanent() => {
+                            tracing::warn!(rcpt_domain = %a.domain(), error = %error_text(&e), "a further recipient was refused; sent without it");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 conn.command(Data).await
             }
             .await;
@@ -656,8 +711,10 @@ impl Outbox {
             };
             let id: OutboxId = row.id;
             tracing::debug!(id = %id, attempt = row.attempts, "claimed");
-            let outcome =
-                self.mailer.send_recorded(&self.journal, id.get(), &row.envelope_from, &row.rcpt, &row.raw).await;
+            let outcome = self
+                .mailer
+                .send_recorded_cc(&self.journal, id.get(), &row.envelope_from, &row.rcpt, &row.cc, &row.raw)
+                .await;
             let now = self.clock.now();
             let settled = stats.settle(outcome, row.attempts, policy, row.kind.as_str(), id.get(), now);
             if settled == Settled::Sent {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::types::{Ts, time, time_opt};
 use super::{Db, Tx};
 use crate::domain::ids::{ContactId, ConversationId, MessageRowId};
-use crate::domain::state::MessageStatus;
+use crate::domain::state::{ConversationStatus, MessageStatus};
 use crate::domain::time::rfc3339;
 use crate::domain::{Category, Language};
 
@@ -67,6 +67,11 @@ pub struct FiledMessage {
     pub message_id: Option<String>,
     pub in_reply_to: Option<String>,
     pub size: i64,
+    /// The status of its conversation (`nieuw`, `in behandeling`, `afgehandeld`).
+    pub conversation_status: Option<ConversationStatus>,
+    /// The valid addresses it was sent to (To and Cc).
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
 }
@@ -82,11 +87,19 @@ pub struct ConversationRef {
 pub struct MessageFilter {
     pub category: Option<Category>,
     pub status: Option<MessageStatus>,
+    /// Received at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Full-text search (every word, as a prefix) over subject, sender and text.
+    pub search: Option<String>,
     pub limit: Option<u32>,
 }
 
 pub(super) const FILED_COLUMNS: &str = "id, from_addr, from_name, reply_to, subject, category, reason, language, status, folder, \
-     received_at, filed_at, moved_at IS NOT NULL, conversation_id, auto_replied, reply_note, message_id, in_reply_to, size";
+     received_at, filed_at, moved_at IS NOT NULL, conversation_id, auto_replied, reply_note, message_id, in_reply_to, size, \
+     (SELECT c.status FROM conversations c WHERE c.id = messages.conversation_id), to_addrs, cc_addrs";
+
+/// The index of `body_text` when a query selects it right after [`FILED_COLUMNS`].
+pub(super) const BODY_AT: usize = 22;
 
 pub(super) fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
     let conversation_id: Option<ConversationId> = r.get(13)?;
@@ -111,6 +124,9 @@ pub(super) fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
         message_id: r.get(16)?,
         in_reply_to: r.get(17)?,
         size: r.get(18)?,
+        conversation_status: r.get(19)?,
+        to: r.get::<_, String>(20)?.split_whitespace().map(str::to_string).collect(),
+        cc: r.get::<_, String>(21)?.split_whitespace().map(str::to_string).collect(),
         body: None,
     })
 }
@@ -129,24 +145,7 @@ impl Tx<'_> {
 
     /// The conversation of any message (ours or theirs) with one of these Message-IDs.
     pub fn conversation_by_message_ids(&self, ids: &[String]) -> anyhow::Result<Option<ConversationRef>> {
-        for id in ids.iter().rev() {
-            let found = self
-                .tx
-                .query_row(
-                    "SELECT c.id, c.category FROM conversations c WHERE c.id = (
-                         SELECT conversation_id FROM messages WHERE message_id = ?1 AND conversation_id IS NOT NULL
-                         UNION ALL
-                         SELECT conversation_id FROM outbox WHERE message_id = ?1 AND conversation_id IS NOT NULL
-                         LIMIT 1)",
-                    [id],
-                    |r| Ok(ConversationRef { id: r.get(0)?, category: r.get(1)? }),
-                )
-                .optional()?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
+        self.store().conversation_by_message_ids(ids)
     }
 
     pub fn conversation(&self, id: ConversationId) -> anyhow::Result<Option<ConversationRef>> {
@@ -271,7 +270,9 @@ impl Db {
         let tx = self.conn.transaction()?;
         for chunk in ids.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");
-            let sql = format!("UPDATE messages SET moved_at = ? WHERE moved_at IS NULL AND id IN ({placeholders})");
+            let sql = format!(
+                "UPDATE messages SET moved_at = ?, imap_folder = folder WHERE moved_at IS NULL AND id IN ({placeholders})"
+            );
             let mut values: Vec<rusqlite::types::Value> = vec![now.clone().into()];
             values.extend(chunk.iter().map(|i| i.get().into()));
             tx.execute(&sql, params_from_iter(values))?;
@@ -307,13 +308,20 @@ impl Db {
     }
 
     pub fn list_messages(&self, filter: &MessageFilter) -> anyhow::Result<Vec<FiledMessage>> {
+        let search = filter.search.as_deref().and_then(super::desk::fts_query);
+        if filter.search.is_some() && search.is_none() {
+            return Ok(Vec::new());
+        }
         let mut st = self.conn.prepare(&format!(
             "SELECT {FILED_COLUMNS} FROM messages
              WHERE (?1 IS NULL OR category = ?1) AND (?2 IS NULL OR status = ?2)
-             ORDER BY id LIMIT ?3"
+               AND (?3 IS NULL OR received_at >= ?3)
+               AND (?4 IS NULL OR id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?4))
+             ORDER BY id LIMIT ?5"
         ))?;
         let limit = filter.limit.map_or(-1, i64::from);
-        let rows = st.query_map(params![filter.category, filter.status, limit], filed_from_row)?;
+        let rows =
+            st.query_map(params![filter.category, filter.status, filter.since.map(Ts), search, limit], filed_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -322,7 +330,7 @@ impl Db {
             .conn
             .query_row(&format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1"), [id], |r| {
                 let mut m = filed_from_row(r)?;
-                m.body = Some(r.get(19)?);
+                m.body = Some(r.get(BODY_AT)?);
                 Ok(m)
             })
             .optional()?)
@@ -349,5 +357,29 @@ impl Db {
             [],
             |r| r.get(0),
         )?)
+    }
+}
+
+impl super::Store<'_> {
+    /// The conversation of any message (ours or theirs) with one of these Message-IDs.
+    pub fn conversation_by_message_ids(&self, ids: &[String]) -> anyhow::Result<Option<ConversationRef>> {
+        for id in ids.iter().rev() {
+            let found = self
+                .c
+                .query_row(
+                    "SELECT c.id, c.category FROM conversations c WHERE c.id = (
+                         SELECT conversation_id FROM messages WHERE message_id = ?1 AND conversation_id IS NOT NULL
+                         UNION ALL
+                         SELECT conversation_id FROM outbox WHERE message_id = ?1 AND conversation_id IS NOT NULL
+                         LIMIT 1)",
+                    [id],
+                    |r| Ok(ConversationRef { id: r.get(0)?, category: r.get(1)? }),
+                )
+                .optional()?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 }

@@ -2,7 +2,8 @@
 //! (a test, `tests/it/architecture.rs`, fails the build otherwise).
 //!
 //! Operations are typed: they take and return the domain's ids, states and times. One
-//! file per table group: [`inbox`] (messages, contacts, conversations), [`outbox`],
+//! file per table group: [`inbox`] (messages, contacts, conversations), [`desk`] (the
+//! coordinator's actions), [`desk_web`] (desk logins and sessions), [`outbox`],
 //! [`subscribers`], [`stories`] (and ambassadors), [`issues`], [`deliveries`]; [`person`]
 //! reads and erases one person across all of them; [`types`] says how each domain type
 //! is kept in a column.
@@ -16,6 +17,8 @@
 
 pub mod check;
 pub mod deliveries;
+pub mod desk;
+pub mod desk_web;
 mod fault_note;
 mod inbox;
 pub mod issues;
@@ -56,6 +59,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
     ("0005_notice_mailbox", include_str!("../../migrations/0005_notice_mailbox.sql")),
     ("0006_oauth2", include_str!("../../migrations/0006_oauth2.sql")),
+    ("0007_desk", include_str!("../../migrations/0007_desk.sql")),
+    ("0008_desk_web", include_str!("../../migrations/0008_desk_web.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.
@@ -173,12 +178,7 @@ impl Db {
     /// Records a daemon state value for `outreach status`; an address in it keeps only
     /// its domain (an IMAP error names the login).
     pub fn set_state(&self, key: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.conn.execute(
-            "INSERT INTO daemon_state(key, value, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            params![key, redact_addresses(value), Ts(now)],
-        )?;
-        Ok(())
+        self.store().set_state(key, value, now)
     }
 
     /// After an erasure: moves everything out of the WAL into the file and empties the
@@ -222,6 +222,18 @@ impl Store<'_> {
             "INSERT INTO mailbox_state(mailbox, uidvalidity, highest_uid) VALUES (?1, ?2, ?3)
              ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, highest_uid = excluded.highest_uid",
             params![mailbox, uidvalidity, highest_uid],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store<'_> {
+    /// Records a daemon state value (see [`Db::set_state`]).
+    pub fn set_state(&self, key: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.c.execute(
+            "INSERT INTO daemon_state(key, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![key, redact_addresses(value), Ts(now)],
         )?;
         Ok(())
     }

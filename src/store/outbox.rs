@@ -28,6 +28,10 @@ pub struct NewOutgoing {
     pub subscriber_id: Option<SubscriberId>,
     pub issue_id: Option<IssueId>,
     pub story_id: Option<StoryId>,
+    /// Further envelope recipients (an answer that keeps the Cc).
+    pub cc: Vec<String>,
+    /// An answer: the folder a copy goes into once it was sent.
+    pub copy_folder: Option<String>,
 }
 
 impl NewOutgoing {
@@ -44,6 +48,8 @@ impl NewOutgoing {
             subscriber_id: None,
             issue_id: None,
             story_id: None,
+            cc: Vec::new(),
+            copy_folder: None,
         }
     }
 }
@@ -60,8 +66,8 @@ fn recipient_keys(rcpt: &str) -> (String, String) {
 fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<Utc>) -> anyhow::Result<OutboxId> {
     let (rcpt_norm, rcpt_domain) = recipient_keys(&m.rcpt);
     c.execute(
-        "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at, subscriber_id, issue_id, story_id, rcpt_norm, rcpt_domain)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
+        "INSERT INTO outbox(kind, message_id, reply_to_msg, conversation_id, envelope_from, rcpt, raw, status, next_attempt_at, created_at, subscriber_id, issue_id, story_id, rcpt_norm, rcpt_domain, cc, copy_folder)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             m.kind,
             m.message_id,
@@ -75,7 +81,9 @@ fn enqueue(c: &rusqlite::Connection, m: &NewOutgoing, now: DateTime<Utc>) -> any
             m.issue_id,
             m.story_id,
             rcpt_norm,
-            rcpt_domain
+            rcpt_domain,
+            m.cc.join(" "),
+            m.copy_folder,
         ],
     )?;
     Ok(OutboxId(c.last_insert_rowid()))
@@ -90,6 +98,8 @@ pub struct OutboxRow {
     pub rcpt: String,
     pub raw: Vec<u8>,
     pub attempts: u32,
+    /// Further envelope recipients (an answer that keeps the Cc).
+    pub cc: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -205,7 +215,7 @@ impl Db {
             let mut st = tx.prepare(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1
                  WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2)
-                 RETURNING id, kind, message_id, envelope_from, rcpt, raw, attempts",
+                 RETURNING id, kind, message_id, envelope_from, rcpt, raw, attempts, cc",
             )?;
             let rows = st.query_map(params![Ts(now), limit], |r| {
                 Ok(OutboxRow {
@@ -216,6 +226,7 @@ impl Db {
                     rcpt: r.get(4)?,
                     raw: r.get(5)?,
                     attempts: r.get(6)?,
+                    cc: r.get::<_, String>(7)?.split_whitespace().map(str::to_string).collect(),
                 })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?

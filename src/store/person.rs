@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
-use super::inbox::{FILED_COLUMNS, FiledMessage, filed_from_row};
+use super::inbox::{BODY_AT, FILED_COLUMNS, FiledMessage, filed_from_row};
 use super::stories::{Ambassador, Story};
 use super::subscribers::Subscriber;
 use super::types::{Ts, time, time_opt};
@@ -148,10 +148,14 @@ pub enum Place {
     StoryConsent,
     IssueApprovedBy,
     IssueNote,
+    MessageTo,
+    MessageCc,
+    DeskEventBody,
+    DeskEventDetail,
 }
 
 impl Place {
-    pub const ALL: [Place; 17] = [
+    pub const ALL: [Place; 21] = [
         Place::MessageSubject,
         Place::MessageBody,
         Place::MessageFromName,
@@ -169,6 +173,10 @@ impl Place {
         Place::StoryConsent,
         Place::IssueApprovedBy,
         Place::IssueNote,
+        Place::MessageTo,
+        Place::MessageCc,
+        Place::DeskEventBody,
+        Place::DeskEventDetail,
     ];
 
     /// `(table, key column, text column)`.
@@ -191,6 +199,10 @@ impl Place {
             Place::StoryConsent => ("stories", "id", "consent_source"),
             Place::IssueApprovedBy => ("issues", "id", "approved_by"),
             Place::IssueNote => ("issues", "id", "note"),
+            Place::MessageTo => ("messages", "id", "to_addrs"),
+            Place::MessageCc => ("messages", "id", "cc_addrs"),
+            Place::DeskEventBody => ("desk_events", "id", "body"),
+            Place::DeskEventDetail => ("desk_events", "id", "detail"),
         }
     }
 }
@@ -351,7 +363,7 @@ impl Store<'_> {
             let q = format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1");
             messages.push(self.c.query_row(&q, [id], |r| {
                 let mut m = filed_from_row(r)?;
-                m.body = Some(r.get(19)?);
+                m.body = Some(r.get(BODY_AT)?);
                 Ok(m)
             })?);
         }

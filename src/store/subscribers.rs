@@ -278,6 +278,9 @@ impl Store<'_> {
             "UPDATE outbox SET raw = x'' WHERE status IN ('sent', 'failed') AND created_at < ?1 AND length(raw) > 0",
             [Ts(before)],
         )?;
+        if messages > 0 {
+            self.optimize_search_index()?;
+        }
         Ok((messages, sent))
     }
 

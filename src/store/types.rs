@@ -8,7 +8,8 @@ use crate::domain::ids::{
     AmbassadorId, ContactId, ConversationId, DeliveryId, IssueId, MessageRowId, OutboxId, StoryId, SubscriberId,
 };
 use crate::domain::state::{
-    DeliveryStatus, IssueStatus, MessageStatus, OutboxKind, OutboxStatus, StoryStatus, SubscriberStatus,
+    ConversationStatus, DeliveryStatus, DeskEventKind, IssueStatus, MessageStatus, OutboxKind, OutboxStatus,
+    StoryStatus, SubscriberStatus,
 };
 use crate::domain::time::{parse_ts, ts};
 use crate::domain::{Category, Language};
@@ -54,7 +55,9 @@ sql_text!(
     StoryStatus,
     OutboxStatus,
     OutboxKind,
-    Category
+    Category,
+    ConversationStatus,
+    DeskEventKind
 );
 
 impl ToSql for Language {

@@ -5,7 +5,8 @@
 //!   /confirm/TOKEN` (the button): confirms the subscription (double opt-in);
 //! - `GET /unsubscribe/TOKEN`: a page with one button; `POST /unsubscribe/TOKEN`:
 //!   unsubscribes at once (RFC 8058 one-click: no cookies, no login, any body);
-//! - `GET /archive`, `GET /archive/ID`: sent issues, without personal data.
+//! - `GET /archive`, `GET /archive/ID`: sent issues, without personal data;
+//! - `/desk/...`: the coordinator's web desk ([`desk`]), behind a login.
 //!
 //! A forged, truncated or unknown token gets the same clear page (404), an expired
 //! confirmation link its own (410); never a 500 for bad input. A link whose subscriber
@@ -32,11 +33,15 @@ use crate::newsletter::Ctx;
 use crate::newsletter::tokens::{self, Purpose, TokenError};
 use crate::store::Shared;
 
+pub(crate) mod desk;
+
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     ctx: Ctx,
     db: Shared,
     wake_outbox: Arc<Notify>,
+    /// Whether the pages are served over https (`web.base_url`): cookies get `Secure`.
+    https: bool,
 }
 
 /// What a page template may use.
@@ -84,15 +89,16 @@ fn html_headers() -> [(HeaderName, HeaderValue); 2] {
 
 /// The headers every response gets (pages, errors, health): no framing, no `<base>`,
 /// no scripts, no content sniffing, no referrer (tokens are in the URL), and HSTS when
-/// the pages are served over https (`web.base_url`).
-fn security_headers(https: bool) -> Vec<(HeaderName, HeaderValue)> {
+/// the pages are served over https (`web.base_url`). The desk's pages (`desk`) load
+/// their style sheet from the server and allow no inline style either.
+fn security_headers(https: bool, desk: bool) -> Vec<(HeaderName, HeaderValue)> {
+    let csp = if desk {
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    } else {
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    };
     let mut h = vec![
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
-        ),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)),
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
     ];
@@ -278,7 +284,7 @@ async fn health() -> &'static str {
 /// The router, for `outreach run` and for tests.
 pub fn router(ctx: Ctx, db: Shared, wake_outbox: Arc<Notify>) -> Router {
     let https = ctx.base_url().to_ascii_lowercase().starts_with("https://");
-    let state = AppState { ctx, db, wake_outbox };
+    let state = AppState { ctx, db, wake_outbox, https };
     Router::new()
         .route("/confirm/{token}", get(confirm_page).post(confirm_post))
         .route("/unsubscribe/{token}", get(unsubscribe_page).post(unsubscribe_post))
@@ -286,9 +292,12 @@ pub fn router(ctx: Ctx, db: Shared, wake_outbox: Arc<Notify>) -> Router {
         .route("/archive/{id}", get(archive_issue))
         .route("/", get(archive_index))
         .route("/health", get(health))
+        .merge(desk::routes())
         .fallback(|State(st): State<AppState>| async move { not_found(&st) })
-        .layer(axum::middleware::map_response(move |mut res: Response| async move {
-            for (name, value) in security_headers(https) {
+        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            let desk = desk::is_desk_path(req.uri().path());
+            let mut res = next.run(req).await;
+            for (name, value) in security_headers(https, desk) {
                 res.headers_mut().insert(name, value);
             }
             res
@@ -320,9 +329,9 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait, do not spin.
                     tracing::warn!(error = %e, "web: accept failed");
@@ -336,7 +345,9 @@ pub async fn serve(
             tracing::warn!(limit = MAX_CONNECTIONS, "web: too many connections; one refused");
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The client's address, for the desk's login rate limit (`ConnectInfo`).
+        let with_peer = tower_layer::Layer::layer(&axum::Extension(axum::extract::ConnectInfo(peer)), app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(with_peer);
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
@@ -376,8 +387,8 @@ mod tests {
 
     #[test]
     fn every_response_forbids_framing_base_and_sniffing_and_https_adds_hsts() {
-        for https in [false, true] {
-            let h = security_headers(https);
+        for (https, desk) in [(false, false), (true, false), (false, true), (true, true)] {
+            let h = security_headers(https, desk);
             let csp = get(&h, header::CONTENT_SECURITY_POLICY).unwrap();
             for directive in ["default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"] {
                 assert!(csp.contains(directive), "{csp}");
@@ -386,6 +397,8 @@ mod tests {
             assert_eq!(get(&h, header::REFERRER_POLICY), Some("no-referrer"));
             let hsts = get(&h, header::STRICT_TRANSPORT_SECURITY);
             assert_eq!(hsts, https.then_some("max-age=31536000"), "HSTS only over https");
+            assert_eq!(csp.contains("unsafe-inline"), !desk, "the desk allows no inline style: {csp}");
+            assert!(!csp.contains("script-src"), "no scripts: {csp}");
         }
     }
 }

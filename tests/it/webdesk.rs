@@ -1,0 +1,212 @@
+//! The web desk (`/desk`) in a real browser: headless Chromium (Debian's `chromium`)
+//! driven by `tests/browser/desk.mjs` (puppeteer-core, axe-core) against `outreach run`
+//! and the real mail stack. This side sends the mail, starts the daemon, sets a desk
+//! password, runs the script, and checks the store and the mailboxes afterwards. Also
+//! the login and CSRF rules over plain HTTP, without a browser.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, count, fresh, http, mail, send_raw, stack, wait_subject, wait_until};
+
+const T: Duration = Duration::from_secs(30);
+const DESK_USER: &str = "coordinator@example.org";
+const PASSWORD: &str = "lang genoeg wachtwoord";
+
+fn desk_app() -> TestApp {
+    TestApp::new("contact").with_env("OUTREACH_DESK__USERS", DESK_USER).with_env("OUTREACH_DESK__SYNC_SECONDS", "1")
+}
+
+/// Sends a mail to the contact address and waits until it is filed; returns its row.
+fn file(app: &TestApp, from: &str, subject: &str, body: &str, headers: &[&str]) -> Value {
+    let (_, raw) = mail(from, subject, body, headers);
+    let envelope = from.rsplit_once('<').map_or(from, |(_, a)| a.trim_end_matches('>'));
+    send_raw(Some(envelope), "contact", &raw);
+    crate::desk::filed(app, subject)
+}
+
+fn show(app: &TestApp, id: i64) -> Value {
+    serde_json::from_str(&app.ok(&["inbox", "show", &id.to_string(), "--json"])).unwrap()
+}
+
+fn set_password(app: &TestApp, email: &str, password: &str) -> std::process::Output {
+    let mut child = app
+        .cmd()
+        .args(["desk", "set-password", email])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_web_desk_in_a_browser_logs_in_by_mail_answers_and_refuses_what_is_forged() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/puppeteer-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and its npm packages: apt-get install chromium; (cd tests/browser && npm ci) \
+         (bash deploy/test.sh does both)"
+    );
+    let _g = fresh();
+    let app = desk_app();
+    let mut daemon = app.spawn_ready();
+    app.wait_web();
+
+    let q = file(
+        &app,
+        "\"Alice Jansen\" <alice@example.org>",
+        "Vraag over het oudergesprek",
+        "Hallo,\n\nHoe kan ik ouders beter betrekken bij het oudergesprek op school? <b>Graag</b> een tip.\n\nAlice",
+        &["Cc: Bob <bob@example.org>, contact@example.org"],
+    );
+    let other =
+        file(&app, "bob@example.org", "Een tolk bij de ouderavond", "Hallo,\n\nKan er een tolk komen?\n\nBob", &[]);
+    let third = file(
+        &app,
+        "Carla de Vries <carla@elders.example>",
+        "Nog een vraag over de tolk",
+        "Hallo,\n\nWelke talen spreekt de tolk?\n\nCarla",
+        &[],
+    );
+    let conv = |r: &Value| r["conversation_id"].as_i64().unwrap();
+
+    // A password for the desk user (the CLI), and none for an address outside desk.users.
+    let out = set_password(&app, DESK_USER, PASSWORD);
+    assert!(out.status.success(), "set-password: {}", String::from_utf8_lossy(&out.stderr));
+    let refused = set_password(&app, "alice@example.org", PASSWORD);
+    assert!(!refused.status.success(), "only a desk user gets a password");
+    assert!(!set_password(&app, DESK_USER, "kort").status.success(), "a short password is refused");
+    let stored: String = app.sql("SELECT hash FROM desk_passwords");
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(PASSWORD), "an argon2id hash is kept: {stored}");
+
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let out = Command::new("node")
+        .arg("desk.mjs")
+        .current_dir(&browser_dir)
+        .env("DESK_URL", &app.web)
+        .env("DESK_USER", DESK_USER)
+        .env("DESK_PASSWORD", PASSWORD)
+        .env("IMAP_PORT", stack().imap_port.to_string())
+        .env("MAIL_PASSWORD", "secret")
+        .env("CLOCK_FILE", app.clock_file())
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CONV_QUESTION", conv(&q).to_string())
+        .env("CONV_OTHER", conv(&other).to_string())
+        .env("CONV_THIRD", conv(&third).to_string())
+        .output()
+        .expect("run node tests/browser/desk.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log_text()
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+
+    // Every action was recorded with the desk user's address; the refused POSTs added nothing.
+    let id = q["id"].as_i64().unwrap();
+    let view = show(&app, id);
+    let events = view["conversation"]["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["note", "note", "answer", "reopen", "done", "answer"], "{events:#?}");
+    assert!(events.iter().all(|e| e["actor"] == DESK_USER), "{events:#?}");
+    assert_eq!(events[2]["detail"], "sent and closed");
+    assert_eq!(view["conversation"]["status"], "in behandeling", "answered again by keyboard");
+
+    // The answers arrive in Alice's mailbox, threaded, with Bob kept in Cc.
+    let got = wait_subject("alice", "Re: Vraag over het oudergesprek", 2, T);
+    assert_eq!(got.len(), 2, "both answers reach the sender");
+    let first = got.iter().find(|m| m.text.contains("Begin met luisteren")).expect("the send-and-close answer");
+    assert_eq!(first.cc.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["bob@example.org"]);
+    assert!(first.text.contains("> Hoe kan ik ouders beter betrekken"), "quoted: {}", first.text);
+    assert!(got.iter().any(|m| m.text.contains("vraag wat de ouders zelf willen")), "the keyboard answer");
+
+    // Moved and merged.
+    let o = show(&app, other["id"].as_i64().unwrap());
+    assert_eq!(o["conversation"]["category"], "join");
+    let merged: i64 = app.sql(&format!("SELECT merged_into FROM conversations WHERE id = {}", conv(&third)));
+    assert_eq!(merged, conv(&other));
+    wait_until("the moved mail in Aanmeldingen on the server", || count("contact", "Aanmeldingen") >= 1);
+
+    // Only hashes are kept; the login mails' bytes are emptied once sent.
+    let odd: i64 = app
+        .sql("SELECT COUNT(*) FROM desk_login_links WHERE length(token_hash) <> 64 OR token_hash GLOB '*[^0-9a-f]*'");
+    assert_eq!(odd, 0, "login links are kept as SHA-256 hex");
+    let links: i64 = app.sql("SELECT COUNT(*) FROM desk_login_links");
+    assert_eq!(links, 3, "the first login, the expired one, the keyboard login");
+    let raw: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE kind = 'desk_login' AND length(raw) > 0");
+    assert_eq!(raw, 0, "no login link left in the outbox");
+    let unknown: i64 =
+        app.sql("SELECT COUNT(*) FROM outbox WHERE kind = 'desk_login' AND rcpt <> 'coordinator@example.org'");
+    assert_eq!(unknown, 0, "no mail to an address outside desk.users");
+    daemon.terminate();
+}
+
+/// The rules without a browser: a page needs a session; a post needs its token.
+#[test]
+fn desk_pages_need_a_session_and_every_post_its_token() {
+    let _g = fresh();
+    let app = desk_app();
+    let mut daemon = app.spawn_ready();
+    app.wait_web();
+    let (status, _) = http("GET", &format!("{}/desk/gesprekken", app.web), "");
+    assert_eq!(status, 303, "to the login page");
+    let (status, body) = http("GET", &format!("{}/desk/login", app.web), "");
+    assert_eq!(status, 200);
+    assert!(body.contains("lang=\"nl\"") && body.contains("name=\"csrf\""), "{body}");
+    // No cookie, so no token to match: refused, and no mail queued.
+    let (status, _) = http("POST", &format!("{}/desk/login", app.web), &format!("email={DESK_USER}"));
+    assert_eq!(status, 403);
+    let (status, _) = http("POST", &format!("{}/desk/gesprekken/1/afgehandeld", app.web), "csrf=x");
+    assert_eq!(status, 403);
+    let (status, _) =
+        http("GET", &format!("{}/desk/login/bm90LWEtcmVhbC10b2tlbi1hdC1hbGwtMDEyMzQ1Njc4OQ", app.web), "");
+    assert_eq!(status, 404, "an unknown link");
+    let (status, css) = http("GET", &format!("{}/desk/desk.css", app.web), "");
+    assert!(status == 200 && css.contains(":focus-visible"), "the style sheet");
+    let queued: i64 = app.sql("SELECT COUNT(*) FROM outbox WHERE kind = 'desk_login'");
+    assert_eq!(queued, 0);
+    daemon.terminate();
+}
+
+/// The response head of a GET (status line and headers), read raw.
+fn head(url: &str) -> String {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_once("\r\n\r\n").map_or(resp.clone(), |(h, _)| h.to_string())
+}
+
+/// Behind https (`web.base_url`), every desk cookie is `Secure` too; desk pages have
+/// their own CSP (no inline style) and are never cached.
+#[test]
+fn desk_cookies_are_secure_behind_https_and_pages_strict() {
+    let _g = crate::helpers::serial();
+    let app = desk_app().with_env("OUTREACH_WEB__BASE_URL", "https://balie.example.org");
+    let mut daemon = app.spawn_ready();
+    app.wait_web();
+    let h = head(&format!("{}/desk/login", app.web)).to_ascii_lowercase();
+    let cookie = h.lines().find(|l| l.starts_with("set-cookie: desk_csrf=")).unwrap_or_else(|| panic!("{h}"));
+    for part in ["httponly", "samesite=strict", "path=/desk", "secure"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    let csp = h.lines().find(|l| l.starts_with("content-security-policy:")).unwrap();
+    assert!(csp.contains("style-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("script"), "{csp}");
+    assert!(h.contains("cache-control: no-store"), "{h}");
+    assert!(h.contains("strict-transport-security"), "{h}");
+    daemon.terminate();
+}
