@@ -1,18 +1,25 @@
 //! Delivers newsletter issues: one row per (issue, subscriber), claimed (`sending`,
 //! committed) before any network I/O, rendered at send time from the issue's
-//! [`Skeleton`], sent over pooled SMTP connections with a rate limit and a fixed number
-//! of lanes, and settled per row: `sent`, `retry` (4xx, with back-off), `failed` (5xx or
-//! too many attempts), `skipped` (unsubscribed meanwhile).
+//! [`Skeleton`], sent with a rate limit over a fixed number of lanes, and settled per
+//! row: `sent`, `retry` (4xx, with back-off), `failed` (5xx or too many attempts),
+//! `skipped` (unsubscribed meanwhile).
 //!
-//! Crash safety is the outbox's: each delivery's id is appended to a journal
-//! (`<db>.newsletter-journal`) right before the end of its message goes out, so after
-//! a crash a `sending` row counts as sent exactly when its end was written. Rows claimed
-//! but not started are simply sent again: duplicates are bounded by the lanes, and in
-//! practice none occur (see docs/BENCHMARKS.md).
+//! Each lane is a thread with its own store connection and its own SMTP session
+//! ([`crate::outbox::wire`]): it claims 64 rows, sends them one by one, and records their
+//! outcomes in the transaction that claims the next 64.
+//!
+//! **Exactly once.** Each delivery's id is appended to a journal
+//! (`<db>.newsletter-journal`) right before the end of its message goes out, and a refusal
+//! of that end is appended after it (see [`crate::outbox::journal`]); a row still
+//! `sending` after a crash counts as sent exactly when its end went out and was not
+//! refused, and is sent again otherwise (it never reached the server). Outcomes are kept
+//! until they are committed: a write that fails (a busy database, a full disk) is tried
+//! again with back-off, and what a lane could not write is handed over to the next pass.
+//! The journal is emptied only when every outcome is committed and on disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -25,7 +32,8 @@ use crate::domain::ids::{DeliveryId, IssueId};
 use crate::domain::{EmailAddress, Language};
 use crate::outbox::compose::{AutoResponseSuppress, ListId, ListUnsubscribe, ListUnsubscribePost, Precedence};
 use crate::outbox::journal::SentJournal;
-use crate::outbox::{DeliveryStats, Mailer, RetryPolicy, Settled, Worker};
+use crate::outbox::wire::{self, Session};
+use crate::outbox::{DeliveryStats, RetryPolicy, Settled, Worker, with_retries};
 use crate::store::deliveries::{Claimed, DeliveryUpdate};
 use crate::store::{Db, Shared};
 
@@ -114,9 +122,10 @@ impl Pacer {
         Some(slot)
     }
 
-    async fn wait(&self) {
+    /// Waits (on the lane's thread) for the next slot.
+    fn wait(&self) {
         if let Some(slot) = self.reserve(Instant::now()) {
-            tokio::time::sleep_until(slot.into()).await;
+            std::thread::sleep(slot.saturating_duration_since(Instant::now()));
         }
     }
 }
@@ -126,14 +135,22 @@ type Rendered = (Skeleton, String);
 
 /// Sends due deliveries of issues that are `sending`.
 pub struct Sender {
-    ctx: Ctx,
     db: Shared,
-    mailer: Mailer,
+    lanes: Arc<Lanes>,
+}
+
+/// What the lanes share.
+struct Lanes {
+    ctx: Ctx,
+    wire: wire::Client,
     journal: SentJournal,
     skeletons: Mutex<HashMap<(IssueId, Language), Arc<Rendered>>>,
     pacer: Pacer,
     sent_total: AtomicUsize,
     db_path: std::path::PathBuf,
+    /// Outcomes a lane could not commit, and rows it claimed but did not start: kept
+    /// until the next pass commits them.
+    unrecorded: Mutex<Vec<(DeliveryId, DeliveryUpdate)>>,
 }
 
 impl Sender {
@@ -143,53 +160,104 @@ impl Sender {
         let journal = SentJournal::open_named(db_path, ".newsletter-journal")?;
         let ended = journal.ids()?;
         let now = ctx.clock.now();
-        let (sent, requeued) = db.run(move |db| db.write(|st| st.recover_deliveries(&ended, now))).await?;
+        let (sent, requeued) = db
+            .run(move |db| {
+                let settled = db.write(|st| st.recover_deliveries(&ended, now))?;
+                db.make_durable(now)?;
+                Ok(settled)
+            })
+            .await?;
         journal.clear()?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled newsletter deliveries that were in flight during a crash");
         }
-        let mut smtp = ctx.settings.smtp.clone();
-        smtp.pool_size = ctx.settings.newsletter.concurrency;
-        let mailer = Mailer::new(&smtp)?;
+        let lanes = ctx.settings.newsletter.concurrency.max(1) as usize;
+        let wire = wire::Client::new(&ctx.settings.smtp, lanes)?;
         let pacer = Pacer::new(ctx.settings.newsletter.rate_per_minute);
-        Ok(Self {
+        let lanes = Lanes {
             ctx,
-            db,
-            mailer,
+            wire,
             journal,
             skeletons: Mutex::new(HashMap::new()),
             pacer,
             sent_total: AtomicUsize::new(0),
             db_path: db_path.to_path_buf(),
-        })
+            unrecorded: Mutex::new(Vec::new()),
+        };
+        Ok(Self { db, lanes: Arc::new(lanes) })
     }
 
     /// Messages sent by this sender so far (for progress output).
     pub fn sent_total(&self) -> usize {
-        self.sent_total.load(Ordering::Relaxed)
+        self.lanes.sent_total.load(Ordering::Relaxed)
     }
 
     /// Starts the issues a person approved, sends everything due now with
     /// `concurrency` lanes until nothing is left, then marks finished issues `sent`.
     pub async fn deliver_due(&self) -> anyhow::Result<DeliveryStats> {
-        let ctx = self.ctx.clone();
+        let ctx = self.lanes.ctx.clone();
         for (issue, n) in self.db.run(move |db| db.write(|st| ctx.start_approved(st, ctx.clock.now()))).await? {
             tracing::info!(issue = %issue, deliveries = n, "approved issue: sending started");
         }
         self.db.run(|db| db.store().skip_inactive()).await?;
-        let lanes = (0..self.ctx.settings.newsletter.concurrency.max(1)).map(|_| self.lane());
+        self.record_unrecorded().await?;
+        let lanes: Vec<_> = (0..self.lanes.ctx.settings.newsletter.concurrency.max(1))
+            .map(|_| {
+                let lanes = self.lanes.clone();
+                tokio::task::spawn_blocking(move || lanes.lane())
+            })
+            .collect();
         let mut stats = DeliveryStats::default();
+        let mut failed = None;
         for lane in futures_util::future::join_all(lanes).await {
-            stats.add(&lane?);
+            match lane.context("a sending lane panicked").and_then(|r| r) {
+                Ok(s) => stats.add(&s),
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
-        self.journal.clear()?;
-        let now = self.ctx.clock.now();
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        // No lane runs and every outcome is committed: make them durable, then the
+        // journal's proof is no longer needed.
+        let now = self.lanes.ctx.clock.now();
+        if self.lanes.journal.is_dirty() {
+            self.db.run(move |db| db.make_durable(now)).await?;
+            self.lanes.journal.clear()?;
+        }
         let finished = self.db.run(move |db| db.write(|st| st.finish_issues(now))).await?;
         for id in finished {
             tracing::info!(issue = %id, "newsletter issue finished");
-            self.skeletons.lock().expect("skeleton cache").retain(|(i, _), _| *i != id);
+            self.lanes.skeletons.lock().unwrap_or_else(PoisonError::into_inner).retain(|(i, _), _| *i != id);
         }
         Ok(stats)
+    }
+
+    /// Commits what lanes of an earlier pass could not; kept again when that fails.
+    async fn record_unrecorded(&self) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut *self.lanes.unrecorded.lock().unwrap_or_else(PoisonError::into_inner));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let kept = pending.clone();
+        let now = self.lanes.ctx.clock.now();
+        let written = self
+            .db
+            .run(move |db| {
+                with_retries("record newsletter outcomes kept from an earlier pass", || {
+                    db.write(|st| {
+                        for (id, u) in &pending {
+                            st.record_delivery(*id, u, now)?;
+                        }
+                        Ok(())
+                    })
+                })
+            })
+            .await;
+        if written.is_err() {
+            self.lanes.unrecorded.lock().unwrap_or_else(PoisonError::into_inner).extend(kept);
+        }
+        written
     }
 
     /// The daemon's newsletter worker: see [`crate::outbox::run_worker`].
@@ -205,21 +273,17 @@ impl Sender {
     pub async fn next_due(&self) -> Option<DateTime<Utc>> {
         self.db.run(|db| db.store().next_delivery_due()).await.ok().flatten()
     }
+}
 
-    async fn skeleton(&self, issue_id: IssueId, lang: Language) -> anyhow::Result<Arc<Rendered>> {
-        if let Some(s) = self.skeletons.lock().expect("skeleton cache").get(&(issue_id, lang)) {
+impl Lanes {
+    fn skeleton(&self, db: &Db, issue_id: IssueId, lang: Language) -> anyhow::Result<Arc<Rendered>> {
+        if let Some(s) = self.skeletons.lock().unwrap_or_else(PoisonError::into_inner).get(&(issue_id, lang)) {
             return Ok(s.clone());
         }
-        let ctx = self.ctx.clone();
-        let built = self
-            .db
-            .run(move |db| {
-                let issue = db.store().issue(issue_id)?.context("issue vanished")?;
-                let content = ctx.issue_content(db.store(), &issue)?;
-                Ok(Arc::new((ctx.renderer.skeleton(&content, lang)?, issue.subject)))
-            })
-            .await?;
-        self.skeletons.lock().expect("skeleton cache").insert((issue_id, lang), built.clone());
+        let issue = db.store().issue(issue_id)?.context("issue vanished")?;
+        let content = self.ctx.issue_content(db.store(), &issue)?;
+        let built = Arc::new((self.ctx.renderer.skeleton(&content, lang)?, issue.subject));
+        self.skeletons.lock().unwrap_or_else(PoisonError::into_inner).insert((issue_id, lang), built.clone());
         Ok(built)
     }
 
@@ -236,8 +300,8 @@ impl Sender {
     }
 
     /// Renders one subscriber's copy.
-    async fn render(&self, d: &Claimed, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
-        let sk = self.skeleton(d.issue, d.language).await?;
+    fn render(&self, db: &Db, d: &Claimed, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
+        let sk = self.skeleton(db, d.issue, d.language)?;
         let (skeleton, subject) = (&sk.0, &sk.1);
         let unsub = self.ctx.unsubscribe_url(d.subscriber, &d.nonce, now);
         let (text, html) = skeleton.personalize_encoded(d.name.as_deref(), &unsub);
@@ -257,45 +321,66 @@ impl Sender {
         )
     }
 
-    async fn lane(&self) -> anyhow::Result<DeliveryStats> {
-        // Each lane has its own connection, used off the runtime like every store call
-        // (`Shared::run`): when its batch is done, it records the outcomes and claims the
-        // next batch in one transaction; before each message, it checks that the
-        // subscriber is still subscribed right now. Outcomes wait for the batch's end
-        // safely: after a crash the journal tells which of the `sending` rows went out.
-        let db = Shared::new(Db::open(&self.db_path)?.without_fsync_per_commit()?.memory_mapped()?);
+    /// One lane, on its own thread. When it stops on an error, what it holds (outcomes
+    /// not committed, rows claimed and not started) is kept for the next pass.
+    fn lane(&self) -> anyhow::Result<DeliveryStats> {
+        let mut db = Db::open(&self.db_path)?.without_fsync_per_commit()?.memory_mapped()?;
         let mut stats = DeliveryStats::default();
         let mut queue: VecDeque<Claimed> = VecDeque::new();
         let mut done: Vec<(DeliveryId, DeliveryUpdate)> = Vec::with_capacity(BATCH as usize);
+        let mut session: Option<(Session, bool)> = None;
+        let result = self.lane_loop(&mut db, &mut session, &mut queue, &mut done, &mut stats);
+        if let Some((s, _)) = session {
+            self.wire.checkin(s);
+        }
+        if result.is_err() {
+            let mut kept = self.unrecorded.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.append(&mut done);
+            kept.extend(queue.drain(..).map(|d| (d.id, DeliveryUpdate::Unstarted)));
+        }
+        result.map(|()| stats)
+    }
+
+    fn lane_loop(
+        &self,
+        db: &mut Db,
+        session: &mut Option<(Session, bool)>,
+        queue: &mut VecDeque<Claimed>,
+        done: &mut Vec<(DeliveryId, DeliveryUpdate)>,
+        stats: &mut DeliveryStats,
+    ) -> anyhow::Result<()> {
+        // Before each message, the subscriber is checked again: whoever left meanwhile
+        // gets nothing more. Outcomes wait for the batch's end safely: after a crash the
+        // journal tells which of the `sending` rows went out.
         let policy = RetryPolicy::from_settings(&self.ctx.settings.smtp);
         loop {
-            if queue.is_empty() {
-                let outcomes = std::mem::take(&mut done);
+            let Some(d) = queue.front() else {
                 let now = self.ctx.clock.now();
-                let claimed = db
-                    .run(move |db| {
-                        db.write(|st| {
-                            for (id, u) in &outcomes {
-                                st.record_delivery(*id, u, now)?;
-                            }
-                            st.claim_deliveries(BATCH, now)
-                        })
+                let claimed = with_retries("record newsletter outcomes", || {
+                    db.write(|st| {
+                        for (id, u) in done.iter() {
+                            st.record_delivery(*id, u, now)?;
+                        }
+                        st.claim_deliveries(BATCH, now)
                     })
-                    .await?;
+                })?;
+                done.clear();
                 if claimed.is_empty() {
-                    return Ok(stats);
+                    return Ok(());
                 }
                 queue.extend(claimed);
-            }
-            let d = queue.pop_front().expect("checked non-empty");
+                continue;
+            };
             let subscriber = d.subscriber;
-            if !db.run(move |db| db.store().still_active(subscriber)).await? {
+            if !with_retries("check a subscriber", || db.store().still_active(subscriber))? {
+                let d = queue.pop_front().expect("checked non-empty");
                 done.push((d.id, DeliveryUpdate::Skipped("unsubscribed before it was sent".into())));
                 continue;
             }
-            self.pacer.wait().await;
+            let d = queue.pop_front().expect("checked non-empty");
+            self.pacer.wait();
             let now = self.ctx.clock.now();
-            let raw = match self.render(&d, now).await {
+            let raw = match self.render(db, &d, now) {
                 Ok(raw) => raw,
                 Err(e) => {
                     let error = crate::domain::redact_addresses(&format!("could not render: {e:#}"));
@@ -305,7 +390,7 @@ impl Sender {
                 }
             };
             let from = self.envelope_from(d.id);
-            let outcome = self.mailer.send_recorded(&self.journal, d.id.get(), &from, &d.email, &raw).await;
+            let outcome = self.wire.send(session, &self.journal, d.id.get(), &from, &d.email, &raw);
             let update = match stats.settle(outcome, d.attempts, policy, "newsletter", d.id.get(), now) {
                 Settled::Sent => {
                     self.sent_total.fetch_add(1, Ordering::Relaxed);
@@ -327,7 +412,7 @@ impl Worker for Sender {
         Sender::next_due(self)
     }
     fn clock(&self) -> &crate::domain::time::Clock {
-        &self.ctx.clock
+        &self.lanes.ctx.clock
     }
 }
 

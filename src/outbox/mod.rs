@@ -15,6 +15,7 @@
 pub mod compose;
 pub mod journal;
 mod net;
+pub mod wire;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use crate::store::{Db, Shared};
 use journal::SentJournal;
 
 /// Connections idle longer than this are not reused (servers drop idle clients).
-const POOL_IDLE: Duration = Duration::from_secs(50);
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(50);
 
 type SmtpError = lettre::transport::smtp::Error;
 
@@ -291,11 +292,21 @@ impl Mailer {
             journal.record(id)
         };
         let limit = self.timeout * 4;
-        match tokio::time::timeout(limit, self.send_raw(envelope_from, rcpt, raw, record)).await {
+        let outcome = match tokio::time::timeout(limit, self.send_raw(envelope_from, rcpt, raw, record)).await {
             Ok(outcome) => outcome,
             Err(_) if recorded.load(std::sync::atomic::Ordering::SeqCst) => Outcome::Sent,
             Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
+        };
+        // Recorded, then refused at its end (or the record itself failed): not delivered.
+        // Said in the journal before the outcome is committed, so that a crash in between
+        // does not count it as sent.
+        if recorded.load(std::sync::atomic::Ordering::SeqCst)
+            && !matches!(outcome, Outcome::Sent)
+            && let Err(e) = journal.refused(id)
+        {
+            tracing::error!(error = %format!("{e:#}"), "the sent journal could not record a refusal");
         }
+        outcome
     }
 
     /// One SMTP transaction: `envelope_from` (empty: the null sender) to `rcpt`.
@@ -422,6 +433,29 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+/// Tries of a store write that records outcomes before the caller gives up for now.
+const WRITE_TRIES: u32 = 5;
+
+/// Runs a store write (on the calling thread, which it may put to sleep), trying again
+/// with back-off (0.1 s doubling, 1.5 s in all) when it fails: a busy database after its
+/// timeout, a full disk. The caller keeps what it wanted to write when all tries fail.
+pub fn with_retries<T>(what: &str, mut write: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 1;
+    loop {
+        match write() {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < WRITE_TRIES => {
+                tracing::warn!(what, tries, error = %format!("{e:#}"), "a store write failed; trying again");
+                std::thread::sleep(delay);
+                delay *= 2;
+                tries += 1;
+            }
+            Err(e) => return Err(e.context(format!("Failed to {what} ({tries} tries)"))),
+        }
+    }
+}
+
 /// The outbox: its store connection, the SMTP side and the sent journal.
 pub struct Outbox {
     db: Shared,
@@ -429,6 +463,8 @@ pub struct Outbox {
     journal: Arc<SentJournal>,
     settings: SmtpSettings,
     clock: Clock,
+    /// Outcomes whose write failed: kept until they are committed (see `deliver_due`).
+    unrecorded: Mutex<Vec<(OutboxId, Settled)>>,
 }
 
 impl Outbox {
@@ -444,19 +480,50 @@ impl Outbox {
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled mail that was being sent during a crash");
         }
-        Ok(Self { db, mailer, journal, settings, clock })
+        Ok(Self { db, mailer, journal, settings, clock, unrecorded: Mutex::new(Vec::new()) })
+    }
+
+    /// Commits the outcomes whose write failed before; they stay kept when it fails again.
+    async fn record_unrecorded(&self) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let kept = pending.clone();
+        let now = self.clock.now();
+        let written = self
+            .db
+            .run(move |db| {
+                with_retries("record the outcome of mail sent earlier", || {
+                    for (id, settled) in &pending {
+                        record_outcome(db, *id, settled, now)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if written.is_err() {
+            self.unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(kept);
+        }
+        written
     }
 
     /// Sends every row that is due now, with up to `pool_size` transactions at a time,
     /// until none is left. Each row is recorded as soon as its own transaction ends.
     pub async fn deliver_due(&self) -> anyhow::Result<DeliveryStats> {
+        self.record_unrecorded().await?;
         let lanes = (0..self.settings.pool_size.max(1)).map(|_| self.deliver_lane());
         let mut stats = DeliveryStats::default();
         for lane in futures_util::future::join_all(lanes).await {
             stats.add(&lane?);
         }
-        // Nothing is in flight now: every journalled row has its outcome in the store.
-        self.journal.clear()?;
+        // Nothing is in flight now and every outcome is committed: make them durable,
+        // then the journal's proof is no longer needed.
+        if self.journal.is_dirty() {
+            let now = self.clock.now();
+            self.db.run(move |db| db.make_durable(now)).await?;
+            self.journal.clear()?;
+        }
         if stats.sent + stats.deferred + stats.failed > 0 {
             let last = stats.last_error.clone();
             let now = self.clock.now();
@@ -495,13 +562,17 @@ impl Outbox {
                 let domain = row.rcpt.rsplit_once('@').map_or("", |(_, d)| d);
                 tracing::info!(id = %id, kind = %row.kind, rcpt_domain = %domain, "sent");
             }
-            self.db
-                .run(move |db| match settled {
-                    Settled::Sent => db.mark_sent(id, now),
-                    Settled::Retry(at, e) => db.mark_retry(id, at, &e),
-                    Settled::Failed(e) => db.mark_failed(id, &e),
-                })
-                .await?;
+            // Kept until committed: without it, the row would stay `sending` and only the
+            // journal would know that it went out.
+            let kept = settled.clone();
+            let written = self
+                .db
+                .run(move |db| with_retries("record the outcome of a mail", || record_outcome(db, id, &settled, now)))
+                .await;
+            if let Err(e) = written {
+                self.unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((id, kept));
+                return Err(e);
+            }
         }
     }
 
@@ -520,6 +591,14 @@ impl Worker for Outbox {
     }
     fn clock(&self) -> &Clock {
         &self.clock
+    }
+}
+
+fn record_outcome(db: &Db, id: OutboxId, settled: &Settled, now: DateTime<Utc>) -> anyhow::Result<()> {
+    match settled {
+        Settled::Sent => db.mark_sent(id, now),
+        Settled::Retry(at, e) => db.mark_retry(id, *at, e),
+        Settled::Failed(e) => db.mark_failed(id, e),
     }
 }
 

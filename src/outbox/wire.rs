@@ -1,0 +1,528 @@
+//! A small blocking SMTP client for bulk sending: the newsletter lanes, each on its own
+//! thread with its own session.
+//!
+//! Why not lettre's connection: it writes every command with its own write and flush
+//! and waits for each answer, and dot-stuffs the message byte by byte into a fresh
+//! buffer; sending 10,000 copies of 15 KB then spent most of its time in small socket
+//! writes, task switches and that copy (docs/BENCHMARKS.md, run 8). Here one transaction
+//! is three writes and two waits when the server offers PIPELINING: `MAIL`, `RCPT` and
+//! `DATA` in one write; the message, dot-stuffed only where a line starts with a dot
+//! (found with `memchr`), in one write; the final `.` in one write. The journal records
+//! the row between the last two, as with the outbox (see the module doc of
+//! [`crate::outbox`]): without its record, the `.` never goes out.
+//!
+//! TLS is rustls (implicit, or STARTTLS which is then required), AUTH is PLAIN or LOGIN;
+//! every read and write has the `[smtp] timeout`.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::journal::SentJournal;
+use super::{Outcome, POOL_IDLE};
+use crate::config::{Security, SmtpSettings};
+use crate::domain::{EmailAddress, redact_addresses};
+
+/// Longest SMTP answer we read (lettre's limit too).
+const MAX_REPLY: usize = 64 * 1024;
+
+/// Where to connect and how: one per sender, shared by its lanes; keeps idle sessions.
+pub struct Client {
+    host: String,
+    port: u16,
+    timeout: Duration,
+    security: Security,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    credentials: Option<(String, SecretString)>,
+    hello: String,
+    pool_size: usize,
+    idle: Mutex<Vec<(Session, Instant)>>,
+}
+
+/// One SMTP session.
+pub struct Session {
+    stream: Stream,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    wbuf: Vec<u8>,
+    pipelining: bool,
+    eight_bit: bool,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A server's answer.
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    /// The lines after the code, joined by `\n`.
+    text: String,
+}
+
+impl Reply {
+    fn positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+    /// One line, addresses cut to their domain (servers quote the recipient).
+    fn describe(&self) -> String {
+        redact_addresses(&format!("{} {}", self.code, self.text.replace(['\r', '\n'], " ")))
+    }
+    fn outcome(&self) -> Outcome {
+        if self.code >= 500 {
+            Outcome::Permanent(format!("SMTP refused permanently: {}", self.describe()))
+        } else {
+            Outcome::Transient(format!("SMTP temporary failure: {}", self.describe()))
+        }
+    }
+}
+
+/// How a transaction failed.
+enum Failure {
+    /// The connection broke (or timed out); `after_end` when the final `.` was being
+    /// written or had been.
+    Io { error: io::Error, after_end: bool, before_data: bool },
+    /// The server refused the envelope (the session goes on after RSET).
+    Envelope(Reply),
+    /// The server refused the end of the message.
+    End(Reply),
+    /// The journal could not record the end: the `.` was not sent.
+    Journal(anyhow::Error),
+}
+
+impl Client {
+    pub fn new(s: &SmtpSettings, pool_size: usize) -> anyhow::Result<Self> {
+        let tls = match s.security {
+            Security::None => None,
+            Security::Starttls | Security::Tls => Some(crate::tls::client_config(s.ca_file.as_deref())?),
+        };
+        let credentials = match (&s.username, &s.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            _ => None,
+        };
+        Ok(Self {
+            host: s.host.clone(),
+            port: s.port,
+            timeout: Duration::from_secs(s.timeout.max(1)),
+            security: s.security,
+            tls,
+            credentials,
+            hello: lettre::transport::smtp::extension::ClientId::default().to_string(),
+            pool_size,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new session: TCP (no Nagle), TLS, EHLO, AUTH.
+    fn connect(&self) -> Result<Session, String> {
+        let addrs = (self.host.as_str(), self.port).to_socket_addrs().map_err(|e| e.to_string())?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, self.timeout) {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let tcp = tcp.ok_or_else(|| last.to_string())?;
+        let setup = |t: &TcpStream| -> io::Result<()> {
+            t.set_nodelay(true)?;
+            t.set_read_timeout(Some(self.timeout))?;
+            t.set_write_timeout(Some(self.timeout))
+        };
+        setup(&tcp).map_err(|e| e.to_string())?;
+        let stream = match self.security {
+            Security::Tls => self.wrap(tcp)?,
+            _ => Stream::Plain(tcp),
+        };
+        let mut s = Session {
+            stream,
+            rbuf: Vec::with_capacity(4096),
+            rpos: 0,
+            wbuf: Vec::with_capacity(32 * 1024),
+            pipelining: false,
+            eight_bit: false,
+        };
+        let io = |e: io::Error| e.to_string();
+        let greeting = s.read_reply().map_err(io)?;
+        if !greeting.positive() {
+            return Err(format!("the server refused the session: {}", greeting.describe()));
+        }
+        let mut ehlo = s.ehlo(&self.hello)?;
+        if self.security == Security::Starttls {
+            if !has(&ehlo, "STARTTLS") {
+                return Err("the server does not offer STARTTLS".into());
+            }
+            let r = s.command("STARTTLS\r\n").map_err(io)?;
+            if !r.positive() {
+                return Err(format!("STARTTLS refused: {}", r.describe()));
+            }
+            let Stream::Plain(tcp) = s.stream else { unreachable!("STARTTLS on a plain stream") };
+            s.stream = self.wrap(tcp)?;
+            s.rbuf.clear();
+            s.rpos = 0;
+            ehlo = s.ehlo(&self.hello)?;
+        }
+        s.pipelining = has(&ehlo, "PIPELINING");
+        s.eight_bit = has(&ehlo, "8BITMIME");
+        if let Some((user, password)) = &self.credentials {
+            s.auth(&ehlo, user, password.expose_secret())?;
+        }
+        Ok(s)
+    }
+
+    fn wrap(&self, tcp: TcpStream) -> Result<Stream, String> {
+        let config = self.tls.clone().ok_or("TLS is not set up")?;
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| e.to_string())?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        // The handshake now, so that a certificate problem is named as such.
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| format!("TLS: {e}"))?;
+        }
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    /// A pooled session when a fresh one is idle, else a new one; `true` when reused.
+    fn checkout(&self) -> Result<(Session, bool), String> {
+        loop {
+            let pooled = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+            match pooled {
+                Some((s, since)) if since.elapsed() < POOL_IDLE => return Ok((s, true)),
+                Some(_) => continue,
+                None => return Ok((self.connect()?, false)),
+            }
+        }
+    }
+
+    /// Keeps a session for the next pass.
+    pub fn checkin(&self, s: Session) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.pool_size {
+            idle.push((s, Instant::now()));
+        }
+    }
+
+    /// One SMTP transaction on the lane's session `slot` (opened when empty, emptied
+    /// when it broke), whose end is recorded in `journal` under `id` right before the
+    /// final `.` goes out. `envelope_from` empty: the null sender.
+    pub fn send(
+        &self,
+        slot: &mut Option<(Session, bool)>,
+        journal: &SentJournal,
+        id: i64,
+        envelope_from: &str,
+        rcpt: &str,
+        raw: &[u8],
+    ) -> Outcome {
+        let rcpt = match EmailAddress::parse(rcpt) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
+        };
+        let from = match envelope_from {
+            "" => None,
+            f => match EmailAddress::parse(f) {
+                Ok(a) => Some(a),
+                Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
+            },
+        };
+        let from = from.as_ref().map_or("", |a| a.as_str());
+        // A pooled session that the server closed meanwhile fails before any of the
+        // message was sent: one more try on a new session.
+        for last_try in [false, true] {
+            let (mut session, reused) = match slot.take() {
+                Some(s) => s,
+                None => match self.checkout() {
+                    Ok(s) => s,
+                    Err(e) => return Outcome::Transient(format!("cannot connect to {}:{}: {e}", self.host, self.port)),
+                },
+            };
+            let result = session.transaction(from, rcpt.as_str(), raw, || journal.record(id));
+            return match result {
+                Ok(()) => {
+                    *slot = Some((session, true));
+                    Outcome::Sent
+                }
+                Err(Failure::Io { before_data: true, .. }) if reused && !last_try => continue,
+                Err(Failure::Io { error, after_end: false, .. }) => {
+                    Outcome::Transient(format!("connection lost while sending: {error}"))
+                }
+                // It broke after the end: the server most likely delivered; never send twice.
+                Err(Failure::Io { error, after_end: true, .. }) => {
+                    tracing::warn!(error = %error, "connection lost after the end of the message; counted as sent");
+                    Outcome::Sent
+                }
+                Err(Failure::Envelope(reply)) => {
+                    if session.reset() {
+                        *slot = Some((session, true));
+                    }
+                    reply.outcome()
+                }
+                Err(Failure::End(reply)) => {
+                    // Not delivered: say so in the journal before anything else, so that
+                    // a crash before the outcome is committed does not count it as sent.
+                    if let Err(e) = journal.refused(id) {
+                        tracing::error!(error = %format!("{e:#}"), "the sent journal could not record a refusal");
+                    }
+                    *slot = Some((session, true));
+                    reply.outcome()
+                }
+                Err(Failure::Journal(e)) => {
+                    // The session is dropped with the message unfinished: the server
+                    // discards it.
+                    let why = format!("{e:#}");
+                    tracing::error!(error = %why, "the sent journal could not record the end of a message; not sent");
+                    Outcome::Transient(format!("not sent: the sent journal could not be written ({why})"))
+                }
+            };
+        }
+        Outcome::Transient("no usable SMTP connection".into())
+    }
+}
+
+fn has(ehlo: &Reply, keyword: &str) -> bool {
+    ehlo.text.lines().skip(1).any(|l| l.split([' ', '=']).next().is_some_and(|k| k.eq_ignore_ascii_case(keyword)))
+}
+
+impl Session {
+    fn ehlo(&mut self, hello: &str) -> Result<Reply, String> {
+        let r = self.command(&format!("EHLO {hello}\r\n")).map_err(|e| e.to_string())?;
+        if !r.positive() {
+            return Err(format!("EHLO refused: {}", r.describe()));
+        }
+        Ok(r)
+    }
+
+    fn auth(&mut self, ehlo: &Reply, user: &str, password: &str) -> Result<(), String> {
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let mechanisms: Vec<String> = ehlo
+            .text
+            .lines()
+            .filter_map(|l| {
+                let l = l.to_ascii_uppercase();
+                l.strip_prefix("AUTH").map(|m| m.trim_start_matches(['=', ' ']).to_string())
+            })
+            .flat_map(|m| m.split(' ').map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let io = |e: io::Error| e.to_string();
+        let r = if mechanisms.iter().any(|m| m == "PLAIN") {
+            self.command(&format!("AUTH PLAIN {}\r\n", b64(format!("\0{user}\0{password}").as_bytes()))).map_err(io)?
+        } else if mechanisms.iter().any(|m| m == "LOGIN") {
+            let r = self.command("AUTH LOGIN\r\n").map_err(io)?;
+            if r.code != 334 {
+                return Err(format!("authentication refused: {}", r.describe()));
+            }
+            let r = self.command(&format!("{}\r\n", b64(user.as_bytes()))).map_err(io)?;
+            if r.code != 334 {
+                return Err(format!("authentication refused: {}", r.describe()));
+            }
+            self.command(&format!("{}\r\n", b64(password.as_bytes()))).map_err(io)?
+        } else {
+            return Err("the server offers neither AUTH PLAIN nor AUTH LOGIN".into());
+        };
+        if r.code != 235 {
+            return Err(format!("authentication failed: {}", r.describe()));
+        }
+        Ok(())
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    fn command(&mut self, line: &str) -> io::Result<Reply> {
+        self.send_bytes(line.as_bytes())?;
+        self.read_reply()
+    }
+
+    /// RSET after a refused envelope; false when the session is no longer usable.
+    fn reset(&mut self) -> bool {
+        self.command("RSET\r\n").is_ok_and(|r| r.positive())
+    }
+
+    fn read_reply(&mut self) -> io::Result<Reply> {
+        let mut text = String::new();
+        let mut code = 0;
+        loop {
+            if let Some(nl) = memchr::memchr(b'\n', &self.rbuf[self.rpos..]) {
+                let line = &self.rbuf[self.rpos..self.rpos + nl];
+                self.rpos += nl + 1;
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed SMTP answer");
+                if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+                    return Err(bad());
+                }
+                code = u16::from(line[0] - b'0') * 100 + u16::from(line[1] - b'0') * 10 + u16::from(line[2] - b'0');
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&String::from_utf8_lossy(line.get(4..).unwrap_or_default()));
+                if line.get(3) != Some(&b'-') {
+                    return Ok(Reply { code, text });
+                }
+                continue;
+            }
+            if self.rbuf.len() - self.rpos > MAX_REPLY || text.len() > MAX_REPLY {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("SMTP answer {code} too long")));
+            }
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+            }
+            self.rbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// MAIL, RCPT, DATA (one write with PIPELINING), the message, the record, the `.`.
+    fn transaction(
+        &mut self,
+        from: &str,
+        rcpt: &str,
+        raw: &[u8],
+        record_end: impl FnOnce() -> anyhow::Result<()>,
+    ) -> Result<(), Failure> {
+        let io = |error, before_data| Failure::Io { error, after_end: false, before_data };
+        let body = if !raw.is_ascii() && self.eight_bit { " BODY=8BITMIME" } else { "" };
+        let mail = format!("MAIL FROM:<{from}>{body}\r\n");
+        let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
+        let (mail_r, rcpt_r, data_r) = if self.pipelining {
+            self.wbuf.clear();
+            self.wbuf.extend_from_slice(mail.as_bytes());
+            self.wbuf.extend_from_slice(rcpt.as_bytes());
+            self.wbuf.extend_from_slice(b"DATA\r\n");
+            let w = std::mem::take(&mut self.wbuf);
+            let sent = self.send_bytes(&w);
+            self.wbuf = w;
+            sent.map_err(|e| io(e, true))?;
+            let m = self.read_reply().map_err(|e| io(e, true))?;
+            let r = self.read_reply().map_err(|e| io(e, false))?;
+            let d = self.read_reply().map_err(|e| io(e, false))?;
+            (m, Some(r), Some(d))
+        } else {
+            let m = self.command(&mail).map_err(|e| io(e, true))?;
+            if !m.positive() {
+                (m, None, None)
+            } else {
+                let r = self.command(&rcpt).map_err(|e| io(e, false))?;
+                if !r.positive() {
+                    (m, Some(r), None)
+                } else {
+                    let d = self.command("DATA\r\n").map_err(|e| io(e, false))?;
+                    (m, Some(r), Some(d))
+                }
+            }
+        };
+        let data_ok = data_r.as_ref().is_some_and(|d| d.code == 354);
+        let refused = [Some(&mail_r), rcpt_r.as_ref()].into_iter().flatten().find(|r| !r.positive());
+        if let Some(refused) = refused {
+            if data_ok {
+                // A server that accepted DATA without a recipient: end the empty message.
+                self.send_bytes(b".\r\n").map_err(|e| io(e, false))?;
+                self.read_reply().map_err(|e| io(e, false))?;
+            }
+            return Err(Failure::Envelope(Reply { code: refused.code, text: refused.text.clone() }));
+        }
+        let data_r = data_r.expect("DATA answered when the envelope was accepted");
+        if !data_ok {
+            return Err(Failure::Envelope(data_r));
+        }
+        self.write_stuffed(raw).map_err(|e| io(e, false))?;
+        record_end().map_err(Failure::Journal)?;
+        let end: &[u8] = if raw.ends_with(b"\r\n") || raw.is_empty() { b".\r\n" } else { b"\r\n.\r\n" };
+        self.send_bytes(end).map_err(|error| Failure::Io { error, after_end: true, before_data: false })?;
+        let r = self.read_reply().map_err(|error| Failure::Io { error, after_end: true, before_data: false })?;
+        if !r.positive() {
+            return Err(Failure::End(r));
+        }
+        Ok(())
+    }
+
+    /// Writes the message dot-stuffed (RFC 5321 4.5.2): a line that starts with `.` gets
+    /// another. Without such a line (the usual case) the message is written as it is.
+    fn write_stuffed(&mut self, raw: &[u8]) -> io::Result<()> {
+        let needs = raw.first() == Some(&b'.') || memchr::memmem::find(raw, b"\n.").is_some();
+        if !needs {
+            return self.send_bytes(raw);
+        }
+        let mut w = std::mem::take(&mut self.wbuf);
+        w.clear();
+        stuff(raw, &mut w);
+        let sent = self.send_bytes(&w);
+        self.wbuf = w;
+        sent
+    }
+}
+
+/// Appends `raw` dot-stuffed to `out`.
+fn stuff(raw: &[u8], out: &mut Vec<u8>) {
+    out.reserve(raw.len() + 64);
+    if raw.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    let mut start = 0;
+    for pos in memchr::memmem::find_iter(raw, b"\n.") {
+        out.extend_from_slice(&raw[start..=pos]);
+        out.push(b'.');
+        start = pos + 1;
+    }
+    out.extend_from_slice(&raw[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_doubles_each_leading_dot_and_nothing_else() {
+        let mut out = Vec::new();
+        stuff(b".a\r\nb.c\r\n.\r\n..d\r\n.", &mut out);
+        assert_eq!(out, b"..a\r\nb.c\r\n..\r\n...d\r\n..");
+        let mut out = Vec::new();
+        stuff(b"no dots at line starts\r\n", &mut out);
+        assert_eq!(out, b"no dots at line starts\r\n");
+    }
+
+    #[test]
+    fn extensions_are_read_from_the_ehlo_lines() {
+        let r = Reply { code: 250, text: "mail.example\nPIPELINING\nAUTH=LOGIN\n8BITMIME".into() };
+        assert!(has(&r, "pipelining") && has(&r, "AUTH") && has(&r, "8BITMIME") && !has(&r, "STARTTLS"));
+        assert!(!has(&Reply { code: 250, text: "PIPELINING".into() }, "PIPELINING"), "the first line is the name");
+    }
+}
