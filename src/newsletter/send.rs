@@ -91,13 +91,90 @@ pub fn build_message_from(
         .header(Precedence("bulk".into()))
         .header(AutoResponseSuppress);
     if let Some(url) = e.unsubscribe_url {
-        let token = url.rsplit('/').next().unwrap_or("");
-        b = b
-            .header(ListUnsubscribe(format!("<{url}>, <mailto:{}?subject=afmelden%20{token}>", ctx.contact_address())))
-            .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
+        b = b.header(list_unsubscribe(ctx, url)).header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
     }
     let msg = b.multipart(MultiPart::alternative_plain_html(text, html))?;
     Ok(msg.formatted())
+}
+
+/// Every copy of an issue in one language, less what is personal: built once with
+/// [`build_message_from`] (so each copy is exactly what it would build) around marker
+/// values, then cut at them. A copy is then its own four headers (To, Message-ID, Date,
+/// List-Unsubscribe, formatted by lettre's header types), the shared headers, and the
+/// two personalised bodies between the shared MIME parts.
+pub struct CopyTemplate {
+    /// The shared headers, each ending in CRLF.
+    shared_head: String,
+    /// The body before the text part's content, between it and the HTML part's, after.
+    body: [Vec<u8>; 3],
+}
+
+const SLOT_TEXT: &str = "OUTREACH-SLOT-TEXT";
+const SLOT_HTML: &str = "OUTREACH-SLOT-HTML";
+/// The headers each copy has its own value of.
+const PERSONAL_HEADERS: [&str; 4] = ["to", "message-id", "date", "list-unsubscribe"];
+
+impl CopyTemplate {
+    pub fn new(ctx: &Ctx, subject: &str) -> anyhow::Result<Self> {
+        let to = EmailAddress::parse("slot@slot.invalid").map_err(|e| anyhow::anyhow!(e))?;
+        let e = Envelope {
+            to: &to,
+            to_name: None,
+            subject,
+            message_id: "slot@slot.invalid",
+            unsubscribe_url: Some("https://slot.invalid/unsubscribe/slot"),
+        };
+        let qp = |slot: &str| {
+            Body::dangerous_pre_encoded(slot.as_bytes().to_vec(), lettre::message::header::ContentTransferEncoding::QuotedPrintable)
+        };
+        let raw = build_message_from(ctx, &e, qp(SLOT_TEXT), qp(SLOT_HTML), DateTime::<Utc>::UNIX_EPOCH)?;
+        let raw = String::from_utf8(raw).context("the message template is not UTF-8")?;
+        let (head, body) = raw.split_once("\r\n\r\n").context("the message template has no body")?;
+        let mut shared_head = String::with_capacity(head.len());
+        let mut keep = true;
+        for line in head.split("\r\n") {
+            if !line.starts_with([' ', '\t']) {
+                let name = line.split_once(':').map_or("", |(n, _)| n).trim().to_ascii_lowercase();
+                keep = !PERSONAL_HEADERS.contains(&name.as_str());
+            }
+            if keep {
+                shared_head.push_str(line);
+                shared_head.push_str("\r\n");
+            }
+        }
+        let (before, rest) = body.split_once(SLOT_TEXT).context("no text slot")?;
+        let (between, after) = rest.split_once(SLOT_HTML).context("no HTML slot")?;
+        anyhow::ensure!(!after.contains(SLOT_TEXT) && !after.contains(SLOT_HTML), "a slot twice");
+        Ok(Self { shared_head, body: [before.into(), between.into(), after.into()] })
+    }
+
+    /// One copy: what [`build_message_from`] builds from the same values.
+    pub fn copy(&self, ctx: &Ctx, e: &Envelope<'_>, text_qp: &[u8], html_qp: &[u8], now: DateTime<Utc>) -> Vec<u8> {
+        use lettre::message::header::{Date, Headers, MessageId, To};
+        let name = e.to_name.map(crate::domain::clean_text).filter(|n| !n.is_empty());
+        let mut personal = Headers::new();
+        personal.set(To::from(lettre::message::Mailboxes::new().with(Mailbox::new(name, e.to.to_lettre()))));
+        personal.set(MessageId::from(format!("<{}>", e.message_id)));
+        personal.set(Date::new(SystemTime::from(now)));
+        if let Some(url) = e.unsubscribe_url {
+            personal.set(list_unsubscribe(ctx, url));
+        }
+        let personal = personal.to_string();
+        let [before, between, after] = &self.body;
+        let mut out = Vec::with_capacity(
+            personal.len() + self.shared_head.len() + 2 + before.len() + text_qp.len() + between.len() + html_qp.len() + after.len(),
+        );
+        for part in [personal.as_bytes(), self.shared_head.as_bytes(), b"\r\n", before, text_qp, between, html_qp, after] {
+            out.extend_from_slice(part);
+        }
+        out
+    }
+}
+
+/// The `List-Unsubscribe` header of a copy: the https link and the mailto with its token.
+fn list_unsubscribe(ctx: &Ctx, url: &str) -> ListUnsubscribe {
+    let token = url.rsplit('/').next().unwrap_or("");
+    ListUnsubscribe(format!("<{url}>, <mailto:{}?subject=afmelden%20{token}>", ctx.contact_address()))
 }
 
 /// Spaces sends evenly to stay under `rate_per_minute` (0: no limit).
@@ -130,8 +207,12 @@ impl Pacer {
     }
 }
 
-/// An issue rendered for one language, and its subject.
-type Rendered = (Skeleton, String);
+/// An issue rendered for one language, its subject, and the template of its copies.
+struct Rendered {
+    skeleton: Skeleton,
+    subject: String,
+    template: CopyTemplate,
+}
 
 /// Sends due deliveries of issues that are `sending`.
 pub struct Sender {
@@ -282,7 +363,9 @@ impl Lanes {
         }
         let issue = db.store().issue(issue_id)?.context("issue vanished")?;
         let content = self.ctx.issue_content(db.store(), &issue)?;
-        let built = Arc::new((self.ctx.renderer.skeleton(&content, lang)?, issue.subject));
+        let template = CopyTemplate::new(&self.ctx, &issue.subject)?;
+        let built =
+            Arc::new(Rendered { skeleton: self.ctx.renderer.skeleton(&content, lang)?, subject: issue.subject, template });
         self.skeletons.lock().unwrap_or_else(PoisonError::into_inner).insert((issue_id, lang), built.clone());
         Ok(built)
     }
@@ -301,24 +384,18 @@ impl Lanes {
 
     /// Renders one subscriber's copy.
     fn render(&self, db: &Db, d: &Claimed, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
-        let sk = self.skeleton(db, d.issue, d.language)?;
-        let (skeleton, subject) = (&sk.0, &sk.1);
+        let r = self.skeleton(db, d.issue, d.language)?;
         let unsub = self.ctx.unsubscribe_url(d.subscriber, &d.nonce, now);
-        let (text, html) = skeleton.personalize_encoded(d.name.as_deref(), &unsub);
+        let (text, html) = r.skeleton.personalize_qp(d.name.as_deref(), &unsub);
         let to = EmailAddress::parse(&d.email).map_err(|e| anyhow::anyhow!(e))?;
-        build_message_from(
-            &self.ctx,
-            &Envelope {
-                to: &to,
-                to_name: d.name.as_deref(),
-                subject,
-                message_id: &d.message_id,
-                unsubscribe_url: Some(&unsub),
-            },
-            text,
-            html,
-            now,
-        )
+        let e = Envelope {
+            to: &to,
+            to_name: d.name.as_deref(),
+            subject: &r.subject,
+            message_id: &d.message_id,
+            unsubscribe_url: Some(&unsub),
+        };
+        Ok(r.template.copy(&self.ctx, &e, &text, &html, now))
     }
 
     /// One lane, on its own thread. When it stops on an error, what it holds (outcomes
@@ -390,7 +467,7 @@ impl Lanes {
                 }
             };
             let from = self.envelope_from(d.id);
-            let outcome = self.wire.send(session, &self.journal, d.id.get(), &from, &d.email, &raw);
+            let outcome = self.wire.send_recorded(session, &self.journal, d.id.get(), &from, &d.email, &raw);
             let update = match stats.settle(outcome, d.attempts, policy, "newsletter", d.id.get(), now) {
                 Settled::Sent => {
                     self.sent_total.fetch_add(1, Ordering::Relaxed);
@@ -419,6 +496,59 @@ impl Worker for Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Headers unfolded and sorted, the body with its MIME boundary named `B`.
+    fn normalised(raw: &[u8]) -> (Vec<String>, String) {
+        let raw = String::from_utf8(raw.to_vec()).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let mut lines: Vec<String> = Vec::new();
+        for l in head.split("\r\n") {
+            match lines.last_mut() {
+                Some(last) if l.starts_with([' ', '\t']) => last.push_str(l),
+                _ => lines.push(l.to_string()),
+            }
+        }
+        let boundary = lines.iter().find_map(|l| l.split("boundary=\"").nth(1)).unwrap().split('"').next().unwrap();
+        let body = body.replace(boundary, "B");
+        let mut lines: Vec<String> = lines.iter().map(|l| l.replace(boundary, "B")).collect();
+        lines.sort();
+        (lines, body)
+    }
+
+    #[test]
+    fn a_copy_from_the_template_is_the_message_lettre_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("t.db")).unwrap();
+        let settings =
+            std::sync::Arc::new(crate::config::Settings::from_toml(crate::config::tests::MINIMAL, Vec::new()).unwrap());
+        let templates = std::sync::Arc::new(crate::templates::Templates::load(None).unwrap());
+        let ctx = Ctx::new(settings, templates, &mut db, crate::domain::time::Clock::system()).unwrap();
+        let subject = "Nieuwsbrief december: één verhaal over \"samen\" werken, met een lange onderwerpregel die gevouwen wordt";
+        let template = CopyTemplate::new(&ctx, subject).unwrap();
+        let to = EmailAddress::parse("zoe.de.vries@example.nl").unwrap();
+        let text = b"Beste Zo=C3=AB,\r\n\r\nEen regel.\r\n.begint met een punt=\r\n".to_vec();
+        let html = b"<p>Beste Zo=C3=AB,</p>\r\n".to_vec();
+        let now = Utc::now();
+        for name in [Some("Zoë de Vries-El Amrani, \"bestuur\" <x>"), None, Some("Ann\r\nBcc: x@evil.test")] {
+            let e = Envelope {
+                to: &to,
+                to_name: name,
+                subject,
+                message_id: "abc.123@example.org",
+                unsubscribe_url: Some("https://n.example.org/unsubscribe/AbC-_123"),
+            };
+            let ours = template.copy(&ctx, &e, &text, &html, now);
+            let lettres = build_message_from(
+                &ctx,
+                &e,
+                Body::dangerous_pre_encoded(text.clone(), lettre::message::header::ContentTransferEncoding::QuotedPrintable),
+                Body::dangerous_pre_encoded(html.clone(), lettre::message::header::ContentTransferEncoding::QuotedPrintable),
+                now,
+            )
+            .unwrap();
+            assert_eq!(normalised(&ours), normalised(&lettres), "{}", String::from_utf8_lossy(&ours));
+        }
+    }
 
     #[test]
     fn the_pacer_spaces_sends_evenly_across_lanes() {

@@ -238,8 +238,8 @@ impl Client {
 
     /// One SMTP transaction on the lane's session `slot` (opened when empty, emptied
     /// when it broke), whose end is recorded in `journal` under `id` right before the
-    /// final `.` goes out. `envelope_from` empty: the null sender.
-    pub fn send(
+    /// final `.` goes out, and a refusal of that end right after it.
+    pub fn send_recorded(
         &self,
         slot: &mut Option<(Session, bool)>,
         journal: &SentJournal,
@@ -247,6 +247,28 @@ impl Client {
         envelope_from: &str,
         rcpt: &str,
         raw: &[u8],
+    ) -> Outcome {
+        let refused = || {
+            // Not delivered: said in the journal before anything else, so that a crash
+            // before the outcome is committed does not count it as sent.
+            if let Err(e) = journal.refused(id) {
+                tracing::error!(error = %format!("{e:#}"), "the sent journal could not record a refusal");
+            }
+        };
+        self.send(slot, envelope_from, rcpt, raw, || journal.record(id), refused)
+    }
+
+    /// One SMTP transaction: `record_end` runs right before the final `.` is written (an
+    /// error keeps the `.` from going out), `refused` when the server then refused the
+    /// message. `envelope_from` empty: the null sender.
+    pub fn send(
+        &self,
+        slot: &mut Option<(Session, bool)>,
+        envelope_from: &str,
+        rcpt: &str,
+        raw: &[u8],
+        record_end: impl FnOnce() -> anyhow::Result<()>,
+        refused: impl FnOnce(),
     ) -> Outcome {
         let rcpt = match EmailAddress::parse(rcpt) {
             Ok(a) => a,
@@ -260,6 +282,7 @@ impl Client {
             },
         };
         let from = from.as_ref().map_or("", |a| a.as_str());
+        let mut record_end = Some(record_end);
         // A pooled session that the server closed meanwhile fails before any of the
         // message was sent: one more try on a new session.
         for last_try in [false, true] {
@@ -270,7 +293,7 @@ impl Client {
                     Err(e) => return Outcome::Transient(format!("cannot connect to {}:{}: {e}", self.host, self.port)),
                 },
             };
-            let result = session.transaction(from, rcpt.as_str(), raw, || journal.record(id));
+            let result = session.transaction(from, rcpt.as_str(), raw, &mut record_end);
             return match result {
                 Ok(()) => {
                     *slot = Some((session, true));
@@ -292,11 +315,7 @@ impl Client {
                     reply.outcome()
                 }
                 Err(Failure::End(reply)) => {
-                    // Not delivered: say so in the journal before anything else, so that
-                    // a crash before the outcome is committed does not count it as sent.
-                    if let Err(e) = journal.refused(id) {
-                        tracing::error!(error = %format!("{e:#}"), "the sent journal could not record a refusal");
-                    }
+                    refused();
                     *slot = Some((session, true));
                     reply.outcome()
                 }
@@ -416,7 +435,7 @@ impl Session {
         from: &str,
         rcpt: &str,
         raw: &[u8],
-        record_end: impl FnOnce() -> anyhow::Result<()>,
+        record_end: &mut Option<impl FnOnce() -> anyhow::Result<()>>,
     ) -> Result<(), Failure> {
         let io = |error, before_data| Failure::Io { error, after_end: false, before_data };
         let body = if !raw.is_ascii() && self.eight_bit { " BODY=8BITMIME" } else { "" };
@@ -464,6 +483,7 @@ impl Session {
             return Err(Failure::Envelope(data_r));
         }
         self.write_stuffed(raw).map_err(|e| io(e, false))?;
+        let record_end = record_end.take().expect("one message end per transaction");
         record_end().map_err(Failure::Journal)?;
         let end: &[u8] = if raw.ends_with(b"\r\n") || raw.is_empty() { b".\r\n" } else { b"\r\n.\r\n" };
         self.send_bytes(end).map_err(|error| Failure::Io { error, after_end: true, before_data: false })?;
