@@ -125,7 +125,10 @@ impl CopyTemplate {
             unsubscribe_url: Some("https://slot.invalid/unsubscribe/slot"),
         };
         let qp = |slot: &str| {
-            Body::dangerous_pre_encoded(slot.as_bytes().to_vec(), lettre::message::header::ContentTransferEncoding::QuotedPrintable)
+            Body::dangerous_pre_encoded(
+                slot.as_bytes().to_vec(),
+                lettre::message::header::ContentTransferEncoding::QuotedPrintable,
+            )
         };
         let raw = build_message_from(ctx, &e, qp(SLOT_TEXT), qp(SLOT_HTML), DateTime::<Utc>::UNIX_EPOCH)?;
         let raw = String::from_utf8(raw).context("the message template is not UTF-8")?;
@@ -162,9 +165,18 @@ impl CopyTemplate {
         let personal = personal.to_string();
         let [before, between, after] = &self.body;
         let mut out = Vec::with_capacity(
-            personal.len() + self.shared_head.len() + 2 + before.len() + text_qp.len() + between.len() + html_qp.len() + after.len(),
+            personal.len()
+                + self.shared_head.len()
+                + 2
+                + before.len()
+                + text_qp.len()
+                + between.len()
+                + html_qp.len()
+                + after.len(),
         );
-        for part in [personal.as_bytes(), self.shared_head.as_bytes(), b"\r\n", before, text_qp, between, html_qp, after] {
+        for part in
+            [personal.as_bytes(), self.shared_head.as_bytes(), b"\r\n", before, text_qp, between, html_qp, after]
+        {
             out.extend_from_slice(part);
         }
         out
@@ -241,14 +253,19 @@ impl Sender {
         let journal = SentJournal::open_named(db_path, ".newsletter-journal")?;
         let ended = journal.ids()?;
         let now = ctx.clock.now();
+        let dirty = journal.is_dirty();
         let (sent, requeued) = db
             .run(move |db| {
                 let settled = db.write(|st| st.recover_deliveries(&ended, now))?;
-                db.make_durable(now)?;
+                if dirty {
+                    db.make_durable(now)?;
+                }
                 Ok(settled)
             })
             .await?;
-        journal.clear()?;
+        if dirty {
+            journal.clear()?;
+        }
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled newsletter deliveries that were in flight during a crash");
         }
@@ -364,8 +381,11 @@ impl Lanes {
         let issue = db.store().issue(issue_id)?.context("issue vanished")?;
         let content = self.ctx.issue_content(db.store(), &issue)?;
         let template = CopyTemplate::new(&self.ctx, &issue.subject)?;
-        let built =
-            Arc::new(Rendered { skeleton: self.ctx.renderer.skeleton(&content, lang)?, subject: issue.subject, template });
+        let built = Arc::new(Rendered {
+            skeleton: self.ctx.renderer.skeleton(&content, lang)?,
+            subject: issue.subject,
+            template,
+        });
         self.skeletons.lock().unwrap_or_else(PoisonError::into_inner).insert((issue_id, lang), built.clone());
         Ok(built)
     }
@@ -523,7 +543,8 @@ mod tests {
             std::sync::Arc::new(crate::config::Settings::from_toml(crate::config::tests::MINIMAL, Vec::new()).unwrap());
         let templates = std::sync::Arc::new(crate::templates::Templates::load(None).unwrap());
         let ctx = Ctx::new(settings, templates, &mut db, crate::domain::time::Clock::system()).unwrap();
-        let subject = "Nieuwsbrief december: één verhaal over \"samen\" werken, met een lange onderwerpregel die gevouwen wordt";
+        let subject =
+            "Nieuwsbrief december: één verhaal over \"samen\" werken, met een lange onderwerpregel die gevouwen wordt";
         let template = CopyTemplate::new(&ctx, subject).unwrap();
         let to = EmailAddress::parse("zoe.de.vries@example.nl").unwrap();
         let text = b"Beste Zo=C3=AB,\r\n\r\nEen regel.\r\n.begint met een punt=\r\n".to_vec();
@@ -541,8 +562,14 @@ mod tests {
             let lettres = build_message_from(
                 &ctx,
                 &e,
-                Body::dangerous_pre_encoded(text.clone(), lettre::message::header::ContentTransferEncoding::QuotedPrintable),
-                Body::dangerous_pre_encoded(html.clone(), lettre::message::header::ContentTransferEncoding::QuotedPrintable),
+                Body::dangerous_pre_encoded(
+                    text.clone(),
+                    lettre::message::header::ContentTransferEncoding::QuotedPrintable,
+                ),
+                Body::dangerous_pre_encoded(
+                    html.clone(),
+                    lettre::message::header::ContentTransferEncoding::QuotedPrintable,
+                ),
                 now,
             )
             .unwrap();

@@ -475,8 +475,19 @@ impl Outbox {
         let mailer = Mailer::new(&settings)?;
         let ended = journal.ids()?;
         let now = clock.now();
-        let (sent, requeued) = db.run(move |db| db.recover_in_flight(&ended, now)).await?;
-        journal.clear()?;
+        let dirty = journal.is_dirty();
+        let (sent, requeued) = db
+            .run(move |db| {
+                let settled = db.recover_in_flight(&ended, now)?;
+                if dirty {
+                    db.make_durable(now)?;
+                }
+                Ok(settled)
+            })
+            .await?;
+        if dirty {
+            journal.clear()?;
+        }
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled mail that was being sent during a crash");
         }

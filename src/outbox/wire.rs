@@ -350,6 +350,7 @@ impl Session {
         let mechanisms: Vec<String> = ehlo
             .text
             .lines()
+            .skip(1)
             .filter_map(|l| {
                 let l = l.to_ascii_uppercase();
                 l.strip_prefix("AUTH").map(|m| m.trim_start_matches(['=', ' ']).to_string())

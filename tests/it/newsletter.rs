@@ -368,9 +368,34 @@ fn outcome_writes_that_fail_then_a_kill_9_send_nothing_twice_and_lose_nothing() 
         fetched.iter().filter_map(|f| f.header().map(|h| String::from_utf8_lossy(h).trim().to_string())).collect()
     };
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
-    println!("outcome writes failing, kill -9 with {in_flight} rows in flight: {} arrived, {} distinct", ids.len(), unique.len());
+    println!(
+        "outcome writes failing, kill -9 with {in_flight} rows in flight: {} arrived, {} distinct",
+        ids.len(),
+        unique.len()
+    );
     assert_eq!(unique.len(), 300, "none lost");
     assert_eq!(ids.len(), 300, "none twice");
+}
+
+#[test]
+fn an_issue_goes_out_over_smtps_and_over_starttls_with_auth() {
+    let _g = fresh();
+    let ca = stack().ca_cert.to_str().unwrap().to_string();
+    for (security, port, who) in [("tls", "1465", "alice"), ("starttls", "1587", "bob")] {
+        let app = TestApp::new("contact")
+            .with_env("OUTREACH_SMTP__HOST", "localhost")
+            .with_env("OUTREACH_SMTP__SECURITY", security)
+            .with_env("OUTREACH_SMTP__PORT", port)
+            .with_env("OUTREACH_SMTP__CA_FILE", &ca)
+            .with_env("OUTREACH_SMTP__USERNAME", "contact@example.org")
+            .with_env("OUTREACH_SMTP__PASSWORD", "secret");
+        app.ok(&["subscribers", "add", &addr(who), "--consent", "test"]);
+        let title = format!("Verhaal via {security}");
+        approved_story(&app, &title, "Tekst.");
+        let out = app.ok(&["newsletter", "send"]);
+        assert!(out.contains("1 sent"), "{out}");
+        assert_eq!(wait_subject(who, &title, 1, T).len(), 1, "{security}");
+    }
 }
 
 /// Rewrites the stack's recipient_access table (which domains get 4xx/5xx) until dropped.

@@ -537,7 +537,8 @@ fn a_reply_whose_outcome_cannot_be_written_is_kept_and_never_sent_twice() {
     let _g = fresh();
     // In each daemon process the first 8 writes of an outcome fail as on a full disk.
     let app = TestApp::new("contact").with_env("OUTREACH_FAILPOINT", "outcome write:8");
-    let sent_to = |who: &str| format!("SELECT COUNT(*) FROM outbox WHERE rcpt = '{who}@example.org' AND status = 'sent'");
+    let sent_to =
+        |who: &str| format!("SELECT COUNT(*) FROM outbox WHERE rcpt = '{who}@example.org' AND status = 'sent'");
     // 1. Alice's reply goes out; recording it fails; the daemon is killed meanwhile.
     let mut d = app.spawn_ready();
     send_mail("alice@example.org", "Vraag", "Hallo, ik heb een vraag.", &[]);
