@@ -251,21 +251,10 @@ impl Sender {
     pub async fn open(ctx: Ctx, db_path: &std::path::Path) -> anyhow::Result<Self> {
         let db = Shared::new(Db::open(db_path)?.without_fsync_per_commit()?);
         let journal = SentJournal::open_named(db_path, ".newsletter-journal")?;
-        let ended = journal.ids()?;
-        let now = ctx.clock.now();
-        let dirty = journal.is_dirty();
-        let (sent, requeued) = db
-            .run(move |db| {
-                let settled = db.write(|st| st.recover_deliveries(&ended, now))?;
-                if dirty {
-                    db.make_durable(now)?;
-                }
-                Ok(settled)
-            })
-            .await?;
-        if dirty {
-            journal.clear()?;
-        }
+        let (sent, requeued) = crate::outbox::settle_crash(&db, &journal, ctx.clock.now(), |db, ended, now| {
+            db.write(|st| st.recover_deliveries(ended, now))
+        })
+        .await?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled newsletter deliveries that were in flight during a crash");
         }

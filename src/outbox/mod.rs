@@ -433,6 +433,34 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+/// Settles at start-up what a crash left in flight: `recover` moves the rows still
+/// `sending` (those whose end the journal recorded count as sent, the others are queued
+/// again); then, once that is on disk, the journal is emptied. Returns `(sent, requeued)`.
+pub async fn settle_crash(
+    db: &Shared,
+    journal: &SentJournal,
+    now: DateTime<Utc>,
+    recover: impl FnOnce(&mut Db, &std::collections::HashSet<i64>, DateTime<Utc>) -> anyhow::Result<(usize, usize)>
+    + Send
+    + 'static,
+) -> anyhow::Result<(usize, usize)> {
+    let ended = journal.ids()?;
+    let dirty = journal.is_dirty();
+    let settled = db
+        .run(move |db| {
+            let settled = recover(db, &ended, now)?;
+            if dirty {
+                db.make_durable(now)?;
+            }
+            Ok(settled)
+        })
+        .await?;
+    if dirty {
+        journal.clear()?;
+    }
+    Ok(settled)
+}
+
 /// Tries of a store write that records outcomes before the caller gives up for now.
 const WRITE_TRIES: u32 = 5;
 
@@ -473,21 +501,8 @@ impl Outbox {
         let db = Shared::new(Db::open(db_path)?.without_fsync_per_commit()?);
         let journal = Arc::new(SentJournal::open(db_path)?);
         let mailer = Mailer::new(&settings)?;
-        let ended = journal.ids()?;
-        let now = clock.now();
-        let dirty = journal.is_dirty();
-        let (sent, requeued) = db
-            .run(move |db| {
-                let settled = db.recover_in_flight(&ended, now)?;
-                if dirty {
-                    db.make_durable(now)?;
-                }
-                Ok(settled)
-            })
-            .await?;
-        if dirty {
-            journal.clear()?;
-        }
+        let (sent, requeued) =
+            settle_crash(&db, &journal, clock.now(), |db, ended, now| db.recover_in_flight(ended, now)).await?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled mail that was being sent during a crash");
         }

@@ -27,6 +27,25 @@ pub(crate) fn url_in(text: &str, prefix: &str) -> String {
     text[i..].split(|c: char| c.is_whitespace() || c == '>' || c == '"').next().unwrap().to_string()
 }
 
+/// The Message-ID header of every mail in `user`'s INBOX, one per mail.
+fn message_ids(user: &str) -> Vec<String> {
+    let mut s = imap(user);
+    s.examine("INBOX").unwrap();
+    let fetched = s.fetch("1:*", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]").unwrap();
+    fetched.iter().filter_map(|f| f.header().map(|h| String::from_utf8_lossy(h).trim().to_string())).collect()
+}
+
+/// Imports `addresses` as active subscribers (consent in the file).
+fn import_active(app: &TestApp, addresses: impl Iterator<Item = String>) {
+    let mut csv = String::from("email,consent_at\n");
+    for a in addresses {
+        csv.push_str(&format!("{a},2025-01-01\n"));
+    }
+    let file = app.dir.path().join(format!("import-{}.csv", new_id()));
+    std::fs::write(&file, csv).unwrap();
+    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+}
+
 pub(crate) fn status_of(app: &TestApp, email: &str) -> String {
     app.sql(&format!("SELECT status FROM subscribers WHERE email = '{email}'"))
 }
@@ -276,13 +295,7 @@ fn kill_9_during_a_send_to_2000_subscribers_then_restart_delivers_each_copy_exac
     use rand::Rng;
     let _g = fresh();
     let app = TestApp::new("contact");
-    let mut csv = String::from("email,consent_at\n");
-    for i in 0..2000 {
-        csv.push_str(&format!("k{i}@crash.test,2025-01-01\n"));
-    }
-    let file = app.dir.path().join("k.csv");
-    std::fs::write(&file, csv).unwrap();
-    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    import_active(&app, (0..2000).map(|i| format!("k{i}@crash.test")));
     approved_story(&app, "Verhaal voor iedereen", "Een verhaal voor 2.000 lezers.");
     let concurrency: i64 = 4;
     let mut d = app.spawn_ready();
@@ -305,12 +318,7 @@ fn kill_9_during_a_send_to_2000_subscribers_then_restart_delivers_each_copy_exac
     assert!(d.terminate().success(), "{}", d.log_text());
     let arrived = wait_count("catchall", "INBOX", 2000, Duration::from_secs(120));
     wait_delivered();
-    let ids: Vec<String> = {
-        let mut s = imap("catchall");
-        s.examine("INBOX").unwrap();
-        let fetched = s.fetch("1:*", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]").unwrap();
-        fetched.iter().filter_map(|f| f.header().map(|h| String::from_utf8_lossy(h).trim().to_string())).collect()
-    };
+    let ids = message_ids("catchall");
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     let duplicates = ids.len() - unique.len();
     println!(
@@ -331,13 +339,7 @@ fn outcome_writes_that_fail_then_a_kill_9_send_nothing_twice_and_lose_nothing() 
     // In each daemon process the first 12 writes of delivery outcomes fail as on a full
     // disk: a lane tries again with back-off, then hands what it holds to the next pass.
     let app = TestApp::new("contact").with_env("OUTREACH_FAILPOINT", "outcome write:12");
-    let mut csv = String::from("email,consent_at\n");
-    for i in 0..300 {
-        csv.push_str(&format!("w{i}@writefail.test,2025-01-01\n"));
-    }
-    let file = app.dir.path().join("w.csv");
-    std::fs::write(&file, csv).unwrap();
-    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    import_active(&app, (0..300).map(|i| format!("w{i}@writefail.test")));
     approved_story(&app, "Als schrijven mislukt", "Tekst.");
     let mut d = app.spawn_ready();
     app.ok(&["newsletter", "send"]);
@@ -361,12 +363,7 @@ fn outcome_writes_that_fail_then_a_kill_9_send_nothing_twice_and_lose_nothing() 
     assert!(d.terminate().success(), "{}", d.log_text());
     assert!(wait_count("catchall", "INBOX", 300, Duration::from_secs(60)) >= 300);
     wait_delivered();
-    let ids: Vec<String> = {
-        let mut s = imap("catchall");
-        s.examine("INBOX").unwrap();
-        let fetched = s.fetch("1:*", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]").unwrap();
-        fetched.iter().filter_map(|f| f.header().map(|h| String::from_utf8_lossy(h).trim().to_string())).collect()
-    };
+    let ids = message_ids("catchall");
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     println!(
         "outcome writes failing, kill -9 with {in_flight} rows in flight: {} arrived, {} distinct",
@@ -893,13 +890,7 @@ fn an_address_that_unsubscribes_during_a_send_gets_nothing_after_that_moment() {
     let _g = fresh();
     // 20 messages a second: the send of 60 takes about three seconds.
     let app = TestApp::new("contact").with_env("OUTREACH_NEWSLETTER__RATE_PER_MINUTE", "1200");
-    let mut csv = String::from("email,consent_at\n");
-    for i in 0..60 {
-        csv.push_str(&format!("r{i:02}@during.test,2025-01-01\n"));
-    }
-    let file = app.dir.path().join("r.csv");
-    std::fs::write(&file, csv).unwrap();
-    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
+    import_active(&app, (0..60).map(|i| format!("r{i:02}@during.test")));
     approved_story(&app, "Tijdens het versturen", "Tekst.");
     let mut d = app.spawn_ready();
     app.wait_web();
