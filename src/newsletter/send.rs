@@ -251,10 +251,11 @@ impl Sender {
     pub async fn open(ctx: Ctx, db_path: &std::path::Path) -> anyhow::Result<Self> {
         let db = Shared::new(Db::open(db_path)?.without_fsync_per_commit()?);
         let journal = SentJournal::open_named(db_path, ".newsletter-journal")?;
-        let (sent, requeued) = crate::outbox::settle_crash(&db, &journal, ctx.clock.now(), |db, ended, now| {
-            db.write(|st| st.recover_deliveries(ended, now))
-        })
-        .await?;
+        let (sent, requeued) =
+            crate::outbox::settle_leftovers(&db, &journal, true, ctx.clock.now(), |db, ended, now| {
+                db.write(|st| st.recover_deliveries(ended, now))
+            })
+            .await?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled newsletter deliveries that were in flight during a crash");
         }
@@ -305,12 +306,17 @@ impl Sender {
         if let Some(e) = failed {
             return Err(e);
         }
-        // No lane runs and every outcome is committed: make them durable, then the
-        // journal's proof is no longer needed.
+        // No lane runs and every outcome is committed: once they are on disk, the
+        // journal's proof is no longer needed. Rows a panicked lane left `sending` are
+        // settled by it as after a crash.
         let now = self.lanes.ctx.clock.now();
-        if self.lanes.journal.is_dirty() {
-            self.db.run(move |db| db.make_durable(now)).await?;
-            self.lanes.journal.clear()?;
+        let (sent, requeued) =
+            crate::outbox::settle_leftovers(&self.db, &self.lanes.journal, false, now, |db, ended, now| {
+                db.write(|st| st.recover_deliveries(ended, now))
+            })
+            .await?;
+        if sent + requeued > 0 {
+            tracing::warn!(sent, requeued, "settled newsletter deliveries a lane left in flight");
         }
         let finished = self.db.run(move |db| db.write(|st| st.finish_issues(now))).await?;
         for id in finished {

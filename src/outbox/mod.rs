@@ -433,19 +433,26 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
-/// Settles at start-up what a crash left in flight: `recover` moves the rows still
-/// `sending` (those whose end the journal recorded count as sent, the others are queued
-/// again); then, once that is on disk, the journal is emptied. Returns `(sent, requeued)`.
-pub async fn settle_crash(
+/// Settles rows in flight that no lane holds: at start-up (a crash), and after each pass
+/// (a lane that panicked). `recover` moves the rows still `sending` (those whose end the
+/// journal recorded count as sent, the others are queued again); then, once every
+/// outcome is on disk, the journal is emptied. Only when no lane runs: a lane's own rows
+/// are `sending` too. After a pass that journalled nothing, nothing is done unless
+/// `at_start`. Returns `(sent, requeued)`.
+pub async fn settle_leftovers(
     db: &Shared,
     journal: &SentJournal,
+    at_start: bool,
     now: DateTime<Utc>,
     recover: impl FnOnce(&mut Db, &std::collections::HashSet<i64>, DateTime<Utc>) -> anyhow::Result<(usize, usize)>
     + Send
     + 'static,
 ) -> anyhow::Result<(usize, usize)> {
-    let ended = journal.ids()?;
     let dirty = journal.is_dirty();
+    if !dirty && !at_start {
+        return Ok((0, 0));
+    }
+    let ended = journal.ids()?;
     let settled = db
         .run(move |db| {
             let settled = recover(db, &ended, now)?;
@@ -502,7 +509,8 @@ impl Outbox {
         let journal = Arc::new(SentJournal::open(db_path)?);
         let mailer = Mailer::new(&settings)?;
         let (sent, requeued) =
-            settle_crash(&db, &journal, clock.now(), |db, ended, now| db.recover_in_flight(ended, now)).await?;
+            settle_leftovers(&db, &journal, true, clock.now(), |db, ended, now| db.recover_in_flight(ended, now))
+                .await?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled mail that was being sent during a crash");
         }
@@ -543,13 +551,12 @@ impl Outbox {
         for lane in futures_util::future::join_all(lanes).await {
             stats.add(&lane?);
         }
-        // Nothing is in flight now and every outcome is committed: make them durable,
-        // then the journal's proof is no longer needed.
-        if self.journal.is_dirty() {
-            let now = self.clock.now();
-            self.db.run(move |db| db.make_durable(now)).await?;
-            self.journal.clear()?;
-        }
+        // No lane runs and every outcome is committed: once they are on disk, the
+        // journal's proof is no longer needed.
+        settle_leftovers(&self.db, &self.journal, false, self.clock.now(), |db, ended, now| {
+            db.recover_in_flight(ended, now)
+        })
+        .await?;
         if stats.sent + stats.deferred + stats.failed > 0 {
             let last = stats.last_error.clone();
             let now = self.clock.now();
