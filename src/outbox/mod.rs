@@ -8,9 +8,20 @@
 //! writes the final `.` (see [`RecordBeforeEnd`]). After a crash, a row still `sending`
 //! whose id is in the journal counts as sent; one that is not never reached its end
 //! (the server discarded it) and is sent again. The server's answer to the `.` (250,
-//! 4xx, 5xx) then settles the row in the store. The remaining window, between the
-//! append and the write of the terminator, can only lose a mail, never send it twice:
-//! the side RFC 3834 practice prefers for auto-replies.
+//! 4xx, 5xx) then settles the row in the store; a refused end is journalled too
+//! (`-<id>`, synced) before that, so that a crash in between does not count it as sent.
+//! The remaining window, between the append and the write of the terminator, can only
+//! lose a mail, never send it twice: the side RFC 3834 practice prefers for auto-replies.
+//!
+//! **Outcomes are kept until committed.** A write of an outcome that fails (a busy
+//! database after its timeout, a full disk) is tried again with back-off
+//! ([`with_retries`]); when that fails too, the outcome is kept for the next pass, and
+//! the journal is emptied only after a pass in which every outcome was committed, and
+//! made durable ([`settle_leftovers`]). Until then its entry is the only proof that the
+//! mail went out.
+//!
+//! The newsletter lanes send with [`wire`], a pipelining client of our own, under the
+//! same rules.
 
 pub mod compose;
 pub mod journal;
