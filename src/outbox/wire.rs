@@ -540,6 +540,72 @@ mod tests {
         assert_eq!(out, b"no dots at line starts\r\n");
     }
 
+    /// A server that takes one session: it refuses the end of the first message (451)
+    /// and accepts the second; returns the messages as it received them.
+    fn one_session_server() -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut out = stream.try_clone().unwrap();
+            let mut lines = io::BufReader::new(stream);
+            out.write_all(b"220 test ESMTP\r\n").unwrap();
+            let mut messages = Vec::new();
+            let mut line = String::new();
+            while lines.read_line(&mut line).unwrap() > 0 {
+                let reply: &[u8] = match line.trim_end() {
+                    l if l.starts_with("EHLO") => b"250-test\r\n250 PIPELINING\r\n",
+                    "DATA" => {
+                        out.write_all(b"354 go on\r\n").unwrap();
+                        let mut message = String::new();
+                        loop {
+                            let mut l = String::new();
+                            lines.read_line(&mut l).unwrap();
+                            if l == ".\r\n" {
+                                break;
+                            }
+                            message.push_str(&l);
+                        }
+                        messages.push(message);
+                        if messages.len() == 1 { b"451 4.3.0 not now\r\n" } else { b"250 2.0.0 queued\r\n" }
+                    }
+                    "QUIT" => break,
+                    _ => b"250 2.1.0 ok\r\n",
+                };
+                out.write_all(reply).unwrap();
+                line.clear();
+                if messages.len() == 2 {
+                    break;
+                }
+            }
+            messages
+        });
+        (port, server)
+    }
+
+    #[test]
+    fn a_refused_end_is_journalled_as_not_delivered_and_the_session_goes_on() {
+        let (port, server) = one_session_server();
+        let settings = crate::config::Settings::from_toml(crate::config::tests::MINIMAL, Vec::new()).unwrap();
+        let mut smtp = settings.smtp.clone();
+        smtp.host = "127.0.0.1".into();
+        smtp.port = port;
+        let client = Client::new(&smtp, 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SentJournal::open(&dir.path().join("x.db")).unwrap();
+        let mut session = None;
+        let raw = b"Subject: x\r\n\r\n.punt\r\nregel\r\n";
+        let first = client.send_recorded(&mut session, &journal, 7, "a@example.org", "b@example.org", raw);
+        assert!(matches!(&first, Outcome::Transient(e) if e.contains("451")), "{first:?}");
+        assert!(journal.ids().unwrap().is_empty(), "recorded, then refused: not delivered");
+        let second = client.send_recorded(&mut session, &journal, 8, "a@example.org", "b@example.org", raw);
+        assert!(matches!(second, Outcome::Sent), "{second:?}");
+        assert_eq!(journal.ids().unwrap(), std::collections::HashSet::from([8]));
+        let received = server.join().unwrap();
+        assert_eq!(received, ["Subject: x\r\n\r\n..punt\r\nregel\r\n"; 2], "dot-stuffed, once each");
+    }
+
     #[test]
     fn extensions_are_read_from_the_ehlo_lines() {
         let r = Reply { code: 250, text: "mail.example\nPIPELINING\nAUTH=LOGIN\n8BITMIME".into() };
