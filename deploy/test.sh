@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: format and lint gates, unit tests, and the integration tests
-# against a real Dovecot + Postfix on loopback. Installs what is missing (Debian, root).
+# The whole test suite: format and lint gates, unit tests, the integration tests
+# against a real Dovecot + Postfix on loopback, and the Debian package (built and
+# checked by deploy/package.sh). Installs what is missing (Debian, root).
 #   bash deploy/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,3 +36,6 @@ cargo test --locked --test it -- --test-threads=1
 
 step "log check: no full address, password or link token in any log line of the run"
 python3 deploy/check_logs.py target/tmp/it-logs
+
+step "Debian package: cargo deb (of the tests' build) and its contents (binary runs, units verify)"
+OUTREACH_DEB_PROFILE=dev bash deploy/package.sh

@@ -16,7 +16,7 @@ use crate::inbox::imap::{ImapSource, Interrupter};
 use crate::inbox::{PassStats, Pipeline, process_mailbox};
 use crate::newsletter::{self, Ctx, send::Sender};
 use crate::outbox::{DeliveryStats, Outbox};
-use crate::store::{self, DaemonLock, Db, Shared};
+use crate::store::{self, DaemonLock, Db, FaultNote, Shared};
 use crate::templates::Templates;
 
 /// A stop signal a blocking thread can wait on.
@@ -63,6 +63,19 @@ pub fn context(settings: Arc<Settings>) -> anyhow::Result<Ctx> {
 fn record_error(db: &Db, clock: &Clock, part: &str, e: &anyhow::Error) {
     let _ = db.set_state(part, &format!("error: {e:#}"), clock.now());
     let _ = db.set_state("last_error", &format!("{part}: {e:#}"), clock.now());
+}
+
+/// Records a state for `outreach status` at start-up. A full disk does not stop the
+/// start: the daemon comes up, says "disk full" and waits for space (see `DiskFull`);
+/// any other failure does.
+fn starting_state(db: &Db, key: &str, value: &str, clock: &Clock) -> anyhow::Result<()> {
+    match db.set_state(key, value, clock.now()) {
+        Err(e) if store::Fault::of(&e) == Some(store::Fault::DiskFull) => {
+            tracing::warn!(key, "disk full: the daemon's state could not be recorded; starting anyway");
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// Files everything in the mailbox, makes a scheduled newsletter that is due, then
@@ -117,10 +130,14 @@ where
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("Failed to install the SIGINT handler")?;
     let lock = DaemonLock::acquire(&settings.database.path)?;
+    // The first connection stays open: while it does, the others need no new space.
+    let Some(db) = open_when_there_is_space(&settings.database.path, &mut term, &mut int).await? else {
+        tracing::info!("stopped while waiting for space on the disk");
+        return Ok(());
+    };
     let ctx = context(settings.clone())?;
-    let db = Db::open(&settings.database.path)?;
     let clock = ctx.clock.clone();
-    db.set_state("daemon", &format!("running (pid {})", std::process::id()), clock.now())?;
+    starting_state(&db, "daemon", &format!("running (pid {})", std::process::id()), &clock)?;
     let listener = bind_web(&settings, &db, &clock).await?;
     let outbox = Outbox::open(&settings.database.path, settings.smtp.clone(), clock.clone()).await?;
     let sender = Sender::open(ctx.clone(), &settings.database.path).await?;
@@ -206,6 +223,42 @@ where
     Ok(())
 }
 
+/// Opens the database for the daemon. While the disk is too full even for that (the
+/// first connection to open it writes SQLite's shared-memory index anew, which needs
+/// room), says "disk full" in the log and in `status` (the [`FaultNote`]) and tries
+/// again, 2 s apart doubling up to [`DISK_FULL_RETRY_MAX`], instead of exiting into a
+/// restart loop. None when stopped meanwhile.
+async fn open_when_there_is_space(
+    path: &std::path::Path,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<Option<Db>> {
+    let fault = store::Fault::DiskFull;
+    let (mut note, mut since, mut wait) = (None, None, Duration::ZERO);
+    loop {
+        match Db::open(path) {
+            Ok(db) => return Ok(Some(db)),
+            Err(e) if store::Fault::of(&e) == Some(fault) => {
+                wait = (wait * 2).clamp(Duration::from_secs(2), DISK_FULL_RETRY_MAX);
+                tracing::error!(%fault, error = %format!("{e:#}"), retry_in = ?wait, "disk full: the database cannot be opened; waiting for space");
+                let since = *since.get_or_insert_with(|| Clock::from_env().now());
+                if note.is_none() {
+                    note = FaultNote::open(path).ok();
+                }
+                if let Some(n) = &note {
+                    let _ = n.set(&format!("{fault}; the daemon waits for space to open the database"), since);
+                }
+                tokio::select! {
+                    _ = term.recv() => return Ok(None),
+                    _ = int.recv() => return Ok(None),
+                    () = tokio::time::sleep(jitter(wait)) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A part of the daemon, named, with a panic turned into an error.
 async fn supervised(
     name: &'static str,
@@ -242,7 +295,7 @@ async fn bind_web(settings: &Settings, db: &Db, clock: &Clock) -> anyhow::Result
     let listen = settings.web.listen();
     match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => {
-            db.set_state("web", &format!("listening on {listen} ({})", settings.base_url()), clock.now())?;
+            starting_state(db, "web", &format!("listening on {listen} ({})", settings.base_url()), clock)?;
             Ok(Some(l))
         }
         Err(e) if settings.web.listen.is_none() => {
@@ -254,21 +307,27 @@ async fn bind_web(settings: &Settings, db: &Db, clock: &Clock) -> anyhow::Result
     }
 }
 
+/// The longest wait between two attempts to file while the disk is full.
+const DISK_FULL_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Connect, file, wait (IDLE or poll), repeat; reconnect with back-off on errors.
-/// Only a broken store ends it: then nothing more may be acknowledged. After each
-/// committed batch the outbox and the newsletter sender are woken (`wake`).
+/// A full disk pauses filing (see [`DiskFull`]); any other broken store ends it: then
+/// nothing more may be acknowledged. After each committed batch the outbox and the
+/// newsletter sender are woken (`wake`).
 fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Interrupter) -> anyhow::Result<()> {
     let clock = &ctx.clock;
     let settings = &*ctx.settings;
     let mut db = Db::open(&settings.database.path)?;
     let pipeline = Pipeline::new(ctx)?;
+    let mut disk_full = DiskFull::new(&settings.database.path)?;
     let mut delay = Duration::from_secs(1);
     let idle_refresh = Duration::from_secs(settings.imap.idle_refresh);
     let poll = Duration::from_secs(settings.imap.poll_interval);
     while !stop.is_stopped() {
         let mut src = match ImapSource::connect(&settings.imap) {
             Ok(src) => {
-                db.set_state("imap", "connected", clock.now())?;
+                // Best effort: on a full disk the pass below says what is wrong.
+                let _ = db.set_state("imap", "connected", clock.now());
                 src
             }
             Err(e) => {
@@ -286,6 +345,7 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
             match process_mailbox(&mut src, &mut db, &pipeline, settings.imap.max_message_size, clock, woken) {
                 Ok(stats) => {
                     delay = Duration::from_secs(1);
+                    disk_full.over(&db, clock);
                     if stats.seen > 0 {
                         tracing::info!(
                             seen = stats.seen,
@@ -296,6 +356,11 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
                             "mailbox pass"
                         );
                     }
+                }
+                Err(e) if store::Fault::of(&e) == Some(store::Fault::DiskFull) => {
+                    delay = (delay * 2).min(DISK_FULL_RETRY_MAX);
+                    disk_full.report(&db, clock, &e, delay);
+                    break;
                 }
                 Err(e) if let Some(fault) = store::Fault::of(&e) => {
                     tracing::error!(%fault, "the store failed");
@@ -333,6 +398,47 @@ fn imap_loop(ctx: &Ctx, wake: &[Arc<Notify>], stop: &StopFlag, interrupter: &Int
         }
     }
     Ok(())
+}
+
+/// A full disk under the database, as the IMAP side lives with it. Filing stops before
+/// anything is moved (the batch's transaction fails, so nothing is acknowledged) and
+/// nothing is sent without its record (the outbox's claim is a write too); the daemon
+/// stays up and tries again every few seconds, at most [`DISK_FULL_RETRY_MAX`] apart,
+/// and goes on by itself once there is space. `outreach status` and the log say "disk
+/// full" meanwhile: the status through the [`FaultNote`] beside the database, because the
+/// database may not take even that one row.
+struct DiskFull {
+    note: FaultNote,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DiskFull {
+    fn new(db_path: &std::path::Path) -> anyhow::Result<Self> {
+        Ok(Self { note: FaultNote::open(db_path)?, since: None })
+    }
+
+    fn report(&mut self, db: &Db, clock: &Clock, e: &anyhow::Error, retry_in: Duration) {
+        let fault = store::Fault::DiskFull;
+        let since = *self.since.get_or_insert_with(|| clock.now());
+        tracing::error!(
+            %fault,
+            error = %format!("{e:#}"),
+            retry_in = ?retry_in,
+            "disk full: filing paused; the mail stays in the mailbox and nothing is sent until there is space"
+        );
+        if let Err(e) = self.note.set(&format!("{fault}; filing paused, the mail waits in the mailbox"), since) {
+            tracing::warn!(error = %format!("{e:#}"), "could not note the full disk for `outreach status`");
+        }
+        // Best effort: the database may not take it.
+        let _ = db.set_state("last_error", &format!("store: {fault}"), clock.now());
+    }
+
+    fn over(&mut self, db: &Db, clock: &Clock) {
+        let Some(since) = self.since.take() else { return };
+        tracing::info!(since = %crate::domain::time::ts(since), "disk space is back: filing resumed");
+        let _ = self.note.clear();
+        let _ = db.set_state("imap", "connected (filing resumed after the disk was full)", clock.now());
+    }
 }
 
 fn jitter(d: Duration) -> Duration {

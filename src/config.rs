@@ -51,6 +51,10 @@ pub struct Settings {
     /// missing, a random secret is generated once and kept in the database.
     #[serde(default)]
     pub secret: Option<SecretString>,
+    /// A file that holds `secret` (e.g. a systemd credential, `%d/secret`); read at start
+    /// and wins over `secret`.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,14 +76,20 @@ pub enum Security {
     Tls,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapSettings {
     pub host: String,
     pub port: u16,
     pub security: Security,
     pub username: String,
+    /// Required unless `password_file` is given.
+    #[serde(default = "no_secret")]
     pub password: SecretString,
+    /// A file that holds the password (e.g. a systemd credential: `%d/imap-password`);
+    /// read at start, wins over `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_mailbox")]
@@ -108,6 +118,9 @@ pub struct SmtpSettings {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<SecretString>,
+    /// A file that holds the password (e.g. `%d/smtp-password`); wins over `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// The From of every mail we send, e.g. `"Netwerk Met Andere Ogen <contact@example.org>"`.
@@ -142,6 +155,21 @@ pub struct FilingSettings {
     pub review: String,
     /// Stories sent in by ambassadors ("Verhaal: ..." / "Story: ...").
     pub story: String,
+}
+
+impl FilingSettings {
+    /// Every folder with the key that names it.
+    pub fn keyed(&self) -> [(&'static str, &str); 7] {
+        [
+            ("filing.join", &self.join),
+            ("filing.question", &self.question),
+            ("filing.unsubscribe", &self.unsubscribe),
+            ("filing.automatic", &self.automatic),
+            ("filing.bounce", &self.bounce),
+            ("filing.review", &self.review),
+            ("filing.story", &self.story),
+        ]
+    }
 }
 
 impl Default for FilingSettings {
@@ -314,6 +342,9 @@ impl WebSettings {
     }
 }
 
+fn no_secret() -> SecretString {
+    SecretString::from("")
+}
 fn default_mailbox() -> String {
     "INBOX".into()
 }
@@ -352,10 +383,46 @@ impl Settings {
 
     /// Parses settings from TOML text plus environment overrides.
     pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let settings: Settings =
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let credentials = env
+            .iter()
+            .find(|(k, _)| k == CREDENTIALS_DIRECTORY)
+            .map(|(_, v)| PathBuf::from(v))
+            .filter(|d| d.is_absolute());
+        let mut settings: Settings =
             Figment::from(Toml::string(text)).merge(EnvOverrides::new(env)).extract_lossy().map_err(explain)?;
+        settings.read_secret_files(credentials.as_deref())?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Reads the secrets given as files (`imap.password_file`, `smtp.password_file`,
+    /// `secret_file`): a file wins over the key itself. A relative path names a systemd
+    /// credential, read from `credentials` (`$CREDENTIALS_DIRECTORY`) when that is set; a
+    /// credential that was not given (no such file there) gives nothing, and neither does
+    /// an empty file: the key in the config file counts then.
+    fn read_secret_files(&mut self, credentials: Option<&Path>) -> anyhow::Result<()> {
+        let read = |key: &str, file: &Path| match credentials {
+            Some(dir) if file.is_relative() && !dir.join(file).exists() => Ok(None),
+            Some(dir) if file.is_relative() => read_secret_file(key, &dir.join(file)),
+            _ => read_secret_file(key, file),
+        };
+        if let Some(file) = &self.imap.password_file
+            && let Some(p) = read("imap.password_file", file)?
+        {
+            self.imap.password = p;
+        }
+        if let Some(file) = &self.smtp.password_file
+            && let Some(p) = read("smtp.password_file", file)?
+        {
+            self.smtp.password = Some(p);
+        }
+        if let Some(file) = &self.secret_file
+            && let Some(p) = read("secret_file", file)?
+        {
+            self.secret = Some(p);
+        }
+        Ok(())
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -371,6 +438,11 @@ impl Settings {
         }
         if self.imap.username.is_empty() {
             bail!("key `imap.username`: expected the login name of the contact mailbox");
+        }
+        if self.imap.password.expose_secret().is_empty() {
+            bail!(
+                "key `imap.password`: expected the mailbox password, or `imap.password_file` naming a file that holds it"
+            );
         }
         self.from_mailbox()?;
         if !self.smtp.envelope_from.is_empty() {
@@ -402,14 +474,8 @@ impl Settings {
             bail!("keys `smtp.pool_size` and `smtp.max_attempts`: expected a number greater than 0");
         }
         let f = &self.filing;
-        for (key, folder) in [
-            ("filing.join", &f.join),
-            ("filing.question", &f.question),
-            ("filing.unsubscribe", &f.unsubscribe),
-            ("filing.automatic", &f.automatic),
-            ("filing.bounce", &f.bounce),
-            ("filing.review", &f.review),
-        ] {
+        // Every folder but the story folder, which may be empty (checked below).
+        for (key, folder) in f.keyed().into_iter().filter(|(key, _)| *key != "filing.story") {
             if folder.trim().is_empty() || folder.contains(['*', '%', '"', '\\', '\r', '\n']) {
                 bail!("key `{key}`: expected a folder name without * % \" \\ or line breaks, found {folder:?}");
             }
@@ -493,6 +559,18 @@ impl Settings {
     }
 }
 
+/// The secret in `file`, without one trailing line break (`echo secret > file` adds it);
+/// `None` when the file is empty.
+fn read_secret_file(key: &str, file: &Path) -> anyhow::Result<Option<SecretString>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("key `{key}`: cannot read {}: {e}", file.display()))?;
+    let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    Ok((!secret.is_empty()).then(|| SecretString::from(secret.to_string())))
+}
+
+/// The variable systemd sets to the folder of a service's credentials (`LoadCredential=`).
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
 /// Name of the environment layer in figment's metadata.
 const ENV_SOURCE: &str = "environment variable";
 
@@ -510,7 +588,7 @@ impl EnvOverrides {
         Self(
             env.into_iter()
                 .filter_map(|(k, v)| Some((k.strip_prefix(ENV_PREFIX)?.to_string(), v)))
-                .filter(|(k, _)| k == "SECRET" || k.contains("__"))
+                .filter(|(k, _)| k == "SECRET" || k == "SECRET_FILE" || k.contains("__"))
                 .collect(),
         )
     }
@@ -519,7 +597,7 @@ impl EnvOverrides {
 impl Provider for EnvOverrides {
     fn metadata(&self) -> Metadata {
         Metadata::named(ENV_SOURCE).interpolater(|_: &Profile, keys: &[&str]| match keys {
-            [section] if *section != "secret" => format!("{ENV_PREFIX}{}__*", section.to_ascii_uppercase()),
+            [section] if !section.starts_with("secret") => format!("{ENV_PREFIX}{}__*", section.to_ascii_uppercase()),
             _ => format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase()),
         })
     }
@@ -528,8 +606,8 @@ impl Provider for EnvOverrides {
         let mut root = Dict::new();
         let mut sections: BTreeMap<String, Dict> = BTreeMap::new();
         for (name, value) in &self.0 {
-            if name == "SECRET" {
-                root.insert("secret".into(), value.as_str().into());
+            if name == "SECRET" || name == "SECRET_FILE" {
+                root.insert(name.to_ascii_lowercase(), value.as_str().into());
                 continue;
             }
             let Some((section, key)) = name.split_once("__").filter(|(s, k)| !s.is_empty() && !k.is_empty()) else {
@@ -819,6 +897,63 @@ from = "Netwerk <contact@example.org>"
         )
         .unwrap();
         assert_eq!(s.imap.port, 1143);
+    }
+
+    #[test]
+    fn passwords_and_the_secret_come_from_files_for_systemd_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let imap = write("imap-password", "uit-een-bestand\n");
+        let smtp = write("smtp-password", "smtp-geheim\r\n");
+        let secret = write("secret", &"s".repeat(40));
+        let s = Settings::from_toml(
+            MINIMAL,
+            env(&[
+                ("OUTREACH_IMAP__PASSWORD_FILE", &imap),
+                ("OUTREACH_SMTP__PASSWORD_FILE", &smtp),
+                ("OUTREACH_SECRET_FILE", &secret),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.imap.password.expose_secret(), "uit-een-bestand", "the file wins over the key in the file");
+        assert_eq!(s.smtp.password.as_ref().unwrap().expose_secret(), "smtp-geheim");
+        assert_eq!(s.secret.as_ref().unwrap().expose_secret(), "s".repeat(40));
+        assert!(!format!("{s:?}").contains("uit-een-bestand"), "a password read from a file stays hidden");
+        let without = MINIMAL.replace("password = \"secret\"\n", "");
+        let s = Settings::from_toml(&without, env(&[("OUTREACH_IMAP__PASSWORD_FILE", &imap)])).unwrap();
+        assert_eq!(s.imap.password.expose_secret(), "uit-een-bestand");
+        let err =
+            |text: &str, pairs: &[(&str, &str)]| format!("{:#}", Settings::from_toml(text, env(pairs)).unwrap_err());
+        let e = err(&without, &[]);
+        assert!(e.contains("imap.password") && e.contains("password_file"), "{e}");
+        let e = err(MINIMAL, &[("OUTREACH_IMAP__PASSWORD_FILE", "/nonexistent/imap-password")]);
+        assert!(e.contains("imap.password_file") && e.contains("/nonexistent/imap-password"), "{e}");
+        // An empty file (a credential not given, `SetCredential=ID:`) gives nothing.
+        write("empty", "\n");
+        let s = Settings::from_toml(
+            MINIMAL,
+            env(&[("OUTREACH_IMAP__PASSWORD_FILE", &format!("{}/empty", dir.path().display()))]),
+        )
+        .unwrap();
+        assert_eq!(s.imap.password.expose_secret(), "secret", "the key in the file counts then");
+        // A relative path names a systemd credential in $CREDENTIALS_DIRECTORY.
+        let creds = dir.path().display().to_string();
+        let s = Settings::from_toml(
+            &without,
+            env(&[
+                ("CREDENTIALS_DIRECTORY", &creds),
+                ("OUTREACH_IMAP__PASSWORD_FILE", "imap-password"),
+                ("OUTREACH_SMTP__PASSWORD_FILE", "empty"),
+                ("OUTREACH_SECRET_FILE", "not-given"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.imap.password.expose_secret(), "uit-een-bestand");
+        assert!(s.smtp.password.is_none() && s.secret.is_none(), "a credential not given is no secret");
     }
 
     #[test]

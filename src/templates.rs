@@ -26,6 +26,7 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("newsletter/story.html", "newsletter/story.html.hbs", include_str!("../templates/newsletter/story.html.hbs")),
     ("newsletter/story.txt", "newsletter/story.txt.hbs", include_str!("../templates/newsletter/story.txt.hbs")),
     ("notice/breaker.nl.txt", "notice/breaker.nl.txt", include_str!("../templates/notice/breaker.nl.txt")),
+    ("notice/mailbox.nl.txt", "notice/mailbox.nl.txt", include_str!("../templates/notice/mailbox.nl.txt")),
     ("notice/no_stories.nl.txt", "notice/no_stories.nl.txt", include_str!("../templates/notice/no_stories.nl.txt")),
     ("notice/proof.nl.txt", "notice/proof.nl.txt", include_str!("../templates/notice/proof.nl.txt")),
     ("notice/suspect.nl.txt", "notice/suspect.nl.txt", include_str!("../templates/notice/suspect.nl.txt")),

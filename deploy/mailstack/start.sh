@@ -7,14 +7,20 @@
 #            SMTPS :1465 (implicit TLS + AUTH required)
 #            example.org users -> Dovecot LMTP; every other domain is KEPT in
 #            the catchall@example.org mailbox (MAILSTACK_FOREIGN=discard
-#            drops it instead). Postfix has no smtp client: nothing is relayed.
+#            drops it instead; MAILSTACK_FOREIGN=maildir has Postfix's own
+#            virtual(8) agent write it to DIR/mail/foreign/Maildir, which also
+#            takes SMTPUTF8 mail: Dovecot 2.3's LMTP does not offer SMTPUTF8,
+#            so Postfix bounces such mail on its way to catchall).
+#            Postfix has no smtp client: nothing is relayed.
 #   smtp-sink 127.0.0.1:2526 (accepts and throws away everything)
 #
 # Usage: start.sh [DIR] [--fresh]      DIR defaults to $OUTREACH_MAILSTACK_DIR or /tmp/outreach-mailstack
 #   --fresh   wipe mailboxes, the Postfix queue and the logs before starting
 # Nothing outside DIR is written (except the Debian packages, installed by
 # install.sh if missing). Uses no system config and no systemd. Run as root.
-# Ports/users can be overridden with the MAILSTACK_* variables below.
+# Ports/users can be overridden with the MAILSTACK_* variables below;
+# MAILSTACK_IMAP_CAPABILITY="IMAP4rev1 IDLE ..." replaces the IMAP capabilities
+# Dovecot announces after login (e.g. a server without MOVE and UIDPLUS).
 # Writes DIR/mailstack.env (ports, users, password, CA file) for tests.
 set -euo pipefail
 # The servers started here run on after this script: they must not inherit a descriptor
@@ -51,6 +57,9 @@ FOREIGN=${MAILSTACK_FOREIGN:-keep}          # keep | discard
 SEPARATOR=${MAILSTACK_IMAP_SEPARATOR:-.}    # IMAP hierarchy separator
 FSYNC=${MAILSTACK_FSYNC:-optimized}         # Dovecot mail_fsync: optimized | always | never
 MAILUSER=${MAILSTACK_MAIL_USER:-mail}       # uid that owns the Maildirs
+# Dovecot's imap_capability after login; empty keeps Dovecot's full list. Tests of a
+# server without MOVE or UIDPLUS set a list without them.
+IMAP_CAPABILITY=${MAILSTACK_IMAP_CAPABILITY:-}
 HOST=127.0.0.1
 
 T0=$(date +%s%N)
@@ -61,7 +70,7 @@ die() { printf 'mailstack: ERROR: %s\n' "$*" >&2; exit 1; }
 trap 'rc=$?; if [ "$rc" != 0 ] && [ "$STARTED" = 1 ]; then bash "$HERE/stop.sh" "$DIR" >&2; fi' EXIT
 
 [ "$(id -u)" = 0 ] || die "run as root (Dovecot/Postfix drop privileges themselves)"
-case "$FOREIGN" in keep|discard) ;; *) die "MAILSTACK_FOREIGN must be keep or discard" ;; esac
+case "$FOREIGN" in keep|discard|maildir) ;; *) die "MAILSTACK_FOREIGN must be keep, discard or maildir" ;; esac
 case "$FSYNC" in optimized|always|never) ;; *) die "MAILSTACK_FSYNC must be optimized, always or never" ;; esac
 case " $USERS " in *" catchall "*) ;; *) [ "$FOREIGN" = discard ] || die "MAILSTACK_USERS must contain catchall unless MAILSTACK_FOREIGN=discard" ;; esac
 
@@ -264,6 +273,7 @@ namespace inbox {
 protocol imap {
   # Default is 10 per user+IP: tests/benches open many from 127.0.0.1.
   mail_max_userip_connections = 512
+${IMAP_CAPABILITY:+  imap_capability = $IMAP_CAPABILITY}
 }
 protocol lmtp {
   postmaster_address = postmaster@$DOMAIN
@@ -335,6 +345,14 @@ if [ "$FOREIGN" = keep ]; then
 virtual_alias_maps = regexp:$PF_CONF/foreign
 default_transport = error:5.7.1 mailstack never relays
 relay_transport = error:5.7.1 mailstack never relays"
+elif [ "$FOREIGN" = maildir ]; then
+    # Every non-$DOMAIN recipient goes to the "foreign" transport (master.cf): the
+    # virtual(8) agent, writing DIR/mail/foreign/Maildir/ as the mail user.
+    printf '/./ foreign/Maildir/\n' >"$PF_CONF/foreign"
+    FOREIGN_CF="virtual_alias_domains =
+virtual_alias_maps =
+default_transport = foreign
+relay_transport = foreign"
 else
     FOREIGN_CF="virtual_alias_domains =
 virtual_alias_maps =
@@ -441,6 +459,9 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+    if [ "$FOREIGN" = maildir ]; then
+        echo "foreign   unix  -       n       n       -       -       virtual -o virtual_mailbox_maps=regexp:$PF_CONF/foreign -o virtual_mailbox_base=$MAILROOT -o virtual_uid_maps=static:$MAIL_UID -o virtual_gid_maps=static:$MAIL_GID -o virtual_minimum_uid=1 -o virtual_mailbox_limit=0"
+    fi
 } >"$PF_CONF/master.cf"
 chmod 644 "$PF_CONF"/*
 
@@ -507,6 +528,7 @@ MAILSTACK_USERS="$(for u in $USERS; do printf '%s@%s ' "$u" "$DOMAIN"; done | se
 MAILSTACK_PASSWORD=$PASSWORD
 MAILSTACK_FOREIGN=$FOREIGN
 MAILSTACK_CA_CERT=$TLS/ca.crt
+MAILSTACK_IMAP_CAPABILITY="$IMAP_CAPABILITY"
 EOF
 
 log "started in $DIR ($(( ($(date +%s%N) - T0) / 1000000 )) ms)"
@@ -518,6 +540,7 @@ log "  submission $HOST:$SUBMISSION_PORT (STARTTLS + AUTH required)"
 log "  SMTPS      $HOST:$SMTPS_PORT (implicit TLS + AUTH required)"
 log "  smtp-sink  $HOST:$SINK_PORT (discards everything; no TLS, no AUTH)"
 log "  users      $(for u in $USERS; do printf '%s@%s ' "$u" "$DOMAIN"; done)/ password '$PASSWORD'"
-log "  foreign-domain mail: $FOREIGN$([ "$FOREIGN" = keep ] && echo " (in catchall@$DOMAIN)")"
+log "  foreign-domain mail: $FOREIGN$([ "$FOREIGN" = keep ] && echo " (in catchall@$DOMAIN)")$([ "$FOREIGN" = maildir ] && echo " (in $MAILROOT/foreign/Maildir)")"
+[ -z "$IMAP_CAPABILITY" ] || log "  IMAP capabilities after login: $IMAP_CAPABILITY"
 log "  CA cert    $TLS/ca.crt    env file $DIR/mailstack.env"
 log "  pids       dovecot=$(cat "$PIDS/dovecot.pid") postfix=$(cat "$PIDS/postfix.pid") smtp-sink=$(cat "$PIDS/smtp-sink.pid")"

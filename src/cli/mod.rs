@@ -8,6 +8,8 @@ use chrono_tz::Europe::Amsterdam;
 use clap::{Args, Parser, Subcommand};
 
 mod common;
+mod db;
+mod doctor;
 mod inbox;
 mod newsletter;
 mod person;
@@ -60,6 +62,18 @@ pub enum Command {
     },
     /// Check the config file and print the effective settings (secrets hidden).
     CheckConfig,
+    /// Check everything the daemon needs (config, database, IMAP, SMTP, web address) and
+    /// say what to fix; exits 1 when a check failed.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+        /// Seconds each check may take.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+    /// The database file: an online backup, a check.
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// Newsletter subscribers: list, add, remove, import, export.
     #[command(subcommand)]
     Subscribers(subscribers::SubscribersCommand),
@@ -129,6 +143,10 @@ impl Cli {
                 println!("{s:#?}");
                 Ok(0)
             }
+            Command::Doctor { json, timeout } => {
+                doctor::doctor(self.config.as_deref(), *json, std::time::Duration::from_secs((*timeout).max(1))).await
+            }
+            Command::Db(cmd) => db::db(|| self.settings(), cmd),
             Command::Run => {
                 crate::app::run(Arc::new(self.settings()?), crate::web::serve).await?;
                 Ok(0)

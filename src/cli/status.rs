@@ -4,11 +4,17 @@ use super::local_time;
 use crate::config::Settings;
 use crate::domain::redact_addresses;
 use crate::domain::time::ts;
-use crate::store::{DaemonLock, Db};
+use crate::store::{self, DaemonLock, Db, FaultNote};
 
 pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
-    let db = Db::open(&settings.database.path)?;
     let running = DaemonLock::acquire(&settings.database.path).is_err();
+    let db = match Db::open(&settings.database.path) {
+        Ok(db) => db,
+        Err(e) if store::Fault::of(&e) == Some(store::Fault::DiskFull) => {
+            return without_database(settings, running, json, &e);
+        }
+        Err(e) => return Err(e),
+    };
     let states: std::collections::BTreeMap<String, (String, String)> =
         db.states()?.into_iter().map(|(k, v, t)| (k, (redact_addresses(&v), ts(t)))).collect();
     let outbox = db.outbox_counts()?;
@@ -33,9 +39,13 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         issues.push((i, counts));
     }
     let get = |k: &str| states.get(k).map(|(v, t)| (v.clone(), t.clone()));
+    // A fault the running daemon lives with (a full disk): noted beside the database,
+    // which may not take it.
+    let fault = if running { FaultNote::read(&settings.database.path) } else { None };
     if json {
         let v = serde_json::json!({
             "daemon_running": running,
+            "fault": fault.as_ref().map(|(f, t)| serde_json::json!({"fault": f, "since": ts(*t)})),
             "imap": get("imap").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
             "smtp": get("smtp").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
             "web": get("web").map(|(v, t)| serde_json::json!({"state": v, "since": t})),
@@ -51,6 +61,9 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("daemon:   {}", if running { "running" } else { "not running" });
+    if let Some((f, t)) = &fault {
+        println!("FAULT:    {f} (since {})", local_time(&ts(*t)));
+    }
     for part in ["imap", "smtp", "web"] {
         match get(part) {
             Some((v, t)) => println!("{part}:     {v} (since {})", local_time(&t)),
@@ -97,4 +110,26 @@ pub(super) fn status(settings: &Settings, json: bool) -> anyhow::Result<i32> {
         println!("failed:   #{id} to {to}: {e}");
     }
     Ok(0)
+}
+
+/// What can be said when the database cannot even be opened for want of space: whether
+/// the daemon runs, the fault it noted, and why the rest is missing. Exit code 1.
+fn without_database(settings: &Settings, running: bool, json: bool, e: &anyhow::Error) -> anyhow::Result<i32> {
+    let fault = FaultNote::read(&settings.database.path).filter(|_| running);
+    let why = format!("{}: {}", store::Fault::DiskFull, redact_addresses(&format!("{e:#}")));
+    if json {
+        let v = serde_json::json!({
+            "daemon_running": running,
+            "fault": fault.as_ref().map(|(f, t)| serde_json::json!({"fault": f, "since": ts(*t)})),
+            "database_error": why,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("daemon:   {}", if running { "running" } else { "not running" });
+        if let Some((f, t)) = &fault {
+            println!("FAULT:    {f} (since {})", local_time(&ts(*t)));
+        }
+        println!("database: cannot be opened now: {why}");
+    }
+    Ok(1)
 }

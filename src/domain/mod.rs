@@ -14,22 +14,41 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// A syntactically valid e-mail address, lower-cased for comparison.
+/// A syntactically valid e-mail address in one canonical form, so that two spellings of
+/// one address compare equal: the local part lower-cased and in Unicode NFC, the domain
+/// processed by IDNA (UTS #46: mapped, lower-cased, checked) and kept in its Unicode form
+/// (`info@bücher.example`, also when it was written `info@xn--bcher-kva.example`).
+///
+/// What goes on the wire is [`EmailAddress::to_lettre`]: the domain as A-labels (`xn--`),
+/// valid everywhere. A local part that is not ASCII (`jdöe@…`) can only be sent to a
+/// server that offers SMTPUTF8 (RFC 6531); see [`EmailAddress::needs_smtputf8`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct EmailAddress(String);
 
+/// The longest local part (RFC 5321 4.5.3.1.1), in bytes.
+const MAX_LOCAL: usize = 64;
+/// The longest domain name (RFC 1035, without the root dot) and label, in bytes of
+/// their ASCII (A-label) form.
+const MAX_DOMAIN: usize = 253;
+const MAX_LABEL: usize = 63;
+
 impl EmailAddress {
-    /// Parses an address (no display name). Lower-cases it: we compare addresses, and
-    /// mail systems treat the local part case-insensitively in practice.
+    /// Parses an address (no display name) and brings it into the canonical form.
+    /// Normalises first, then validates: lower-casing can lengthen text (`İ` becomes two
+    /// characters), so what is checked is what is kept.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim().trim_start_matches('<').trim_end_matches('>').trim();
-        // Normalise, then validate: lower-casing can lengthen text (`İ` becomes two
-        // characters), so what is checked must be what is kept.
-        let lower = s.to_lowercase();
-        let addr: lettre::Address =
-            lower.parse().map_err(|e| format!("expected an e-mail address, found {s:?}: {e}"))?;
-        Ok(Self(addr.to_string()))
+        let bad = |why: &str| format!("expected an e-mail address, found {s:?}: {why}");
+        let (local, domain) = s.rsplit_once('@').ok_or_else(|| bad("no @"))?;
+        let local = normalise_local(local);
+        if local.len() > MAX_LOCAL {
+            return Err(bad(&format!("the part before the @ is {} bytes long (at most {MAX_LOCAL})", local.len())));
+        }
+        let (ascii, unicode) = normalise_domain(domain).map_err(|why| bad(&why))?;
+        // The syntax of both parts, as lettre (and the SMTP server) will check it.
+        lettre::Address::new(&local, &ascii).map_err(|e| bad(&e.to_string()))?;
+        Ok(Self(format!("{local}@{unicode}")))
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,9 +60,20 @@ impl EmailAddress {
         self.0.rsplit_once('@').map_or(&self.0, |(l, _)| l)
     }
 
-    /// The part after the `@`: the only part of an address we write to logs.
+    /// The part after the `@` (Unicode form): the only part of an address we write to logs.
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+
+    /// The domain as it goes on the wire: ASCII, internationalised labels as A-labels.
+    pub fn ascii_domain(&self) -> String {
+        normalise_domain(self.domain()).map_or_else(|_| self.domain().to_string(), |(ascii, _)| ascii)
+    }
+
+    /// Whether sending to (or from) this address needs SMTPUTF8 (RFC 6531): its local part
+    /// is not ASCII. An internationalised domain alone does not: it goes as A-labels.
+    pub fn needs_smtputf8(&self) -> bool {
+        !self.local_part().is_ascii()
     }
 
     /// The address without a `+tag`, so `ann+x@a.nl` and `ann@a.nl` count as one sender.
@@ -53,9 +83,48 @@ impl EmailAddress {
         format!("{base}@{}", self.domain())
     }
 
+    /// The address for lettre (envelope and headers): the domain as A-labels.
     pub fn to_lettre(&self) -> lettre::Address {
-        self.0.parse().expect("validated at construction")
+        lettre::Address::new(self.local_part(), self.ascii_domain()).expect("validated at construction")
     }
+}
+
+/// The local part lower-cased, then in Unicode NFC (RFC 6532 3.1), so `jdöe` typed with a
+/// combining diaeresis is the same address as with a precomposed `ö`.
+fn normalise_local(local: &str) -> String {
+    let lower = local.to_lowercase();
+    if lower.is_ascii() {
+        return lower;
+    }
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(&lower).into_owned()
+}
+
+/// A domain by IDNA (UTS #46 processing, host-name rules, DNS lengths): `(ascii, unicode)`,
+/// e.g. `("xn--bcher-kva.example", "bücher.example")`. A domain literal (`[192.0.2.1]`) is
+/// left as it is.
+fn normalise_domain(domain: &str) -> Result<(String, String), String> {
+    use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+    if domain.starts_with('[') {
+        return Ok((domain.to_string(), domain.to_string()));
+    }
+    let uts46 = Uts46::new();
+    let ascii = uts46
+        .to_ascii(domain.as_bytes(), AsciiDenyList::STD3, Hyphens::CheckFirstLast, DnsLength::Ignore)
+        .map_err(|_| "the domain is not a valid (internationalised) domain name".to_string())?
+        .into_owned();
+    if ascii.is_empty() || ascii.split('.').any(str::is_empty) {
+        return Err("the domain has an empty label".into());
+    }
+    if let Some(long) = ascii.split('.').find(|l| l.len() > MAX_LABEL) {
+        return Err(format!("a label of the domain is {} characters long as ASCII (at most {MAX_LABEL})", long.len()));
+    }
+    if ascii.len() > MAX_DOMAIN {
+        return Err(format!("the domain is {} characters long as ASCII (at most {MAX_DOMAIN})", ascii.len()));
+    }
+    let (unicode, checked) = uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::STD3, Hyphens::CheckFirstLast);
+    checked.map_err(|_| "the domain is not a valid (internationalised) domain name".to_string())?;
+    let unicode = unicode.into_owned();
+    Ok((ascii, unicode))
 }
 
 impl fmt::Display for EmailAddress {
@@ -234,9 +303,65 @@ mod tests {
         // 32 x U+0130 is 64 bytes, and 96 once lower-cased: over the local part's limit,
         // refused at parse time instead of failing later in `to_lettre`.
         let grows = format!("{}@example.org", "\u{130}".repeat(32));
-        if let Ok(a) = EmailAddress::parse(&grows) {
-            let _ = a.to_lettre();
-        }
+        let e = EmailAddress::parse(&grows).unwrap_err();
+        assert!(e.contains("96 bytes long (at most 64)"), "{e}");
+        // 21 x U+0130 is 42 bytes, 63 lower-cased: still fits, and stays usable.
+        let fits = EmailAddress::parse(&format!("{}@example.org", "\u{130}".repeat(21))).unwrap();
+        assert_eq!(fits.local_part().len(), 63);
+        assert!(fits.needs_smtputf8());
+        let _ = fits.to_lettre();
+    }
+
+    #[test]
+    fn an_internationalised_domain_is_kept_in_unicode_and_sent_as_a_labels() {
+        let a = EmailAddress::parse("Info@Bücher.Example").unwrap();
+        assert_eq!(a.as_str(), "info@bücher.example");
+        assert_eq!(a.ascii_domain(), "xn--bcher-kva.example");
+        assert_eq!(a.to_lettre().to_string(), "info@xn--bcher-kva.example");
+        assert!(!a.needs_smtputf8(), "an ASCII local part at an IDN domain goes everywhere");
+        // The A-label spelling and mixed case are the same address.
+        assert_eq!(EmailAddress::parse("INFO@XN--BCHER-KVA.example").unwrap(), a);
+        assert_eq!(EmailAddress::parse("info@BÜCHER.example").unwrap(), a);
+        // UTS #46 mapping: a full-width dot and letters are folded too.
+        assert_eq!(EmailAddress::parse("info@bücher\u{FF0E}example").unwrap(), a);
+        let m = EmailAddress::parse("JDöe@Mächine.example").unwrap();
+        assert_eq!(m.as_str(), "jdöe@mächine.example");
+        assert_eq!(m.to_lettre().to_string(), "jdöe@xn--mchine-bua.example");
+        assert!(m.needs_smtputf8());
+        assert_eq!(m.domain(), "mächine.example");
+    }
+
+    #[test]
+    fn a_local_part_is_compared_in_nfc() {
+        // "o" + U+0308 COMBINING DIAERESIS is the same letter as U+00F6.
+        let decomposed = EmailAddress::parse("jdo\u{308}e@example.org").unwrap();
+        assert_eq!(decomposed.as_str(), "jd\u{f6}e@example.org");
+        assert_eq!(decomposed, EmailAddress::parse("JD\u{d6}E@example.org").unwrap());
+    }
+
+    #[test]
+    fn an_invalid_domain_is_refused_with_a_clear_error() {
+        // Invalid Punycode in an A-label.
+        let e = EmailAddress::parse("ann@xn--zz-.example").unwrap_err();
+        assert!(e.contains("not a valid (internationalised) domain name"), "{e}");
+        // Characters not allowed in host names, and a disallowed code point.
+        assert!(EmailAddress::parse("ann@exa_mple.org").unwrap_err().contains("domain name"));
+        assert!(EmailAddress::parse("ann@exa\u{2488}mple.org").is_err());
+        assert!(EmailAddress::parse("ann@-example.org").is_err());
+        assert!(EmailAddress::parse("ann@example..org").unwrap_err().contains("empty label"));
+        assert!(EmailAddress::parse("ann@").is_err());
+        // A label of 63 characters is fine, 64 is not; the limits count the A-label form.
+        let ok = format!("ann@{}.example", "a".repeat(63));
+        assert!(EmailAddress::parse(&ok).is_ok());
+        let long = format!("ann@{}.example", "a".repeat(64));
+        let e = EmailAddress::parse(&long).unwrap_err();
+        assert!(e.contains("64 characters long as ASCII (at most 63)"), "{e}");
+        // 60 x "ü" fit in 63 characters, but not as an A-label ("xn--" + Punycode).
+        let u = format!("ann@{}.example", "ü".repeat(60));
+        let e = EmailAddress::parse(&u).unwrap_err();
+        assert!(e.contains("as ASCII (at most 63)"), "{e}");
+        let whole = format!("ann@{}example", "abcdefghi.".repeat(25));
+        assert!(EmailAddress::parse(&whole).unwrap_err().contains("at most 253"));
     }
 
     #[test]

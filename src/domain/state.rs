@@ -190,6 +190,9 @@ text_enum!(
         /// A mail looked like an answer that acts (a proof answer, consent) but proved
         /// nothing: the coordinator is told once.
         NoticeSuspect = "notice_suspect",
+        /// The watched mailbox was recreated on the server (its UIDVALIDITY changed):
+        /// the coordinator is told once per change.
+        NoticeMailbox = "notice_mailbox",
         /// An issue mailed to the coordinator for approval.
         Proof = "proof",
         /// `newsletter preview --to`.

@@ -971,6 +971,60 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
+    /// The watched mailbox has a new UIDVALIDITY (it was recreated or restored on the
+    /// server): records the new value and queues one notice to the coordinator, in one
+    /// transaction, so the coordinator is told once per change however many passes and
+    /// reconnections follow. Nothing else changes: filing dedupes by Message-ID and
+    /// content hash, not by UID.
+    pub fn mailbox_recreated(
+        &self,
+        db: &mut Db,
+        mailbox: &str,
+        old: u32,
+        new: u32,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        tracing::warn!(mailbox, old, new, "UIDVALIDITY changed: the mailbox was recreated; rescanning it");
+        let notice = match self.news.coordinator() {
+            Some(to) => {
+                #[derive(serde::Serialize)]
+                struct Data<'a> {
+                    mailbox: &'a str,
+                    old: u32,
+                    new: u32,
+                }
+                let body = self.templates.render("notice/mailbox.nl.txt", &Data { mailbox, old, new })?;
+                let message_id = compose::new_message_id(&self.from);
+                let raw = compose::notice(
+                    &self.from,
+                    &to,
+                    &format!("outreach: de map {} is opnieuw aangemaakt", repeatable(mailbox, 60)),
+                    &message_id,
+                    body,
+                    SystemTime::from(now),
+                )?;
+                Some(NewOutgoing::new(
+                    OutboxKind::NoticeMailbox,
+                    message_id,
+                    self.from.email.to_string(),
+                    to.to_string(),
+                    raw,
+                ))
+            }
+            None => {
+                tracing::warn!("no coordinator.address is configured: nobody is told that the mailbox was recreated");
+                None
+            }
+        };
+        db.write(|s| {
+            s.set_mailbox_state(mailbox, new, 0)?;
+            if let Some(n) = &notice {
+                s.enqueue(n, now)?;
+            }
+            Ok(())
+        })
+    }
+
     /// The folder of a decision: a follow-up goes where its conversation went.
     fn folder_of(&self, d: &Decision) -> String {
         match (d.category, &d.conversation) {

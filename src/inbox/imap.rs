@@ -107,6 +107,9 @@ pub struct ImapSource {
     has_idle: bool,
     has_uidplus: bool,
     folders: HashSet<String>,
+    /// Without MOVE: the UIDs this session copied to their folder and flagged `\Deleted`
+    /// that are not expunged yet.
+    flagged: HashSet<u32>,
 }
 
 impl ImapSource {
@@ -177,11 +180,22 @@ impl ImapSource {
             has_idle,
             has_uidplus,
             folders,
+            flagged: HashSet::new(),
         })
     }
 
     pub fn has_idle(&self) -> bool {
         self.has_idle
+    }
+
+    /// Whether the server offers `(IDLE, MOVE, UIDPLUS)`.
+    pub fn capabilities(&self) -> (bool, bool, bool) {
+        (self.has_idle, self.has_move, self.has_uidplus)
+    }
+
+    /// Whether `folder` existed when the session started (or was created by it).
+    pub fn has_folder(&self, folder: &str) -> bool {
+        self.folders.contains(folder)
     }
 
     pub fn mailbox(&self) -> &str {
@@ -279,8 +293,9 @@ impl ImapSource {
         Ok(())
     }
 
-    /// Moves messages to `folder`: `UID MOVE`, else `UID COPY` + `\Deleted` + `UID EXPUNGE`.
-    /// Never a plain EXPUNGE: it would also remove what a person marked deleted.
+    /// Moves messages to `folder`: `UID MOVE` (RFC 6851), else `UID COPY` + `\Deleted` +
+    /// `UID EXPUNGE` of exactly these (UIDPLUS, RFC 4315). A server with neither gets the
+    /// copy and the flag here; [`ImapSource::expunge`] removes them later, when it is safe.
     pub fn move_to(&mut self, uids: &[u32], folder: &str) -> anyhow::Result<()> {
         if uids.is_empty() {
             return Ok(());
@@ -292,14 +307,54 @@ impl ImapSource {
         } else {
             self.session.uid_copy(&set, folder).with_context(|| format!("UID COPY to {folder:?} failed"))?;
             self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)").context("UID STORE \\Deleted failed")?;
+            tracing::debug!(folder, messages = uids.len(), "no MOVE: copied and flagged \\Deleted");
             if self.has_uidplus {
                 self.session.uid_expunge(&set).context("UID EXPUNGE failed")?;
             } else {
-                tracing::warn!(
-                    folder,
-                    "server lacks MOVE and UIDPLUS: copied and flagged \\Deleted, left for the mail client to expunge"
-                );
+                self.flagged.extend(uids);
             }
+        }
+        Ok(())
+    }
+
+    /// Whether moving leaves copies flagged `\Deleted` behind (no MOVE): see
+    /// `inbox::remove_copied`.
+    pub fn copies(&self) -> bool {
+        !self.has_move
+    }
+
+    /// Whether the server can expunge chosen messages (`UID EXPUNGE`, UIDPLUS).
+    pub fn has_uid_expunge(&self) -> bool {
+        self.has_uidplus
+    }
+
+    /// UIDs flagged `\Deleted` in the watched mailbox, by us or by anyone.
+    pub fn search_deleted(&mut self) -> anyhow::Result<Vec<u32>> {
+        let mut uids: Vec<u32> =
+            self.session.uid_search("DELETED").context("UID SEARCH DELETED failed")?.into_iter().collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// The UIDs this session flagged `\Deleted` after copying them, not expunged yet.
+    pub fn flagged_by_us(&self) -> &HashSet<u32> {
+        &self.flagged
+    }
+
+    /// Removes these `\Deleted` messages: `UID EXPUNGE` of exactly them with UIDPLUS;
+    /// without it a plain `EXPUNGE`, which removes every `\Deleted` message in the
+    /// mailbox, so the caller sends it only when all of those are ours.
+    pub fn expunge(&mut self, uids: &[u32]) -> anyhow::Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        if self.has_uidplus {
+            self.session.uid_expunge(uid_set(uids)).context("UID EXPUNGE failed")?;
+        } else {
+            self.session.expunge().context("EXPUNGE failed")?;
+        }
+        for u in uids {
+            self.flagged.remove(u);
         }
         Ok(())
     }
@@ -326,6 +381,42 @@ impl ImapSource {
 
     pub fn logout(mut self) {
         let _ = self.session.logout();
+    }
+}
+
+/// The step at which [`ImapSource::connect`] failed, read from its error (the texts above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// No TCP connection: host, port, firewall.
+    Reach,
+    /// TLS or STARTTLS, or a server that refuses a plain-text login.
+    Tls,
+    /// The server refused the login.
+    Login,
+    /// The watched mailbox cannot be selected.
+    Mailbox,
+    /// Anything else (no greeting, a broken answer).
+    Other,
+}
+
+impl ConnectStep {
+    pub fn of(e: &anyhow::Error) -> Self {
+        let text = format!("{e:#}");
+        if text.starts_with("Failed to connect to IMAP server") {
+            Self::Reach
+        } else if text.starts_with("TLS handshake")
+            || text.starts_with("STARTTLS")
+            || text.contains("not a valid TLS server name")
+            || text.contains("refuses LOGIN")
+        {
+            Self::Tls
+        } else if text.starts_with("IMAP login as") {
+            Self::Login
+        } else if text.starts_with("Failed to select mailbox") {
+            Self::Mailbox
+        } else {
+            Self::Other
+        }
     }
 }
 

@@ -64,15 +64,22 @@ pub fn process_mailbox(
 ) -> anyhow::Result<PassStats> {
     let mut stats = PassStats::default();
     let mailbox = src.mailbox().to_string();
-    if let Some((validity, _)) = db.mailbox_state(&mailbox)?
-        && validity != src.uidvalidity
-    {
-        // Dedupe is by Message-ID or content hash, not UID: nothing is filed or answered twice.
-        tracing::warn!(mailbox, old = validity, new = src.uidvalidity, "UIDVALIDITY changed; rescanning the mailbox");
+    match db.store().mailbox_state(&mailbox)? {
+        Some((validity, _)) if validity != src.uidvalidity => {
+            // Dedupe is by Message-ID or content hash, not UID: nothing is filed or
+            // answered twice; the coordinator is told once.
+            pipeline.mailbox_recreated(db, &mailbox, validity, src.uidvalidity, clock.now())?;
+            on_committed(&[]);
+        }
+        Some(_) => {}
+        None => db.store().set_mailbox_state(&mailbox, src.uidvalidity, 0)?,
     }
     let uids = src.search_all()?;
     stats.seen = uids.len();
     record_moves_made_before(src, db, &uids, clock)?;
+    if src.copies() {
+        remove_copied(src, db)?;
+    }
     if uids.is_empty() {
         return Ok(stats);
     }
@@ -98,9 +105,51 @@ pub fn process_mailbox(
         }
     }
     let highest = metas.iter().map(|m| m.uid).max().unwrap_or(0);
-    db.set_mailbox_state(&mailbox, src.uidvalidity, highest)?;
+    db.store().set_mailbox_state(&mailbox, src.uidvalidity, highest)?;
+    if src.copies() {
+        remove_copied(src, db)?;
+    }
     stats.left = stats.seen - stats.moved;
     Ok(stats)
+}
+
+/// On a server without MOVE, filed messages were copied to their folder and flagged
+/// `\Deleted` in the watched mailbox (our search skips them: `UNDELETED`); this removes
+/// them. Ours are those this session flagged and those filed under this UIDVALIDITY
+/// (left by an earlier run or a crash between the flag and the expunge).
+///
+/// With UIDPLUS, `UID EXPUNGE` removes exactly ours (RFC 4315). Without it the only
+/// command left is a plain `EXPUNGE`, which removes *every* `\Deleted` message in the
+/// mailbox (RFC 3501 6.4.3), including one a person marked deleted in their mail
+/// program and may still take back. So it is sent only when every `\Deleted` message is
+/// ours; while another one is there, ours stay flagged (hidden, never filed again) and
+/// go with the first pass after it is gone. The window between the search and the
+/// EXPUNGE is one round trip: a message someone flags in it was meant to go anyway.
+/// Returns how many were removed.
+fn remove_copied(src: &mut ImapSource, db: &Db) -> anyhow::Result<usize> {
+    let deleted = src.search_deleted()?;
+    if deleted.is_empty() {
+        return Ok(0);
+    }
+    let filed = db.filed_uids_among(src.uidvalidity, &deleted)?;
+    let (ours, others): (Vec<u32>, Vec<u32>) =
+        deleted.iter().partition(|u| filed.contains(u) || src.flagged_by_us().contains(u));
+    if ours.is_empty() {
+        return Ok(0);
+    }
+    if src.has_uid_expunge() || others.is_empty() {
+        src.expunge(&ours)?;
+        tracing::debug!(removed = ours.len(), "filed copies expunged from the mailbox");
+        Ok(ours.len())
+    } else {
+        tracing::warn!(
+            ours = ours.len(),
+            others = others.len(),
+            "server lacks MOVE and UIDPLUS and another client has marked messages deleted: \
+             the filed copies stay flagged \\Deleted until those are gone (a plain EXPUNGE would remove them too)"
+        );
+        Ok(0)
+    }
 }
 
 /// Filed messages no longer in the mailbox were moved (a crash may have come between the

@@ -66,14 +66,17 @@ pub fn dedupe_key(message_id: Option<&str>, raw: &[u8]) -> String {
 
 /// A hash of what a mail says (sender, subject, date, text), the same however often the
 /// mail is fetched or delivered: a different mail that reuses a known Message-ID has
-/// another.
+/// another. Line endings and trailing white space do not count: the copy a server kept
+/// and the bytes the sender sent differ there (an SMTP hop may add a last empty line).
 pub fn content_hash(mail: &ParsedMail) -> String {
+    let text: Vec<&str> = mail.text.lines().map(str::trim_end).collect();
+    let text = text.join("\n");
     let mut h = Sha256::new();
     for part in [
         mail.from.as_ref().map(EmailAddress::as_str).or(mail.from_raw.as_deref()).unwrap_or(""),
         &mail.subject,
         &mail.date.map(crate::domain::time::ts).unwrap_or_default(),
-        &mail.text,
+        text.trim_end(),
     ] {
         h.update(part.as_bytes());
         h.update([0u8]);
@@ -193,6 +196,17 @@ mod tests {
     #[test]
     fn injected_line_breaks_and_bidi_controls_are_removed() {
         assert_eq!(clean_text("Hoi\r\nBcc: x@y\u{202E}z"), "Hoi Bcc: x@yz");
+    }
+
+    #[test]
+    fn the_content_hash_ignores_line_endings_and_trailing_blank_lines() {
+        let sent = "From: a@b.nl\r\nSubject: x\r\nDate: Sat, 28 Nov 2026 12:00:00 +0100\r\n\r\nHallo,\r\n\r\nGroet\r\n";
+        let kept = format!("Received: by mx\r\n{sent}\r\n");
+        let lf = sent.replace("\r\n", "\n");
+        let hash = |raw: &str| content_hash(&parse(raw.as_bytes()).unwrap());
+        assert_eq!(hash(sent), hash(&kept));
+        assert_eq!(hash(sent), hash(&lf));
+        assert_ne!(hash(sent), hash(&sent.replace("Groet", "Groeten")));
     }
 
     #[test]

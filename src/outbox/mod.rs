@@ -69,6 +69,30 @@ pub struct Mailer {
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
 
+/// A step of making an SMTP connection, to say which one failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// TCP: the host or port does not answer.
+    Reach,
+    /// The greeting or the EHLO.
+    Greeting,
+    /// Implicit TLS or STARTTLS.
+    Tls,
+    /// AUTH.
+    Login,
+}
+
+/// What [`Mailer::probe`] found.
+#[derive(Debug, Clone)]
+pub struct SmtpProbe {
+    /// The name the server gave in its EHLO answer.
+    pub server: String,
+    /// Whether the session was encrypted (TLS or STARTTLS).
+    pub encrypted: bool,
+    /// Whether it logged in (AUTH); false when no login is configured.
+    pub logged_in: bool,
+}
+
 /// How one delivery attempt ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -235,24 +259,45 @@ impl Mailer {
     /// A new connection: TCP (no Nagle, see [`net`]), TLS (implicit, or STARTTLS which is
     /// then required), EHLO, AUTH.
     async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
-        let smtp = |e: SmtpError| error_text(&e);
+        self.connect_steps().await.map_err(|(_, e)| e)
+    }
+
+    /// [`Mailer::connect`], saying at which step it failed.
+    async fn connect_steps(&self) -> Result<AsyncSmtpConnection, (ConnectStep, String)> {
+        let smtp = |step| move |e: SmtpError| (step, error_text(&e));
+        let io = |step| move |e: std::io::Error| (step, e.to_string());
+        let stream = net::tcp(&self.host, self.port).await.map_err(io(ConnectStep::Reach))?;
         let mut conn = match &self.wrapper {
             Some(config) => {
-                let stream = net::tls(&self.host, self.port, config.clone()).await.map_err(|e| e.to_string())?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await.map_err(smtp)?
+                let stream = net::tls(stream, &self.host, config.clone()).await.map_err(io(ConnectStep::Tls))?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(smtp(ConnectStep::Greeting))?
             }
-            None => {
-                let stream = net::tcp(&self.host, self.port).await.map_err(|e| e.to_string())?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await.map_err(smtp)?
-            }
+            None => AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                .await
+                .map_err(smtp(ConnectStep::Greeting))?,
         };
         if let (Security::Starttls, Some(tls)) = (self.security, &self.tls) {
-            conn.starttls(tls.clone(), &self.hello).await.map_err(smtp)?;
+            conn.starttls(tls.clone(), &self.hello).await.map_err(smtp(ConnectStep::Tls))?;
         }
         if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(smtp)?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(smtp(ConnectStep::Login))?;
         }
         Ok(conn)
+    }
+
+    /// Connects, greets (EHLO), secures and logs in as a delivery would, then says QUIT:
+    /// no mail is sent (`outreach doctor`). Unbounded in time: the caller bounds it.
+    pub async fn probe(&self) -> Result<SmtpProbe, (ConnectStep, String)> {
+        let mut conn = self.connect_steps().await?;
+        let probe = SmtpProbe {
+            server: conn.server_info().name().to_string(),
+            encrypted: conn.is_encrypted(),
+            logged_in: self.credentials.is_some(),
+        };
+        let _ = conn.quit().await;
+        Ok(probe)
     }
 
     /// A pooled connection when a fresh one is idle, else a new one; `true` when reused.
@@ -329,13 +374,13 @@ impl Mailer {
         record_end: impl FnOnce() -> anyhow::Result<()>,
     ) -> Outcome {
         let rcpt = match EmailAddress::parse(rcpt) {
-            Ok(a) => a.to_lettre(),
+            Ok(a) => a,
             Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
         };
         let from = match envelope_from {
             "" => None,
             f => match EmailAddress::parse(f) {
-                Ok(a) => Some(a.to_lettre()),
+                Ok(a) => Some(a),
                 Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
             },
         };
@@ -349,13 +394,16 @@ impl Mailer {
                     return Outcome::Transient(format!("cannot connect to {}:{}: {e}", self.host, self.port));
                 }
             };
-            let mut opts = Vec::new();
-            if !raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
-                opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-            }
+            let wire = match WireEnvelope::new(from.as_ref(), &rcpt, raw, conn.server_info()) {
+                Ok(w) => w,
+                Err(why) => {
+                    self.checkin(conn);
+                    return Outcome::Permanent(why);
+                }
+            };
             let envelope = async {
-                conn.command(Mail::new(from.clone(), opts)).await?;
-                conn.command(Rcpt::new(rcpt.clone(), vec![])).await?;
+                conn.command(Mail::new(wire.from, wire.params)).await?;
+                conn.command(Rcpt::new(wire.rcpt, vec![])).await?;
                 conn.command(Data).await
             }
             .await;
@@ -413,6 +461,45 @@ impl Mailer {
     }
 }
 
+/// Why a mail to an internationalised local part is not sent (shown to the coordinator).
+pub const NEEDS_SMTPUTF8: &str = "the address has non-ASCII characters before the @ \
+     (an internationalised address, RFC 6531) and our mail server does not offer SMTPUTF8, \
+     so it was not sent";
+
+/// One SMTP transaction's envelope as it goes on the wire to a server whose EHLO
+/// answer was `server`: the addresses' domains as A-labels (valid everywhere), SMTPUTF8
+/// when an address's local part is not ASCII (RFC 6531), 8BITMIME for 8-bit content.
+#[derive(Debug)]
+pub struct WireEnvelope {
+    pub from: Option<lettre::Address>,
+    pub rcpt: lettre::Address,
+    pub params: Vec<MailParameter>,
+}
+
+impl WireEnvelope {
+    /// `Err` (why, for the record) when an address needs SMTPUTF8 and the server does not
+    /// offer it: such a mail is never sent as raw UTF-8, which servers refuse (501) or
+    /// mangle.
+    pub fn new(
+        from: Option<&EmailAddress>,
+        rcpt: &EmailAddress,
+        raw: &[u8],
+        server: &lettre::transport::smtp::extension::ServerInfo,
+    ) -> Result<Self, String> {
+        let mut params = Vec::new();
+        if from.is_some_and(EmailAddress::needs_smtputf8) || rcpt.needs_smtputf8() {
+            if !server.supports_feature(Extension::SmtpUtfEight) {
+                return Err(NEEDS_SMTPUTF8.to_string());
+            }
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if !raw.is_ascii() && server.supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        Ok(Self { from: from.map(EmailAddress::to_lettre), rcpt: rcpt.to_lettre(), params })
+    }
+}
+
 fn classify(e: &SmtpError) -> Outcome {
     if e.is_permanent() {
         Outcome::Permanent(format!("SMTP refused permanently: {}", error_text(e)))
@@ -428,8 +515,12 @@ fn error_text(e: &SmtpError) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let inner_text = inner.to_string();
+        // lettre's own text already holds the server's answer that its source repeats.
+        if !s.contains(&inner_text) {
+            s.push_str(": ");
+            s.push_str(&inner_text);
+        }
         src = inner.source();
     }
     redact_addresses(&s.replace(['\r', '\n'], " "))
@@ -658,27 +749,39 @@ pub trait Worker: Sync {
 
 /// A daemon worker: runs a pass, then sleeps until woken, until the next retry is due,
 /// or 2 s at most (work queued by another process, the CLI or the web page, is picked
-/// up then), until shutdown. A pass in progress finishes first.
+/// up then), until shutdown. A pass in progress finishes first. A pass that fails (a
+/// full disk: nothing can be claimed) is tried again after 2 s, doubling up to 30 s,
+/// so a lasting fault does not spin or flood the log; new work wakes it at once.
 pub async fn run_worker(
     worker: &impl Worker,
     what: &'static str,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let mut failing = Duration::ZERO;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         match worker.pass().await {
-            Ok(s) if s.sent + s.deferred + s.failed > 0 => {
-                tracing::info!(what, sent = s.sent, deferred = s.deferred, failed = s.failed, "delivery pass");
+            Ok(s) => {
+                failing = Duration::ZERO;
+                if s.sent + s.deferred + s.failed > 0 {
+                    tracing::info!(what, sent = s.sent, deferred = s.deferred, failed = s.failed, "delivery pass");
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(what, error = %format!("{e:#}"), "delivery pass failed"),
+            Err(e) => {
+                failing = (failing * 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
+                tracing::error!(what, error = %format!("{e:#}"), retry_in = ?failing, "delivery pass failed");
+            }
         }
-        let wait = worker.next_due().await.map_or(Duration::from_secs(2), |t| {
-            (t - worker.clock().now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
-        });
+        let wait = if failing > Duration::ZERO {
+            failing
+        } else {
+            worker.next_due().await.map_or(Duration::from_secs(2), |t| {
+                (t - worker.clock().now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2))
+            })
+        };
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
@@ -690,6 +793,33 @@ pub async fn run_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server(ehlo: &str) -> lettre::transport::smtp::extension::ServerInfo {
+        let response: lettre::transport::smtp::response::Response = ehlo.parse().unwrap();
+        lettre::transport::smtp::extension::ServerInfo::from_response(&response).unwrap()
+    }
+
+    #[test]
+    fn an_internationalised_address_goes_on_the_wire_as_the_server_allows() {
+        let plain = server("250-mx.example\r\n250-8BITMIME\r\n250 PIPELINING\r\n");
+        let utf8 = server("250-mx.example\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+        let a = |s: &str| EmailAddress::parse(s).unwrap();
+        let from = a("contact@example.org");
+        // An ASCII local part at an IDN domain: A-labels, no SMTPUTF8, to any server.
+        let w = WireEnvelope::new(Some(&from), &a("Info@Bücher.example"), b"x", &plain).unwrap();
+        assert_eq!(w.rcpt.to_string(), "info@xn--bcher-kva.example");
+        assert!(w.params.is_empty(), "{:?}", w.params);
+        // A non-ASCII local part: SMTPUTF8 when offered (and 8BITMIME for 8-bit content)...
+        let jd = a("jdöe@mächine.example");
+        let w = WireEnvelope::new(None, &jd, "To: jdöe".as_bytes(), &utf8).unwrap();
+        assert_eq!(w.rcpt.to_string(), "jdöe@xn--mchine-bua.example");
+        assert_eq!(w.params, vec![MailParameter::SmtpUtfEight, MailParameter::Body(MailBodyParameter::EightBitMime)]);
+        // ...and never sent otherwise, with a reason a person understands.
+        let e = WireEnvelope::new(None, &jd, b"x", &plain).unwrap_err();
+        assert!(e.contains("does not offer SMTPUTF8"), "{e}");
+        // The same for the envelope sender.
+        assert!(WireEnvelope::new(Some(&jd), &from, b"x", &plain).is_err());
+    }
 
     #[test]
     fn backoff_grows_exponentially_with_jitter_and_a_cap() {

@@ -51,9 +51,8 @@ pub async fn tcp(host: &str, port: u16) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Opens an implicit-TLS connection (SMTPS), verifying the server against `config`.
-pub async fn tls(host: &str, port: u16, config: Arc<rustls::ClientConfig>) -> io::Result<TlsStream> {
-    let stream = tcp(host, port).await?;
+/// Wraps a fresh connection in implicit TLS (SMTPS), verifying the server against `config`.
+pub async fn tls(stream: TcpStream, host: &str, config: Arc<rustls::ClientConfig>) -> io::Result<TlsStream> {
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let tls = tokio_rustls::TlsConnector::from(config).connect(name, stream).await?;

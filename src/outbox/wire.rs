@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 
+use lettre::transport::smtp::commands::{Mail, Rcpt};
+use lettre::transport::smtp::extension::ServerInfo;
+
 use super::journal::SentJournal;
-use super::{Outcome, POOL_IDLE};
+use super::{Outcome, POOL_IDLE, WireEnvelope};
 use crate::config::{Security, SmtpSettings};
 use crate::domain::{EmailAddress, redact_addresses};
 
@@ -50,7 +53,8 @@ pub struct Session {
     rpos: usize,
     wbuf: Vec<u8>,
     pipelining: bool,
-    eight_bit: bool,
+    /// The server's EHLO answer, as lettre reads it (for [`WireEnvelope`]).
+    server: Option<ServerInfo>,
 }
 
 enum Stream {
@@ -174,7 +178,7 @@ impl Client {
             rpos: 0,
             wbuf: Vec::with_capacity(32 * 1024),
             pipelining: false,
-            eight_bit: false,
+            server: None,
         };
         let io = |e: io::Error| e.to_string();
         let greeting = s.read_reply().map_err(io)?;
@@ -197,7 +201,7 @@ impl Client {
             ehlo = s.ehlo(&self.hello)?;
         }
         s.pipelining = has(&ehlo, "PIPELINING");
-        s.eight_bit = has(&ehlo, "8BITMIME");
+        s.server = Some(server_info(&ehlo)?);
         if let Some((user, password)) = &self.credentials {
             s.auth(&ehlo, user, password.expose_secret())?;
         }
@@ -281,7 +285,6 @@ impl Client {
                 Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
             },
         };
-        let from = from.as_ref().map_or("", |a| a.as_str());
         let mut record_end = Some(record_end);
         // A pooled session that the server closed meanwhile fails before any of the
         // message was sent: one more try on a new session.
@@ -293,7 +296,17 @@ impl Client {
                     Err(e) => return Outcome::Transient(format!("cannot connect to {}:{}: {e}", self.host, self.port)),
                 },
             };
-            let result = session.transaction(from, rcpt.as_str(), raw, &mut record_end);
+            let server = session.server.as_ref().expect("a session has the server's EHLO answer");
+            let envelope = match WireEnvelope::new(from.as_ref(), &rcpt, raw, server) {
+                Ok(e) => e,
+                Err(why) => {
+                    *slot = Some((session, true));
+                    return Outcome::Permanent(why);
+                }
+            };
+            let mail = Mail::new(envelope.from, envelope.params).to_string();
+            let rcpt_to = Rcpt::new(envelope.rcpt, vec![]).to_string();
+            let result = session.transaction(&mail, &rcpt_to, raw, &mut record_end);
             return match result {
                 Ok(()) => {
                     *slot = Some((session, true));
@@ -330,6 +343,18 @@ impl Client {
         }
         Outcome::Transient("no usable SMTP connection".into())
     }
+}
+
+/// The EHLO answer as lettre's [`ServerInfo`].
+fn server_info(ehlo: &Reply) -> Result<ServerInfo, String> {
+    let lines: Vec<&str> = ehlo.text.split('\n').collect();
+    let mut text = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+        text.push_str(&format!("{}{sep}{line}\r\n", ehlo.code));
+    }
+    let response = text.parse().map_err(|e| format!("EHLO answer not understood: {e}"))?;
+    ServerInfo::from_response(&response).map_err(|e| format!("EHLO answer not understood: {e}"))
 }
 
 fn has(ehlo: &Reply, keyword: &str) -> bool {
@@ -431,17 +456,15 @@ impl Session {
     }
 
     /// MAIL, RCPT, DATA (one write with PIPELINING), the message, the record, the `.`.
+    /// `mail` and `rcpt` are the command lines (lettre's, from a [`WireEnvelope`]).
     fn transaction(
         &mut self,
-        from: &str,
+        mail: &str,
         rcpt: &str,
         raw: &[u8],
         record_end: &mut Option<impl FnOnce() -> anyhow::Result<()>>,
     ) -> Result<(), Failure> {
         let io = |error, before_data| Failure::Io { error, after_end: false, before_data };
-        let body = if !raw.is_ascii() && self.eight_bit { " BODY=8BITMIME" } else { "" };
-        let mail = format!("MAIL FROM:<{from}>{body}\r\n");
-        let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
         let (mail_r, rcpt_r, data_r) = if self.pipelining {
             self.wbuf.clear();
             self.wbuf.extend_from_slice(mail.as_bytes());
@@ -456,11 +479,11 @@ impl Session {
             let d = self.read_reply().map_err(|e| io(e, false))?;
             (m, Some(r), Some(d))
         } else {
-            let m = self.command(&mail).map_err(|e| io(e, true))?;
+            let m = self.command(mail).map_err(|e| io(e, true))?;
             if !m.positive() {
                 (m, None, None)
             } else {
-                let r = self.command(&rcpt).map_err(|e| io(e, false))?;
+                let r = self.command(rcpt).map_err(|e| io(e, false))?;
                 if !r.positive() {
                     (m, Some(r), None)
                 } else {

@@ -1,5 +1,7 @@
 //! Queries for filed messages, their contacts and conversations.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
@@ -285,6 +287,23 @@ impl Db {
             .prepare("SELECT id, uid FROM messages WHERE moved_at IS NULL AND uidvalidity = ?1 AND uid IS NOT NULL")?;
         let rows = st.query_map([uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Which of these UIDs (under this UIDVALIDITY) belong to filed messages.
+    pub fn filed_uids_among(&self, uidvalidity: u32, uids: &[u32]) -> anyhow::Result<HashSet<u32>> {
+        let mut out = HashSet::new();
+        for chunk in uids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT uid FROM messages WHERE uidvalidity = ? AND uid IN ({placeholders})");
+            let mut values: Vec<rusqlite::types::Value> = vec![i64::from(uidvalidity).into()];
+            values.extend(chunk.iter().map(|u| i64::from(*u).into()));
+            let mut st = self.conn.prepare(&sql)?;
+            let rows = st.query_map(params_from_iter(values), |r| r.get::<_, u32>(0))?;
+            for uid in rows {
+                out.insert(uid?);
+            }
+        }
+        Ok(out)
     }
 
     pub fn list_messages(&self, filter: &MessageFilter) -> anyhow::Result<Vec<FiledMessage>> {

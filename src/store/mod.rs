@@ -14,7 +14,9 @@
 //! free space. The database, its WAL and shared-memory files, the lock file and the sent
 //! journals are readable by their owner only ([`private_file`]).
 
+pub mod check;
 pub mod deliveries;
+mod fault_note;
 mod inbox;
 pub mod issues;
 mod outbox;
@@ -36,6 +38,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::redact_addresses;
 
+pub use fault_note::FaultNote;
 pub use inbox::{ConversationRef, FiledMessage, MessageFilter, NewMessage};
 pub use outbox::{NewOutgoing, OutboxCounts, OutboxRow};
 pub use shared::Shared;
@@ -50,6 +53,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_newsletter", include_str!("../../migrations/0002_newsletter.sql")),
     ("0003_check_states", include_str!("../../migrations/0003_check_states.sql")),
     ("0004_trust", include_str!("../../migrations/0004_trust.sql")),
+    ("0005_notice_mailbox", include_str!("../../migrations/0005_notice_mailbox.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.
@@ -209,11 +213,13 @@ impl Db {
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, types::time(r, 2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
 
+impl Store<'_> {
     /// The stored `(uidvalidity, highest_uid)` of a mailbox.
     pub fn mailbox_state(&self, mailbox: &str) -> anyhow::Result<Option<(u32, u32)>> {
         Ok(self
-            .conn
+            .c
             .query_row("SELECT uidvalidity, highest_uid FROM mailbox_state WHERE mailbox = ?1", [mailbox], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
@@ -221,7 +227,7 @@ impl Db {
     }
 
     pub fn set_mailbox_state(&self, mailbox: &str, uidvalidity: u32, highest_uid: u32) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.c.execute(
             "INSERT INTO mailbox_state(mailbox, uidvalidity, highest_uid) VALUES (?1, ?2, ?3)
              ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, highest_uid = excluded.highest_uid",
             params![mailbox, uidvalidity, highest_uid],
@@ -346,11 +352,16 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// The fault behind an error, if it is one.
+    /// The fault behind an error, if it is one. Growing SQLite's shared-memory index
+    /// (`-shm`, which the first connection to open the database truncates and writes
+    /// anew) fails only for want of space: that is a full disk too.
     pub fn of(e: &anyhow::Error) -> Option<Fault> {
         e.chain().find_map(|c| {
-            let code = c.downcast_ref::<rusqlite::Error>()?.sqlite_error_code()?;
-            match code {
+            let err = c.downcast_ref::<rusqlite::Error>()?;
+            if err.sqlite_error().is_some_and(|x| x.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE) {
+                return Some(Fault::DiskFull);
+            }
+            match err.sqlite_error_code()? {
                 rusqlite::ErrorCode::DiskFull => Some(Fault::DiskFull),
                 rusqlite::ErrorCode::SystemIoFailure => Some(Fault::Io),
                 rusqlite::ErrorCode::DatabaseCorrupt => Some(Fault::Corrupt),
@@ -468,6 +479,8 @@ mod tests {
         let full = sqlite(rusqlite::ffi::SQLITE_FULL);
         assert_eq!(Fault::of(&full), Some(Fault::DiskFull));
         assert!(Fault::DiskFull.to_string().starts_with("disk full"));
+        assert_eq!(Fault::of(&sqlite(rusqlite::ffi::SQLITE_IOERR_SHMSIZE)), Some(Fault::DiskFull));
+        assert_eq!(Fault::of(&sqlite(rusqlite::ffi::SQLITE_IOERR)), Some(Fault::Io));
         assert_eq!(Fault::of(&sqlite(rusqlite::ffi::SQLITE_BUSY)), None);
         assert_eq!(Fault::of(&anyhow::anyhow!("something else")), None);
     }

@@ -244,13 +244,20 @@ impl Db {
         Ok(())
     }
 
-    /// Marks a row failed for good; the error is kept without full addresses.
+    /// Marks a row failed for good; the error is kept without full addresses. When the
+    /// row is an auto-reply, the filed mail it answers says so (`inbox show`: "Reply:"),
+    /// so the coordinator sees that the sender got no answer, and why.
     pub fn mark_failed(&self, id: OutboxId, error: &str) -> anyhow::Result<()> {
         super::failpoint("outcome write")?;
-        self.conn.execute(
-            "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1",
-            params![id, redact_addresses(error)],
+        let error = redact_addresses(error);
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1", params![id, error])?;
+        tx.execute(
+            "UPDATE messages SET auto_replied = 0, reply_note = ?2
+             WHERE id = (SELECT reply_to_msg FROM outbox WHERE id = ?1 AND kind = 'auto_reply')",
+            params![id, format!("auto-reply failed: {error}")],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -291,5 +298,31 @@ impl Db {
         )?;
         let rows = st.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_auto_reply_is_noted_on_the_mail_it_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db.sqlite")).unwrap();
+        db.conn
+            .execute_batch(
+                "INSERT INTO messages(id, dedupe_key, category, reason, language, status, folder, received_at, filed_at, auto_replied, reply_note)
+                 VALUES (1, 'k', 'question', 'r', 'nl', 'new', 'Vragen', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 1, 'auto-reply queued');
+                 INSERT INTO outbox(id, kind, message_id, reply_to_msg, rcpt, raw, status, next_attempt_at, created_at)
+                 VALUES (1, 'auto_reply', 'm1', 1, 'jdöe@mächine.example', x'00', 'sending', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),
+                        (2, 'notice_breaker', 'm2', NULL, 'c@example.org', x'00', 'sending', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
+            )
+            .unwrap();
+        db.mark_failed(OutboxId(1), "needs SMTPUTF8 for <jdöe@mächine.example>").unwrap();
+        db.mark_failed(OutboxId(2), "550 rejected").unwrap();
+        let m = db.get_message(MessageRowId(1)).unwrap().unwrap();
+        assert!(!m.auto_replied);
+        assert_eq!(m.reply_note, "auto-reply failed: needs SMTPUTF8 for <…@mächine.example>");
+        assert_eq!(db.outbox_counts().unwrap().failed, 2);
     }
 }

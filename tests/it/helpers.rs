@@ -52,6 +52,15 @@ pub fn stack() -> &'static Stack {
     })
 }
 
+/// A value of the running stack's `mailstack.env` (e.g. `MAILSTACK_SINK_PORT`).
+pub fn stack_value(key: &str) -> String {
+    let env = std::fs::read_to_string(stack().dir.join("mailstack.env")).unwrap();
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in mailstack.env"))
+        .to_string()
+}
+
 /// Serialises tests that use the shared accounts.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -74,7 +83,12 @@ pub fn addr(user: &str) -> String {
 }
 
 pub fn imap(user: &str) -> imap::Session<Box<dyn imap::ImapConnection>> {
-    let client = imap::ClientBuilder::new("127.0.0.1", stack().imap_port)
+    imap_at(stack().imap_port, user)
+}
+
+/// A session as `user` on the Dovecot listening on `port` (a second stack of a test's own).
+pub fn imap_at(port: u16, user: &str) -> imap::Session<Box<dyn imap::ImapConnection>> {
+    let client = imap::ClientBuilder::new("127.0.0.1", port)
         .mode(imap::ConnectionMode::Plaintext)
         .connect()
         .expect("IMAP connect");
@@ -105,7 +119,12 @@ pub fn drain_postfix() {
 /// outreach) has been delivered to its mailbox. The positive event before an absence
 /// check: after it, a mail that is not in a mailbox was never sent. Fails after 30 s.
 pub fn wait_delivered() {
-    let conf = stack().dir.join("etc/postfix");
+    wait_delivered_in(&stack().dir);
+}
+
+/// [`wait_delivered`] for the stack in `dir` (a second stack of a test's own).
+pub fn wait_delivered_in(dir: &Path) {
+    let conf = dir.join("etc/postfix");
     let deadline = Instant::now() + Duration::from_secs(30);
     let _ = Command::new("postqueue").arg("-c").arg(&conf).arg("-f").env("MAIL_CONFIG", &conf).output();
     loop {
@@ -354,6 +373,17 @@ base_url = "http://127.0.0.1:{web}"
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
+    }
+
+    /// Imports these addresses as active subscribers (with consent from 2025-01-01).
+    pub fn import_active(&self, emails: impl IntoIterator<Item = String>) {
+        let mut csv = String::from("email,consent_at\n");
+        for e in emails {
+            csv.push_str(&format!("{e},2025-01-01\n"));
+        }
+        let file = self.dir.path().join(format!("import-{}.csv", new_id()));
+        std::fs::write(&file, csv).unwrap();
+        self.ok(&["subscribers", "import", file.to_str().unwrap()]);
     }
 
     /// The same instance (folder, database, config) with a newsletter schedule.

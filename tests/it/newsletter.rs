@@ -8,7 +8,7 @@ use outreach::inbox::parse::ParsedMail;
 const T: Duration = Duration::from_secs(30);
 
 /// Adds an approved story from a Markdown file; returns its id.
-fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
+pub(crate) fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
     let path = app.dir.path().join(format!("story-{}.md", new_id()));
     std::fs::write(
         &path,
@@ -33,17 +33,6 @@ fn message_ids(user: &str) -> Vec<String> {
     s.examine("INBOX").unwrap();
     let fetched = s.fetch("1:*", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]").unwrap();
     fetched.iter().filter_map(|f| f.header().map(|h| String::from_utf8_lossy(h).trim().to_string())).collect()
-}
-
-/// Imports `addresses` as active subscribers (consent in the file).
-fn import_active(app: &TestApp, addresses: impl Iterator<Item = String>) {
-    let mut csv = String::from("email,consent_at\n");
-    for a in addresses {
-        csv.push_str(&format!("{a},2025-01-01\n"));
-    }
-    let file = app.dir.path().join(format!("import-{}.csv", new_id()));
-    std::fs::write(&file, csv).unwrap();
-    app.ok(&["subscribers", "import", file.to_str().unwrap()]);
 }
 
 pub(crate) fn status_of(app: &TestApp, email: &str) -> String {
@@ -295,7 +284,7 @@ fn kill_9_during_a_send_to_2000_subscribers_then_restart_delivers_each_copy_exac
     use rand::Rng;
     let _g = fresh();
     let app = TestApp::new("contact");
-    import_active(&app, (0..2000).map(|i| format!("k{i}@crash.test")));
+    app.import_active((0..2000).map(|i| format!("k{i}@crash.test")));
     approved_story(&app, "Verhaal voor iedereen", "Een verhaal voor 2.000 lezers.");
     let concurrency: i64 = 4;
     let mut d = app.spawn_ready();
@@ -339,7 +328,7 @@ fn outcome_writes_that_fail_then_a_kill_9_send_nothing_twice_and_lose_nothing() 
     // In each daemon process the first 12 writes of delivery outcomes fail as on a full
     // disk: a lane tries again with back-off, then hands what it holds to the next pass.
     let app = TestApp::new("contact").with_env("OUTREACH_FAILPOINT", "outcome write:12");
-    import_active(&app, (0..300).map(|i| format!("w{i}@writefail.test")));
+    app.import_active((0..300).map(|i| format!("w{i}@writefail.test")));
     approved_story(&app, "Als schrijven mislukt", "Tekst.");
     let mut d = app.spawn_ready();
     app.ok(&["newsletter", "send"]);
@@ -890,7 +879,7 @@ fn an_address_that_unsubscribes_during_a_send_gets_nothing_after_that_moment() {
     let _g = fresh();
     // 20 messages a second: the send of 60 takes about three seconds.
     let app = TestApp::new("contact").with_env("OUTREACH_NEWSLETTER__RATE_PER_MINUTE", "1200");
-    import_active(&app, (0..60).map(|i| format!("r{i:02}@during.test")));
+    app.import_active((0..60).map(|i| format!("r{i:02}@during.test")));
     approved_story(&app, "Tijdens het versturen", "Tekst.");
     let mut d = app.spawn_ready();
     app.wait_web();
