@@ -373,16 +373,9 @@ impl Mailer {
         raw: &[u8],
         record_end: impl FnOnce() -> anyhow::Result<()>,
     ) -> Outcome {
-        let rcpt = match EmailAddress::parse(rcpt) {
+        let (from, rcpt) = match envelope_addresses(envelope_from, rcpt) {
             Ok(a) => a,
-            Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
-        };
-        let from = match envelope_from {
-            "" => None,
-            f => match EmailAddress::parse(f) {
-                Ok(a) => Some(a),
-                Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
-            },
+            Err(outcome) => return outcome,
         };
         let mut commit = Some(record_end);
         // A pooled connection that the server closed meanwhile fails at MAIL FROM: one
@@ -459,6 +452,21 @@ impl Mailer {
         }
         Outcome::Transient("no usable SMTP connection".into())
     }
+}
+
+/// The envelope's addresses, parsed (`envelope_from` empty: the null sender); a bad one
+/// is a permanent failure.
+fn envelope_addresses(envelope_from: &str, rcpt: &str) -> Result<(Option<EmailAddress>, EmailAddress), Outcome> {
+    let rcpt =
+        EmailAddress::parse(rcpt).map_err(|e| Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))))?;
+    let from = match envelope_from {
+        "" => None,
+        f => Some(
+            EmailAddress::parse(f)
+                .map_err(|e| Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))))?,
+        ),
+    };
+    Ok((from, rcpt))
 }
 
 /// Why a mail to an internationalised local part is not sent (shown to the coordinator).

@@ -28,7 +28,7 @@ use lettre::transport::smtp::extension::ServerInfo;
 use super::journal::SentJournal;
 use super::{Outcome, POOL_IDLE, WireEnvelope};
 use crate::config::{Security, SmtpSettings};
-use crate::domain::{EmailAddress, redact_addresses};
+use crate::domain::redact_addresses;
 
 /// Longest SMTP answer we read (lettre's limit too).
 const MAX_REPLY: usize = 64 * 1024;
@@ -274,16 +274,9 @@ impl Client {
         record_end: impl FnOnce() -> anyhow::Result<()>,
         refused: impl FnOnce(),
     ) -> Outcome {
-        let rcpt = match EmailAddress::parse(rcpt) {
+        let (from, rcpt) = match super::envelope_addresses(envelope_from, rcpt) {
             Ok(a) => a,
-            Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
-        };
-        let from = match envelope_from {
-            "" => None,
-            f => match EmailAddress::parse(f) {
-                Ok(a) => Some(a),
-                Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
-            },
+            Err(outcome) => return outcome,
         };
         let mut record_end = Some(record_end);
         // A pooled session that the server closed meanwhile fails before any of the
