@@ -2,9 +2,14 @@
 # Newsletter benchmark: an issue with three stories to COUNT subscribers, delivered to
 # Postfix's smtp-sink on loopback by `outreach newsletter send`, beside `smtp-source`
 # sending COUNT messages of the same size with the same number of connections, in one
-# run. Prints wall time, messages per second, peak memory (max RSS) and the ratio.
+# run: once with a new connection per message, once with `-d` (sessions reused, as
+# outreach's are). Prints wall time, messages per second, peak memory (max RSS) and
+# both ratios.
 #   bash bench/newsletter.sh [COUNT] [CONCURRENCY]     (default 10000 and 4)
 # Memory at scale: bash bench/newsletter.sh 100000
+# BASE_BIN=/path/to/an/older/outreach also times that binary in the same run, on a copy
+# of the same database (before/after comparisons on a shared machine).
+# PERF=FILE records a profile of `outreach newsletter send` (perf record -g) into FILE.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 COUNT=${1:-10000}
@@ -51,13 +56,26 @@ O newsletter preview --to lezer1@bench.example >/dev/null
 SIZE=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT length(raw) FROM outbox WHERE kind='preview'\").fetchone()[0])" "$WORK/outreach.db")
 echo "newsletter: 3 stories, $COUNT subscribers, $SIZE bytes per message, $CONC connections"
 
+cp "$WORK/outreach.db" "$WORK/base.db"
 
 measure smtp-source smtp-source -c -l "$SIZE" -m "$COUNT" -s "$CONC" -f contact@example.org -t lezer@bench.example 127.0.0.1:2526
-measure "outreach newsletter send" "$BIN" --config "$WORK/bench.toml" newsletter send
+measure "smtp-source -d" smtp-source -d -c -l "$SIZE" -m "$COUNT" -s "$CONC" -f contact@example.org -t lezer@bench.example 127.0.0.1:2526
+if [ -n "${BASE_BIN:-}" ]; then
+    sed "s|$WORK/outreach.db|$WORK/base.db|" "$WORK/bench.toml" >"$WORK/base.toml"
+    measure "outreach (BASE_BIN)" "$BASE_BIN" --config "$WORK/base.toml" newsletter send
+fi
+PROFILE=()
+[ -n "${PERF:-}" ] && PROFILE=(perf record -q -F 999 -g -o "$PERF" --)
+measure "outreach newsletter send" "${PROFILE[@]}" "$BIN" --config "$WORK/bench.toml" newsletter send
 grep -q "newsletter: $COUNT sent" "$WORK/outreach newsletter send.out" || { echo "not all sent:"; cat "$WORK/outreach newsletter send.out"; exit 1; }
 SENT=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM deliveries WHERE status='sent'\").fetchone()[0])" "$WORK/outreach.db")
-python3 - "$(cat "$WORK/smtp-source.rate")" "$(cat "$WORK/outreach newsletter send.rate")" "$SENT" <<'PY'
-import sys
-src, ours, sent = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-print(f"  deliveries recorded sent: {sent}; outreach reaches {100 * ours / src:.0f} % of smtp-source's rate (target >= 70 %)")
+python3 - "$WORK" "$SENT" "${BASE_BIN:+outreach (BASE_BIN)}" <<'PY'
+import sys, os
+work, sent, base = sys.argv[1], sys.argv[2], sys.argv[3]
+rate = lambda name: float(open(os.path.join(work, name + ".rate")).read())
+src, reuse = rate("smtp-source"), rate("smtp-source -d")
+print(f"  deliveries recorded sent: {sent}")
+for name in ["outreach newsletter send"] + ([base] if base else []):
+    ours = rate(name)
+    print(f"  {name}: {100 * ours / reuse:.0f} % of smtp-source -d (target >= 60 %), {100 * ours / src:.0f} % of smtp-source")
 PY

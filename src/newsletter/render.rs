@@ -186,13 +186,19 @@ impl Skeleton {
     /// One subscriber's copy as lettre bodies `(text, html)`, quoted-printable: the
     /// issue was encoded once; only the personal values are encoded here.
     pub fn personalize_encoded(&self, name: Option<&str>, unsubscribe_url: &str) -> (Body, Body) {
-        let name = self.display_name(name);
-        let text = join_encoded(&self.text_qp, &name, unsubscribe_url);
-        let html = join_encoded(&self.html_qp, &html_escape(&name), &html_escape(unsubscribe_url));
+        let (text, html) = self.personalize_qp(name, unsubscribe_url);
         (
             Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable),
             Body::dangerous_pre_encoded(html, ContentTransferEncoding::QuotedPrintable),
         )
+    }
+
+    /// [`Skeleton::personalize_encoded`] as the quoted-printable bytes `(text, html)`.
+    pub fn personalize_qp(&self, name: Option<&str>, unsubscribe_url: &str) -> (Vec<u8>, Vec<u8>) {
+        let name = self.display_name(name);
+        let text = join_encoded(&self.text_qp, &name, unsubscribe_url);
+        let html = join_encoded(&self.html_qp, &html_escape(&name), &html_escape(unsubscribe_url));
+        (text, html)
     }
 
     /// One subscriber's copy: `(html, text)`. `name` is shown when known, else a

@@ -8,13 +8,25 @@
 //! writes the final `.` (see [`RecordBeforeEnd`]). After a crash, a row still `sending`
 //! whose id is in the journal counts as sent; one that is not never reached its end
 //! (the server discarded it) and is sent again. The server's answer to the `.` (250,
-//! 4xx, 5xx) then settles the row in the store. The remaining window, between the
-//! append and the write of the terminator, can only lose a mail, never send it twice:
-//! the side RFC 3834 practice prefers for auto-replies.
+//! 4xx, 5xx) then settles the row in the store; a refused end is journalled too
+//! (`-<id>`, synced) before that, so that a crash in between does not count it as sent.
+//! The remaining window, between the append and the write of the terminator, can only
+//! lose a mail, never send it twice: the side RFC 3834 practice prefers for auto-replies.
+//!
+//! **Outcomes are kept until committed.** A write of an outcome that fails (a busy
+//! database after its timeout, a full disk) is tried again with back-off
+//! ([`with_retries`]); when that fails too, the outcome is kept for the next pass, and
+//! the journal is emptied only after a pass in which every outcome was committed, and
+//! made durable ([`settle_leftovers`]). Until then its entry is the only proof that the
+//! mail went out.
+//!
+//! The newsletter lanes send with [`wire`], a pipelining client of our own, under the
+//! same rules.
 
 pub mod compose;
 pub mod journal;
 mod net;
+pub mod wire;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +50,7 @@ use crate::store::{Db, Shared};
 use journal::SentJournal;
 
 /// Connections idle longer than this are not reused (servers drop idle clients).
-const POOL_IDLE: Duration = Duration::from_secs(50);
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(50);
 
 type SmtpError = lettre::transport::smtp::Error;
 
@@ -423,11 +435,21 @@ impl Mailer {
             journal.record(id)
         };
         let limit = self.timeout * 4;
-        match tokio::time::timeout(limit, self.send_raw_cc(envelope_from, rcpt, cc, raw, record)).await {
+        let outcome = match tokio::time::timeout(limit, self.send_raw_cc(envelope_from, rcpt, cc, raw, record)).await {
             Ok(outcome) => outcome,
             Err(_) if recorded.load(std::sync::atomic::Ordering::SeqCst) => Outcome::Sent,
             Err(_) => Outcome::Transient(format!("SMTP transaction timed out after {} s", limit.as_secs())),
+        };
+        // Recorded, then refused at its end (or the record itself failed): not delivered.
+        // Said in the journal before the outcome is committed, so that a crash in between
+        // does not count it as sent.
+        if recorded.load(std::sync::atomic::Ordering::SeqCst)
+            && !matches!(outcome, Outcome::Sent)
+            && let Err(e) = journal.refused(id)
+        {
+            tracing::error!(error = %format!("{e:#}"), "the sent journal could not record a refusal");
         }
+        outcome
     }
 
     /// One SMTP transaction: `envelope_from` (empty: the null sender) to `rcpt`.
@@ -450,16 +472,9 @@ impl Mailer {
         record_end: impl FnOnce() -> anyhow::Result<()>,
     ) -> Outcome {
         let extra: Vec<EmailAddress> = cc.iter().filter_map(|a| EmailAddress::parse(a).ok()).collect();
-        let rcpt = match EmailAddress::parse(rcpt) {
+        let (from, rcpt) = match envelope_addresses(envelope_from, rcpt) {
             Ok(a) => a,
-            Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))),
-        };
-        let from = match envelope_from {
-            "" => None,
-            f => match EmailAddress::parse(f) {
-                Ok(a) => Some(a),
-                Err(e) => return Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))),
-            },
+            Err(outcome) => return outcome,
         };
         let mut commit = Some(record_end);
         // A pooled connection that the server closed meanwhile fails at MAIL FROM: one
@@ -566,6 +581,21 @@ impl Mailer {
     }
 }
 
+/// The envelope's addresses, parsed (`envelope_from` empty: the null sender); a bad one
+/// is a permanent failure.
+fn envelope_addresses(envelope_from: &str, rcpt: &str) -> Result<(Option<EmailAddress>, EmailAddress), Outcome> {
+    let rcpt =
+        EmailAddress::parse(rcpt).map_err(|e| Outcome::Permanent(redact_addresses(&format!("bad recipient: {e}"))))?;
+    let from = match envelope_from {
+        "" => None,
+        f => Some(
+            EmailAddress::parse(f)
+                .map_err(|e| Outcome::Permanent(redact_addresses(&format!("bad envelope sender: {e}"))))?,
+        ),
+    };
+    Ok((from, rcpt))
+}
+
 /// Why a mail to an internationalised local part is not sent (shown to the coordinator).
 pub const NEEDS_SMTPUTF8: &str = "the address has non-ASCII characters before the @ \
      (an internationalised address, RFC 6531) and our mail server does not offer SMTPUTF8, \
@@ -640,6 +670,64 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+/// Settles rows in flight that no lane holds: at start-up (a crash), and after each pass
+/// (a lane that panicked). `recover` moves the rows still `sending` (those whose end the
+/// journal recorded count as sent, the others are queued again); then, once every
+/// outcome is on disk, the journal is emptied. Only when no lane runs: a lane's own rows
+/// are `sending` too. After a pass that journalled nothing, nothing is done unless
+/// `at_start`. Returns `(sent, requeued)`.
+pub async fn settle_leftovers(
+    db: &Shared,
+    journal: &SentJournal,
+    at_start: bool,
+    now: DateTime<Utc>,
+    recover: impl FnOnce(&mut Db, &std::collections::HashSet<i64>, DateTime<Utc>) -> anyhow::Result<(usize, usize)>
+    + Send
+    + 'static,
+) -> anyhow::Result<(usize, usize)> {
+    let dirty = journal.is_dirty();
+    if !dirty && !at_start {
+        return Ok((0, 0));
+    }
+    let ended = journal.ids()?;
+    let settled = db
+        .run(move |db| {
+            let settled = recover(db, &ended, now)?;
+            if dirty {
+                db.make_durable(now)?;
+            }
+            Ok(settled)
+        })
+        .await?;
+    if dirty {
+        journal.clear()?;
+    }
+    Ok(settled)
+}
+
+/// Tries of a store write that records outcomes before the caller gives up for now.
+const WRITE_TRIES: u32 = 5;
+
+/// Runs a store write (on the calling thread, which it may put to sleep), trying again
+/// with back-off (0.1 s doubling, 1.5 s in all) when it fails: a busy database after its
+/// timeout, a full disk. The caller keeps what it wanted to write when all tries fail.
+pub fn with_retries<T>(what: &str, mut write: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 1;
+    loop {
+        match write() {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < WRITE_TRIES => {
+                tracing::warn!(what, tries, error = %format!("{e:#}"), "a store write failed; trying again");
+                std::thread::sleep(delay);
+                delay *= 2;
+                tries += 1;
+            }
+            Err(e) => return Err(e.context(format!("Failed to {what} ({tries} tries)"))),
+        }
+    }
+}
+
 /// The outbox: its store connection, the SMTP side and the sent journal.
 pub struct Outbox {
     db: Shared,
@@ -647,6 +735,8 @@ pub struct Outbox {
     journal: Arc<SentJournal>,
     settings: SmtpSettings,
     clock: Clock,
+    /// Outcomes whose write failed: kept until they are committed (see `deliver_due`).
+    unrecorded: Mutex<Vec<(OutboxId, Settled)>>,
 }
 
 impl Outbox {
@@ -661,26 +751,55 @@ impl Outbox {
         let db = Shared::new(Db::open(db_path)?.without_fsync_per_commit()?);
         let journal = Arc::new(SentJournal::open(db_path)?);
         let mailer = Mailer::new(&settings)?.with_tokens(tokens);
-        let ended = journal.ids()?;
-        let now = clock.now();
-        let (sent, requeued) = db.run(move |db| db.recover_in_flight(&ended, now)).await?;
-        journal.clear()?;
+        let (sent, requeued) =
+            settle_leftovers(&db, &journal, true, clock.now(), |db, ended, now| db.recover_in_flight(ended, now))
+                .await?;
         if sent + requeued > 0 {
             tracing::warn!(sent, requeued, "settled mail that was being sent during a crash");
         }
-        Ok(Self { db, mailer, journal, settings, clock })
+        Ok(Self { db, mailer, journal, settings, clock, unrecorded: Mutex::new(Vec::new()) })
+    }
+
+    /// Commits the outcomes whose write failed before; they stay kept when it fails again.
+    async fn record_unrecorded(&self) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let kept = pending.clone();
+        let now = self.clock.now();
+        let written = self
+            .db
+            .run(move |db| {
+                with_retries("record the outcome of mail sent earlier", || {
+                    for (id, settled) in &pending {
+                        record_outcome(db, *id, settled, now)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if written.is_err() {
+            self.unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(kept);
+        }
+        written
     }
 
     /// Sends every row that is due now, with up to `pool_size` transactions at a time,
     /// until none is left. Each row is recorded as soon as its own transaction ends.
     pub async fn deliver_due(&self) -> anyhow::Result<DeliveryStats> {
+        self.record_unrecorded().await?;
         let lanes = (0..self.settings.pool_size.max(1)).map(|_| self.deliver_lane());
         let mut stats = DeliveryStats::default();
         for lane in futures_util::future::join_all(lanes).await {
             stats.add(&lane?);
         }
-        // Nothing is in flight now: every journalled row has its outcome in the store.
-        self.journal.clear()?;
+        // No lane runs and every outcome is committed: once they are on disk, the
+        // journal's proof is no longer needed.
+        settle_leftovers(&self.db, &self.journal, false, self.clock.now(), |db, ended, now| {
+            db.recover_in_flight(ended, now)
+        })
+        .await?;
         if stats.sent + stats.deferred + stats.failed > 0 {
             let last = stats.last_error.clone();
             let now = self.clock.now();
@@ -721,13 +840,17 @@ impl Outbox {
                 let domain = row.rcpt.rsplit_once('@').map_or("", |(_, d)| d);
                 tracing::info!(id = %id, kind = %row.kind, rcpt_domain = %domain, "sent");
             }
-            self.db
-                .run(move |db| match settled {
-                    Settled::Sent => db.mark_sent(id, now),
-                    Settled::Retry(at, e) => db.mark_retry(id, at, &e),
-                    Settled::Failed(e) => db.mark_failed(id, &e),
-                })
-                .await?;
+            // Kept until committed: without it, the row would stay `sending` and only the
+            // journal would know that it went out.
+            let kept = settled.clone();
+            let written = self
+                .db
+                .run(move |db| with_retries("record the outcome of a mail", || record_outcome(db, id, &settled, now)))
+                .await;
+            if let Err(e) = written {
+                self.unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((id, kept));
+                return Err(e);
+            }
         }
     }
 
@@ -746,6 +869,14 @@ impl Worker for Outbox {
     }
     fn clock(&self) -> &Clock {
         &self.clock
+    }
+}
+
+fn record_outcome(db: &Db, id: OutboxId, settled: &Settled, now: DateTime<Utc>) -> anyhow::Result<()> {
+    match settled {
+        Settled::Sent => db.mark_sent(id, now),
+        Settled::Retry(at, e) => db.mark_retry(id, *at, e),
+        Settled::Failed(e) => db.mark_failed(id, e),
     }
 }
 

@@ -37,6 +37,9 @@ pub enum DeliveryUpdate {
     Retry(DateTime<Utc>, String),
     Failed(String),
     Skipped(String),
+    /// Claimed but never started (its lane stopped): back in the queue, the attempt not
+    /// counted.
+    Unstarted,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,33 +132,43 @@ impl Store<'_> {
             .unwrap_or(false))
     }
 
-    /// Records how an attempt ended; an address in an error text keeps only its domain.
+    /// Records how an attempt ended (on a row still `sending`: a bounce that came back
+    /// first is kept); an address in an error text keeps only its domain.
     pub fn record_delivery(&self, id: DeliveryId, u: &DeliveryUpdate, now: DateTime<Utc>) -> anyhow::Result<()> {
+        super::failpoint("outcome write")?;
         match u {
             DeliveryUpdate::Sent => self
                 .c
-                .prepare_cached("UPDATE deliveries SET status = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1")?
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1 AND status = 'sending'",
+                )?
                 .execute(params![id, Ts(now)])?,
             DeliveryUpdate::Retry(at, e) => self
                 .c
                 .prepare_cached(
-                    "UPDATE deliveries SET status = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                    "UPDATE deliveries SET status = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1 AND status = 'sending'",
                 )?
                 .execute(params![id, Ts(*at), redact_addresses(e)])?,
             DeliveryUpdate::Failed(e) => self
                 .c
-                .prepare_cached("UPDATE deliveries SET status = 'failed', last_error = ?2 WHERE id = ?1")?
+                .prepare_cached("UPDATE deliveries SET status = 'failed', last_error = ?2 WHERE id = ?1 AND status = 'sending'")?
                 .execute(params![id, redact_addresses(e)])?,
             DeliveryUpdate::Skipped(e) => self
                 .c
-                .prepare_cached("UPDATE deliveries SET status = 'skipped', last_error = ?2 WHERE id = ?1")?
+                .prepare_cached("UPDATE deliveries SET status = 'skipped', last_error = ?2 WHERE id = ?1 AND status = 'sending'")?
                 .execute(params![id, redact_addresses(e)])?,
+            DeliveryUpdate::Unstarted => self
+                .c
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'sending'",
+                )?
+                .execute(params![id])?,
         };
         Ok(())
     }
 
     /// Settles deliveries left `sending` by a crash: those in `ended` count as sent, the
-    /// others are sent again. Returns `(sent, requeued)`.
+    /// others are sent again (see [`super::settle_in_flight`]). Returns `(sent, requeued)`.
     pub fn recover_deliveries(&self, ended: &HashSet<i64>, now: DateTime<Utc>) -> anyhow::Result<(usize, usize)> {
         super::settle_in_flight(self.c, super::InFlight::Deliveries, ended, now)
     }

@@ -149,6 +149,17 @@ impl Db {
         Ok(self)
     }
 
+    /// Makes every commit so far durable, including those made without an fsync by any
+    /// connection: one small commit with `synchronous=FULL`, whose fsync of the WAL covers
+    /// the frames before it. Run before a sent journal is emptied.
+    pub fn make_durable(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let before: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        self.conn.execute_batch("PRAGMA synchronous=FULL;")?;
+        let written = self.set_state("journals_settled", "outcomes on disk; journals emptied", now);
+        self.conn.execute_batch(&format!("PRAGMA synchronous={before};"))?;
+        written.context("Failed to make the recorded outcomes durable")
+    }
+
     /// The typed operations outside a transaction (each statement commits on its own).
     pub fn store(&self) -> Store<'_> {
         Store { c: &self.conn }
@@ -273,8 +284,11 @@ pub(crate) enum InFlight {
 }
 
 /// Settles rows of a queue left `sending` by a crash: those in `ended` (the end of their
-/// message went out, by the sent journal) count as sent, the others are queued again.
-/// Returns `(sent, requeued)`.
+/// message went out and was not refused, by the sent journal) count as sent, the others
+/// are queued again. A row in `ended` that is back in the queue (`pending`, `retry`,
+/// `queued`) counts as sent too: only a power loss that took back commits made without an
+/// fsync leaves one so, and its journal record reached the disk first. Returns
+/// `(sent, requeued)`.
 pub(crate) fn settle_in_flight(
     c: &Connection,
     queue: InFlight,
@@ -283,31 +297,57 @@ pub(crate) fn settle_in_flight(
 ) -> anyhow::Result<(usize, usize)> {
     let (select, sent_sql, requeue_sql) = match queue {
         InFlight::Outbox => (
-            "SELECT id FROM outbox WHERE status = 'sending'",
+            "SELECT id, status = 'sending' FROM outbox WHERE status IN ('sending', 'queued')",
             "UPDATE outbox SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1",
             "UPDATE outbox SET status = 'queued' WHERE id = ?1",
         ),
         InFlight::Deliveries => (
-            "SELECT id FROM deliveries WHERE status = 'sending'",
+            "SELECT id, status = 'sending' FROM deliveries WHERE status IN ('sending', 'pending', 'retry')",
             "UPDATE deliveries SET status = 'sent', sent_at = ?2, last_error = 'sent just before a crash (not confirmed)' WHERE id = ?1",
             "UPDATE deliveries SET status = 'pending' WHERE id = ?1",
         ),
     };
-    let ids: Vec<i64> = {
+    let rows: Vec<(i64, bool)> = {
         let mut st = c.prepare(select)?;
-        st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
     };
     let (mut sent, mut requeued) = (0, 0);
-    for id in ids {
+    for (id, in_flight) in rows {
         if ended.contains(&id) {
             c.execute(sent_sql, params![id, Ts(now)])?;
             sent += 1;
-        } else {
+        } else if in_flight {
             c.execute(requeue_sql, [id])?;
             requeued += 1;
         }
     }
     Ok((sent, requeued))
+}
+
+/// For the fault tests: `OUTREACH_FAILPOINT=<name>:<n>` makes the first `n` calls of
+/// the store operation `name` fail as a full disk would (`SQLITE_FULL`). Only
+/// `outcome write` (recording how a delivery ended) has one. Never set in production.
+pub(crate) fn failpoint(name: &str) -> anyhow::Result<()> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static ARMED: OnceLock<Option<(String, u32)>> = OnceLock::new();
+    static HITS: AtomicU32 = AtomicU32::new(0);
+    let armed = ARMED.get_or_init(|| {
+        let v = std::env::var("OUTREACH_FAILPOINT").ok()?;
+        let (n, count) = v.rsplit_once(':')?;
+        Some((n.to_string(), count.parse().ok()?))
+    });
+    if let Some((n, count)) = armed
+        && n == name
+        && HITS.fetch_add(1, Ordering::Relaxed) < *count
+    {
+        let e = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some(format!("failpoint {name}")),
+        );
+        return Err(anyhow::Error::new(e).context("Failed to record a delivery outcome"));
+    }
+    Ok(())
 }
 
 /// A store failure that no retry of the same work can fix: the disk or the database is

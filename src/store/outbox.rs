@@ -236,6 +236,7 @@ impl Db {
     }
 
     pub fn mark_sent(&self, id: OutboxId, now: DateTime<Utc>) -> anyhow::Result<()> {
+        super::failpoint("outcome write")?;
         self.conn.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
             params![id, Ts(now)],
@@ -246,6 +247,7 @@ impl Db {
     /// Queues a row again after a failed attempt; an address in the error (SMTP answers
     /// quote the recipient) keeps only its domain.
     pub fn mark_retry(&self, id: OutboxId, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        super::failpoint("outcome write")?;
         self.conn.execute(
             "UPDATE outbox SET status = 'queued', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
             params![id, Ts(at), redact_addresses(error)],
@@ -257,6 +259,7 @@ impl Db {
     /// row is an auto-reply, the filed mail it answers says so (`inbox show`: "Reply:"),
     /// so the coordinator sees that the sender got no answer, and why.
     pub fn mark_failed(&self, id: OutboxId, error: &str) -> anyhow::Result<()> {
+        super::failpoint("outcome write")?;
         let error = redact_addresses(error);
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1", params![id, error])?;

@@ -511,12 +511,57 @@ fn when_the_sent_journal_cannot_be_written_the_end_of_the_message_never_goes_out
             Err(anyhow::anyhow!("disk full"))
         }));
     assert!(matches!(&failed, outreach::outbox::Outcome::Transient(why) if why.contains("journal")), "{failed:?}");
-    // A marker sent after it arrives; then the first one, whose end never went out, has not.
+    // The same with the newsletter lanes' client.
+    let client = outreach::outbox::wire::Client::new(&settings.smtp, 1).unwrap();
+    let mut session = None;
+    let failed = client.send(
+        &mut session,
+        "contact@example.org",
+        "alice@example.org",
+        &message("Ook zonder journaal"),
+        || Err(anyhow::anyhow!("disk full")),
+        || {},
+    );
+    assert!(matches!(&failed, outreach::outbox::Outcome::Transient(why) if why.contains("journal")), "{failed:?}");
+    // A marker sent after them arrives; then the first two, whose end never went out,
+    // have not.
     let sent = rt.block_on(mailer.send_raw("contact@example.org", "alice@example.org", &message("Markeer"), || Ok(())));
     assert!(matches!(sent, outreach::outbox::Outcome::Sent), "{sent:?}");
     assert_eq!(wait_count("alice", "INBOX", 1, Duration::from_secs(20)), 1);
     let subjects: Vec<String> = parsed("alice", "INBOX").into_iter().map(|m| m.subject).collect();
     assert_eq!(subjects, ["Markeer"]);
+}
+
+#[test]
+fn a_reply_whose_outcome_cannot_be_written_is_kept_and_never_sent_twice() {
+    let _g = fresh();
+    // In each daemon process the first 8 writes of an outcome fail as on a full disk.
+    let app = TestApp::new("contact").with_env("OUTREACH_FAILPOINT", "outcome write:8");
+    let sent_to =
+        |who: &str| format!("SELECT COUNT(*) FROM outbox WHERE rcpt = '{who}@example.org' AND status = 'sent'");
+    // 1. Alice's reply goes out; recording it fails; the daemon is killed meanwhile.
+    let mut d = app.spawn_ready();
+    send_mail("alice@example.org", "Vraag", "Hallo, ik heb een vraag.", &[]);
+    wait_until("an outcome write failed", || d.log_text().contains("a store write failed; trying again"));
+    d.kill9();
+    // 2. The journal settles it at start-up. Bob's reply meets the failures: the lane
+    //    gives up after five tries and keeps the outcome; a later pass commits it. Then
+    //    another kill: whatever happened to the journal, nothing may go out again.
+    let mut d = app.spawn_ready();
+    assert_eq!(app.wait_sql(&sent_to("alice"), 1, T), 1, "{}", d.log_text());
+    send_mail("bob@example.org", "Vraag", "Hallo, ik heb ook een vraag.", &[]);
+    assert_eq!(app.wait_sql(&sent_to("bob"), 1, Duration::from_secs(60)), 1, "{}", d.log_text());
+    assert!(d.log_text().contains("delivery pass failed"), "the lane gave up once:\n{}", d.log_text());
+    d.kill9();
+    // 3. A marker mail's reply shows the restarted daemon's outbox at work; then count.
+    let mut d = app.spawn_ready();
+    send_mail("marker@writefail.test", "Vraag", "Hallo, een laatste vraag.", &[]);
+    assert_eq!(crate::helpers::wait_subject("catchall", "Auto:", 1, T).len(), 1, "{}", d.log_text());
+    assert!(d.terminate().success());
+    wait_delivered();
+    for who in ["alice", "bob"] {
+        assert_eq!(crate::helpers::with_subject(who, "Auto:").len(), 1, "{who}: one reply, never two");
+    }
 }
 
 #[test]
