@@ -159,7 +159,7 @@ for cat, n in c.execute("SELECT category, COUNT(*) FROM messages GROUP BY catego
 panicked_rows = c.execute("SELECT COUNT(*) FROM messages WHERE reason LIKE '%panic%'").fetchone()[0]
 reasons = {}
 for (r,) in c.execute("SELECT reason FROM messages WHERE category = 'review'"):
-    key = re.sub(r"\d+", "N", r)[:70]
+    key = re.sub(r"\d+", "N", re.sub(r"<[^>]*>", "<...>", r))[:70]
     reasons[key] = reasons.get(key, 0) + 1
 reasons = sorted(((r, n) for r, n in reasons.items()), key=lambda x: -x[1])[:6]
 errors = {}
