@@ -196,7 +196,9 @@ def main():
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(a.corpus) for f in fs if f.endswith(".eml"))
     if not files:
         sys.exit(f"mutate.py: no .eml files in {a.corpus}")
-    sources = [open(f, "rb").read() for f in files]
+    # Line ends as LF (the Maildir convention), so that the Message-ID of every variant can
+    # be replaced (old Mac mail ends lines with a bare CR); `endings` brings such ends back.
+    sources = [re.sub(rb"\r\n?", b"\n", open(f, "rb").read()) for f in files]
     # Mails over 500 KB are taken less often (they would fill the mailbox, not test more).
     weights = [0.1 if len(s) > 500_000 else 1.0 for s in sources]
     for sub in ("cur", "new", "tmp"):
