@@ -116,10 +116,19 @@ export async function waitLink(user, re, seen = 0) {
 // axe-core does not enter frames (the desk's only frame is the sandboxed newsletter
 // preview, which runs no script; the same newsletter is checked as the archive page).
 export const cspErrors = [];
+
+// Waits until every frame of the page has loaded and had a moment to paint at the
+// current size (a sandboxed frame is drawn by its own process).
+async function framesPainted(page) {
+  const frames = page.frames().filter((f) => f !== page.mainFrame());
+  for (const f of frames) await f.waitForFunction(() => document.readyState === 'complete');
+  if (frames.length) await new Promise((r) => setTimeout(r, 400));
+}
 export async function capture(page, name, shots = env('SCREENSHOT_DIR')) {
   fs.mkdirSync(shots, { recursive: true });
   for (const width of [1280, 360]) {
     await page.setViewport({ width, height: width === 360 ? 740 : 900 });
+    await framesPainted(page);
     const scripts = await page.evaluate(() => document.scripts.length);
     check(scripts === 0, `${name} (${width} px): no script on the page`);
     await page.evaluate(AXE_SOURCE);
@@ -131,7 +140,9 @@ export async function capture(page, name, shots = env('SCREENSHOT_DIR')) {
     check(v.length === 0, `${name} (${width} px): axe-core finds no WCAG 2.1 AA violation${v.length ? `\n    ${v.join('\n    ')}` : ''}`);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     check(overflow <= 0, `${name} (${width} px): nothing wider than the screen (${overflow} px over)`);
-    await page.screenshot({ path: path.join(shots, `${name}-${width}.png`), fullPage: true });
+    // A frame out of the first screen is captured only when the whole page is the screen.
+    const framed = (await page.$('iframe')) !== null;
+    await page.screenshot({ path: path.join(shots, `${name}-${width}.png`), fullPage: true, captureBeyondViewport: !framed });
   }
   await page.setViewport({ width: 1280, height: 900 });
 }

@@ -145,7 +145,7 @@ await run(async (browser) => {
   await clickAndWait(page, 'form[action$="/goedkeuren"] button');
   check((await status(page)) === 'De nieuwsbrief is goedgekeurd. Hij gaat binnen een minuut naar alle abonnees.', 'approve the proof');
   const issueUrl = page.url().split('?')[0];
-  check((await text(page, 'main')).includes(`door desk: ${USER}`), 'the approval is recorded with the desk user');
+  check((await text(page, 'main')).includes(`door ${USER}`), 'the approval is recorded with the desk user');
   await reloadUntil(page, issueUrl, async (p) => (await text(p, '.facts .badge')) === 'verstuurd', 'the issue is sent');
   check(await page.$eval('table.counts', (t) => /verstuurd\s*2/.test(t.textContent) && /mislukt\s*1/.test(t.textContent)), 'per recipient: 2 sent, 1 failed');
   check((await text(page, 'ul.cards')).includes(FAILING), 'the recipient who did not get it is listed');
@@ -253,8 +253,9 @@ await run(async (browser) => {
   await visitor.goto(confirm);
   check((await h1(visitor)) === 'Bevestig je aanmelding', 'the confirmation page');
   await capture(visitor, 'public-confirm');
-  await clickAndWait(visitor, 'main form button');
-  check((await h1(visitor)) === 'Je aanmelding is bevestigd', 'confirmed');
+  await tabTo(visitor, 'main form button');
+  await enterAndWait(visitor);
+  check((await h1(visitor)) === 'Je aanmelding is bevestigd', 'keyboard: confirmed');
   await capture(visitor, 'public-confirmed');
   const { link: unsubscribe } = await waitLink('alice@example.org', /https?:\/\/\S+\/unsubscribe\/[A-Za-z0-9_-]{20,}/);
   await visitor.goto(unsubscribe);

@@ -236,7 +236,6 @@ struct IssueData {
     id: i64,
     flash: Option<String>,
     errors: Vec<ErrorLink>,
-    note: Option<String>,
     approved: Option<String>,
     deadline: Option<String>,
     can_approve: bool,
@@ -320,21 +319,23 @@ async fn show(
             },
         })
         .collect();
-    let counts: Vec<Count> = read
-        .counts
+    let mut by_state = read.counts.clone();
+    by_state.sort_by_key(|(s, _)| DeliveryStatus::ALL.iter().position(|x| x == s));
+    let counts: Vec<Count> = by_state
         .iter()
         .map(|(s, n)| Count { label: text(t, &format!("delivery_status.{}", s.as_str())), n: *n })
         .collect();
     let approved = i.approved_at.map(|at| {
-        let by = i.approved_by.clone().unwrap_or_default();
-        text(t, "issue_approved_by").replacen("{}", &local_time(st, at), 1).replacen("{}", &by, 1)
+        // `desk: ADDRESS` reads as the address; the CLI's and a proof answer's as they are.
+        let by = i.approved_by.as_deref().unwrap_or_default();
+        let by = by.strip_prefix(crate::newsletter::subscribers::DESK_SOURCE).unwrap_or(by);
+        text(t, "issue_approved_by").replacen("{}", &local_time(st, at), 1).replacen("{}", by, 1)
     });
     let data = IssueData {
         i: issue_row(st, t, i, &read.counts),
         id: id.get(),
         flash: page.flash(st, &q.gedaan),
         errors: error.map(|e| vec![ErrorLink { field: String::new(), text: e }]).unwrap_or_default(),
-        note: i.note.clone().filter(|n| !n.is_empty()),
         approved,
         deadline: i.proof_deadline.filter(|_| i.status == IssueStatus::Proof).map(|d| local_time(st, d)),
         can_approve: i.status == IssueStatus::Proof,

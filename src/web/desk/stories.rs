@@ -316,6 +316,8 @@ struct Preview {
     headline: String,
     byline: String,
     html: String,
+    photo_url: Option<String>,
+    photo_alt: Option<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -381,6 +383,8 @@ async fn new_post(State(st): State<AppState>, action: DeskAction<NewForm>) -> Re
             headline: story.title.clone(),
             byline: byline(&story.ambassador, &story.role),
             html: markdown_to_html(&story.body),
+            photo_url: story.photo_url.clone(),
+            photo_alt: story.photo_alt.clone(),
         });
         return page.render(&st, StatusCode::OK, "story_new", data);
     }
