@@ -81,6 +81,43 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("web/confirmed.en.html", "web/confirmed.en.html.hbs", include_str!("../templates/web/confirmed.en.html.hbs")),
     ("web/confirmed.nl.html", "web/confirmed.nl.html.hbs", include_str!("../templates/web/confirmed.nl.html.hbs")),
     ("web/desk/_csrf.html", "web/desk/_csrf.html.hbs", include_str!("../templates/web/desk/_csrf.html.hbs")),
+    ("web/desk/_errors.html", "web/desk/_errors.html.hbs", include_str!("../templates/web/desk/_errors.html.hbs")),
+    ("web/desk/_flash.html", "web/desk/_flash.html.hbs", include_str!("../templates/web/desk/_flash.html.hbs")),
+    ("web/desk/_look.html", "web/desk/_look.html.hbs", include_str!("../templates/web/desk/_look.html.hbs")),
+    (
+        "web/desk/_proof_actions.html",
+        "web/desk/_proof_actions.html.hbs",
+        include_str!("../templates/web/desk/_proof_actions.html.hbs"),
+    ),
+    ("web/desk/issue.html", "web/desk/issue.html.hbs", include_str!("../templates/web/desk/issue.html.hbs")),
+    (
+        "web/desk/newsletter.html",
+        "web/desk/newsletter.html.hbs",
+        include_str!("../templates/web/desk/newsletter.html.hbs"),
+    ),
+    ("web/desk/person.html", "web/desk/person.html.hbs", include_str!("../templates/web/desk/person.html.hbs")),
+    (
+        "web/desk/person_erased.html",
+        "web/desk/person_erased.html.hbs",
+        include_str!("../templates/web/desk/person_erased.html.hbs"),
+    ),
+    ("web/desk/stories.html", "web/desk/stories.html.hbs", include_str!("../templates/web/desk/stories.html.hbs")),
+    ("web/desk/story.html", "web/desk/story.html.hbs", include_str!("../templates/web/desk/story.html.hbs")),
+    (
+        "web/desk/story_new.html",
+        "web/desk/story_new.html.hbs",
+        include_str!("../templates/web/desk/story_new.html.hbs"),
+    ),
+    (
+        "web/desk/subscriber.html",
+        "web/desk/subscriber.html.hbs",
+        include_str!("../templates/web/desk/subscriber.html.hbs"),
+    ),
+    (
+        "web/desk/subscribers.html",
+        "web/desk/subscribers.html.hbs",
+        include_str!("../templates/web/desk/subscribers.html.hbs"),
+    ),
     (
         "web/desk/_described.html",
         "web/desk/_described.html.hbs",

@@ -89,7 +89,7 @@ pub async fn newsletter(settings: Settings, cmd: &NewsletterCommand) -> anyhow::
         }
         NewsletterCommand::ResendMissed { issue } => {
             db.store().issue(*issue)?.with_context(|| format!("there is no issue {issue}"))?;
-            let n = db.write(|st| st.requeue_missed(*issue, now))?;
+            let n = db.write(|st| st.requeue_missed(*issue, crate::store::desk::ACTOR_CLI, now))?;
             println!("issue {issue}: {n} delivery(ies) queued again");
             if n > 0 {
                 deliver_now(&ctx, true).await?;
@@ -124,10 +124,9 @@ async fn preview(
     language: Option<&str>,
 ) -> anyhow::Result<i32> {
     let now = ctx.clock.now();
-    let stories = db.store().stories_ready(ctx.settings.newsletter.max_stories)?;
-    if stories.is_empty() {
+    let Some(content) = ctx.next_content(db.store(), now)? else {
         bail!("there are no approved stories for the next issue (outreach stories list; outreach stories approve ID)");
-    }
+    };
     let to_addr = to.map(EmailAddress::parse).transpose().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     let sub = match &to_addr {
         Some(a) => db.store().subscriber_by_email(a.as_str())?,
@@ -137,11 +136,10 @@ async fn preview(
         Some(l) => lang(l)?,
         None => sub.as_ref().map_or(Language::Dutch, |s| s.language),
     };
-    let content = ctx.content(None, stories, now);
     let skeleton = ctx.renderer.skeleton(&content, lang)?;
     let unsub = match &sub {
         Some(s) => ctx.unsubscribe_url(s.id, &s.token_nonce, now),
-        None => format!("{}/unsubscribe/PREVIEW", ctx.base_url()),
+        None => ctx.preview_unsubscribe_url(),
     };
     let (html, text) = skeleton.personalize(sub.as_ref().and_then(|s| s.name.as_deref()), &unsub);
     if let Some(path) = out {

@@ -11,7 +11,7 @@ use crate::domain::time::ts;
 use crate::domain::{EmailAddress, clean_text};
 use crate::newsletter::Ctx;
 use crate::newsletter::person::PersonExport;
-use crate::store::{DaemonLock, Db};
+use crate::store::Db;
 
 #[derive(Debug, Subcommand)]
 pub enum PersonCommand {
@@ -56,13 +56,7 @@ fn parse(address: &str) -> anyhow::Result<EmailAddress> {
 /// Erases the person (one transaction), rewrites the file so nothing of them is left in
 /// it or its WAL, and says what was done. Shared with `subscribers remove --erase`.
 pub(super) fn erase(ctx: &Ctx, db: &mut Db, addr: &EmailAddress) -> anyhow::Result<()> {
-    let now = ctx.clock.now();
-    let e = db.write(|st| ctx.erase_person(st, addr, now))?;
-    // The whole file is rewritten only while no daemon runs (it would wait for the
-    // write lock meanwhile); the lock keeps one from starting during the rewrite.
-    let idle = DaemonLock::acquire(&ctx.settings.database.path).ok();
-    let emptied = db.compact(idle.is_some())?;
-    drop(idle);
+    let (e, emptied) = ctx.erase_person_everywhere(db, addr)?;
     println!(
         "erased {addr}: {} subscription(s), {} message(s) they sent, {} conversation(s), {} contact(s), \
          {} mail(s) to them, {} other text(s) that named them, {} mail(s) to others that named them",

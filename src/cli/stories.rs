@@ -12,6 +12,7 @@ use crate::domain::EmailAddress;
 use crate::domain::ids::StoryId;
 use crate::domain::state::StoryStatus;
 use crate::newsletter::stories;
+use crate::store::desk::ACTOR_CLI;
 
 #[derive(Debug, Subcommand)]
 pub enum AmbassadorsCommand {
@@ -163,12 +164,12 @@ pub fn stories(settings: Settings, cmd: &StoriesCommand) -> anyhow::Result<i32> 
             Ok(0)
         }
         StoriesCommand::Approve { id, consent } => {
-            db.write(|st| stories::approve(st, *id, consent.as_deref(), now))?;
+            db.write(|st| stories::approve(st, *id, consent.as_deref(), ACTOR_CLI, now))?;
             println!("story {id} approved: it goes into the next issue");
             Ok(0)
         }
         StoriesCommand::Reject { id } => {
-            db.write(|st| stories::reject(st, *id, now))?;
+            db.write(|st| stories::reject(st, *id, ACTOR_CLI, now))?;
             println!("story {id} rejected");
             Ok(0)
         }

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use super::common::{deliver_now, lang, open, time_or_empty};
+use super::common::{deliver_now, lang, open};
 use super::local_time;
 use crate::config::Settings;
 use crate::domain::EmailAddress;
 use crate::domain::state::SubscriberStatus;
+use crate::newsletter::subscribers::export_csv;
 use crate::newsletter::{Subscribed, csv_import};
 use crate::store::Db;
 
@@ -63,12 +64,6 @@ pub enum SubscribersCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// A spreadsheet opens a cell starting with `=`, `+`, `-` or `@` as a formula: such a
-/// value is written with a leading `'` (OWASP, CSV injection).
-fn csv_cell(s: String) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s }
 }
 
 pub async fn subscribers(settings: Settings, cmd: &SubscribersCommand) -> anyhow::Result<i32> {
@@ -199,63 +194,7 @@ fn export(db: &Db, json: bool) -> anyhow::Result<i32> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-        w.write_record([
-            "email",
-            "name",
-            "language",
-            "status",
-            "source",
-            "consent_source",
-            "consent_at",
-            "created_at",
-            "confirmed_at",
-            "unsubscribed_at",
-            "unsubscribe_source",
-            "bounced_at",
-        ])?;
-        for s in rows {
-            w.write_record(
-                [
-                    s.email,
-                    s.name.unwrap_or_default(),
-                    s.language.code().to_string(),
-                    s.status.to_string(),
-                    s.source,
-                    s.consent_source.unwrap_or_default(),
-                    time_or_empty(s.consent_at),
-                    crate::domain::time::ts(s.created_at),
-                    time_or_empty(s.confirmed_at),
-                    time_or_empty(s.unsubscribed_at),
-                    s.unsubscribe_source.unwrap_or_default(),
-                    time_or_empty(s.bounced_at),
-                ]
-                .map(csv_cell),
-            )?;
-        }
-        w.flush()?;
+        export_csv(rows, std::io::stdout().lock())?;
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_cell;
-
-    #[test]
-    fn a_cell_a_spreadsheet_would_read_as_a_formula_is_written_as_text() {
-        for formula in [
-            "=HYPERLINK(\"https://evil.example\",\"klik\")",
-            "+31 6 12345678",
-            "-2+3",
-            "@SUM(A1:A2)",
-            "\t=1+1",
-            "\r=1+1",
-        ] {
-            assert_eq!(csv_cell(formula.to_string()), format!("'{formula}"), "{formula:?}");
-        }
-        for plain in ["ann@example.org", "Ann de Vries", "", "2026-01-01T00:00:00Z", "a=b", "x-y"] {
-            assert_eq!(csv_cell(plain.to_string()), plain, "{plain:?}");
-        }
-    }
 }

@@ -40,6 +40,20 @@ impl Ctx {
         }
     }
 
+    /// The content of the next issue: the approved stories that no issue took yet, as
+    /// [`Ctx::make_issue`] would take them. None when there are none.
+    pub fn next_content(&self, st: Store<'_>, now: DateTime<Utc>) -> anyhow::Result<Option<IssueContent>> {
+        let stories = st.stories_ready(self.settings.newsletter.max_stories)?;
+        Ok((!stories.is_empty()).then(|| self.content(None, stories, now)))
+    }
+
+    /// The unsubscribe link a preview shows to someone who is not a subscriber (it
+    /// unsubscribes no one).
+    pub fn preview_unsubscribe_url(&self) -> String {
+        format!("{}/unsubscribe/PREVIEW", self.base_url())
+    }
+
+    /// The content of an issue that was made.
     pub(crate) fn issue_content(&self, st: Store<'_>, issue: &Issue) -> anyhow::Result<IssueContent> {
         let mut stories = Vec::new();
         for id in st.issue_story_ids(issue.id)? {

@@ -38,8 +38,8 @@ use super::subscribers::email_hash;
 use super::tokens::Signer;
 use crate::domain::EmailAddress;
 use crate::domain::redact::replace_ignoring_case;
-use crate::store::Store;
 use crate::store::person::{PersonRecord, PersonRows};
+use crate::store::{DaemonLock, Db, Store};
 
 /// What `person export` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -176,6 +176,22 @@ impl Ctx {
             other_mail,
             ambassadors_kept,
         })
+    }
+}
+
+impl Ctx {
+    /// Erases the person (one transaction), then empties the WAL of the old versions of
+    /// their rows; the whole file is rewritten too (`VACUUM`) when no daemon runs (it
+    /// would wait for the write lock meanwhile; the lock keeps one from starting during
+    /// the rewrite). Returns what was erased and whether the WAL could be emptied now.
+    /// `outreach person erase` and the web desk both erase this way.
+    pub fn erase_person_everywhere(&self, db: &mut Db, addr: &EmailAddress) -> anyhow::Result<(Erased, bool)> {
+        let now = self.clock.now();
+        let erased = db.write(|st| self.erase_person(st, addr, now))?;
+        let idle = DaemonLock::acquire(&self.settings.database.path).ok();
+        let emptied = db.compact(idle.is_some())?;
+        drop(idle);
+        Ok((erased, emptied))
     }
 }
 

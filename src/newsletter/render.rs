@@ -445,6 +445,9 @@ mod tests {
             consent_source: None,
             created_at: chrono::Utc::now(),
             approved_at: None,
+            approved_by: None,
+            rejected_at: None,
+            rejected_by: None,
             published_at: None,
             issue_id: None,
         }

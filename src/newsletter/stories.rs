@@ -66,20 +66,44 @@ pub fn parse(text: &str) -> anyhow::Result<StoryFile> {
             ),
         }
     }
-    for (key, v) in [("title", &s.title), ("ambassador", &s.ambassador)] {
-        if v.is_empty() {
-            bail!("front matter: `{key}` is required");
+    if let Some(p) = s.problems().first() {
+        match p {
+            Problem::Missing(key) => bail!("front matter: `{key}` is required"),
+            Problem::NoText => bail!("the story has no text after the front matter"),
+            Problem::PhotoUrl => bail!("front matter: `photo` must be an https:// URL, found {:?}", s.photo_url),
         }
     }
-    if s.body.is_empty() {
-        bail!("the story has no text after the front matter");
-    }
-    if let Some(p) = &s.photo_url
-        && !super::render::safe_url(p)
-    {
-        bail!("front matter: `photo` must be an https:// URL, found {p:?}");
-    }
     Ok(s)
+}
+
+/// What is wrong with a story before it may be added (a file, or the desk's form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// A required field is empty: `title` or `ambassador`.
+    Missing(&'static str),
+    /// The story has no text.
+    NoText,
+    /// The photo is not an https:// URL.
+    PhotoUrl,
+}
+
+impl StoryFile {
+    /// Everything that keeps this story from being added, in the order of its fields.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut found = Vec::new();
+        for (key, v) in [("title", &self.title), ("ambassador", &self.ambassador)] {
+            if v.trim().is_empty() {
+                found.push(Problem::Missing(key));
+            }
+        }
+        if self.body.trim().is_empty() {
+            found.push(Problem::NoText);
+        }
+        if self.photo_url.as_deref().is_some_and(|p| !super::render::safe_url(p)) {
+            found.push(Problem::PhotoUrl);
+        }
+        found
+    }
 }
 
 /// Adds a story the coordinator gives as a file (`stories add`): its ambassador is
@@ -107,9 +131,18 @@ pub fn add(st: Store<'_>, s: &StoryFile, source: &str, now: DateTime<Utc>) -> an
     )
 }
 
-/// Approves a story for the next issue. Never without the ambassador's consent to
-/// publish: it is on record already, or `consent` says how she gave it.
-pub fn approve(st: Store<'_>, id: StoryId, consent: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<()> {
+/// A story cannot be approved: the ambassador's consent to publish is not on record and
+/// none was given with the approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "story {0} has no consent to publish yet: wait for the ambassador's \"ja\" to our reply, or give --consent \"how they agreed\""
+)]
+pub struct NoConsent(pub StoryId);
+
+/// Approves a story for the next issue, as `by` (`cli` or a desk user's address). Never
+/// without the ambassador's consent to publish: it is on record already, or `consent`
+/// says how she gave it.
+pub fn approve(st: Store<'_>, id: StoryId, consent: Option<&str>, by: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     let s = st.story(id)?.with_context(|| format!("there is no story {id}"))?;
     if !matches!(s.status, StoryStatus::Submitted | StoryStatus::Rejected) {
         bail!("story {id} is {} already", s.status);
@@ -118,23 +151,23 @@ pub fn approve(st: Store<'_>, id: StoryId, consent: Option<&str>, now: DateTime<
         st.record_story_consent(id, &format!("coordinator: {how}"), now)?;
     }
     if consent.is_none() && s.consent_at.is_none() {
-        bail!(
-            "story {id} has no consent to publish yet: wait for the ambassador's \"ja\" to our reply, or give --consent \"how they agreed\""
-        );
+        return Err(NoConsent(id).into());
     }
     if s.status == StoryStatus::Rejected {
         st.move_story(id, StoryStatus::Submitted, now)?;
     }
-    st.move_story(id, StoryStatus::Approved, now)
+    st.move_story(id, StoryStatus::Approved, now)?;
+    st.record_story_decision(id, by)
 }
 
-/// Rejects a story that was not published; it leaves any issue not yet sent.
-pub fn reject(st: Store<'_>, id: StoryId, now: DateTime<Utc>) -> anyhow::Result<()> {
+/// Rejects a story that was not published, as `by`; it leaves any issue not yet sent.
+pub fn reject(st: Store<'_>, id: StoryId, by: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     let s = st.story(id)?.with_context(|| format!("there is no story {id}"))?;
     if s.status == StoryStatus::Published {
         bail!("story {id} was published already");
     }
-    st.move_story(id, StoryStatus::Rejected, now)
+    st.move_story(id, StoryStatus::Rejected, now)?;
+    st.record_story_decision(id, by)
 }
 
 /// A story sent by mail: the subject after `Verhaal:` / `Story:`, when it starts so.

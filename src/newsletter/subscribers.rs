@@ -49,17 +49,27 @@ pub fn email_hash(email: &str) -> String {
     hex::encode(sha2::Sha256::digest(email.trim().to_lowercase().as_bytes()))
 }
 
+/// The `source` of a subscriber the coordinator adds on the web desk: this prefix and
+/// the desk user's address (`subscribers add` records `cli`).
+pub const DESK_SOURCE: &str = "desk: ";
+
+/// Whether a subscriber `source` is the coordinator acting: `subscribers add` (`cli`) or
+/// the web desk ([`DESK_SOURCE`] and the desk user's address).
+pub fn by_coordinator(source: &str) -> bool {
+    source == "cli" || source.starts_with(DESK_SOURCE)
+}
+
 /// Whether a confirmation mail to `s` must wait: one went out less than a day ago, or
 /// [`CONFIRMATIONS_PER_WINDOW`] went out in the last [`CONFIRMATION_WINDOW_DAYS`] days
-/// (counted in the outbox, by what was queued to this subscriber). The coordinator's
-/// `subscribers add` (source `cli`) is a person acting and is held only to the first.
+/// (counted in the outbox, by what was queued to this subscriber). The coordinator
+/// ([`by_coordinator`]) is a person acting and is held only to the first.
 fn confirmation_held(
     st: Store<'_>,
     s: &Subscriber,
     source: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<Subscribed>> {
-    if source != "cli" {
+    if !by_coordinator(source) {
         let since = now - chrono::Duration::days(CONFIRMATION_WINDOW_DAYS);
         if st.confirmations_queued_since(s.id, since)? >= CONFIRMATIONS_PER_WINDOW {
             return Ok(Some(Subscribed::ConfirmationLimit(s.id)));
@@ -220,6 +230,54 @@ impl Ctx {
     }
 }
 
+/// A spreadsheet opens a cell starting with `=`, `+`, `-` or `@` as a formula: such a
+/// value is written with a leading `'` (OWASP, CSV injection).
+fn csv_cell(s: String) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s }
+}
+
+/// Subscribers with their consent records as CSV that is safe to open in a spreadsheet
+/// (`subscribers export`, the desk's download).
+pub fn export_csv(rows: Vec<Subscriber>, out: impl std::io::Write) -> anyhow::Result<()> {
+    let time = |t: Option<DateTime<Utc>>| t.map(crate::domain::time::ts).unwrap_or_default();
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "email",
+        "name",
+        "language",
+        "status",
+        "source",
+        "consent_source",
+        "consent_at",
+        "created_at",
+        "confirmed_at",
+        "unsubscribed_at",
+        "unsubscribe_source",
+        "bounced_at",
+    ])?;
+    for s in rows {
+        w.write_record(
+            [
+                s.email,
+                s.name.unwrap_or_default(),
+                s.language.code().to_string(),
+                s.status.to_string(),
+                s.source,
+                s.consent_source.unwrap_or_default(),
+                time(s.consent_at),
+                crate::domain::time::ts(s.created_at),
+                time(s.confirmed_at),
+                time(s.unsubscribed_at),
+                s.unsubscribe_source.unwrap_or_default(),
+                time(s.bounced_at),
+            ]
+            .map(csv_cell),
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// The short mails about a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscriberMail {
@@ -302,6 +360,7 @@ mod tests {
         let h = chrono::Duration::hours;
         assert_eq!(ask(&mut db, "cli", days(3) + h(1)), Subscribed::ConfirmationSent(id), "subscribers add");
         assert_eq!(ask(&mut db, "cli", days(3) + h(2)), Subscribed::ConfirmationRecent(id));
+        assert_eq!(ask(&mut db, "desk: c@example.org", days(3) + h(3)), Subscribed::ConfirmationRecent(id), "desk");
         for d in [4, 10, 31] {
             assert_eq!(ask(&mut db, by_mail, days(d)), Subscribed::ConfirmationLimit(id), "day {d}");
         }
@@ -337,5 +396,24 @@ mod tests {
         assert!(unsubscribe(&mut db, days(2) + chrono::Duration::hours(1)));
         assert_eq!(ask(&mut db, days(3)), Subscribed::ConfirmationLimit(id));
         assert_eq!(status(&db), SubscriberStatus::Unsubscribed, "the cap leaves them where they were");
+    }
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_read_as_a_formula_is_written_as_text() {
+        for formula in [
+            "=HYPERLINK(\"https://evil.example\",\"klik\")",
+            "+31 6 12345678",
+            "-2+3",
+            "@SUM(A1:A2)",
+            "\t=1+1",
+            "\r=1+1",
+        ] {
+            assert_eq!(csv_cell(formula.to_string()), format!("'{formula}"), "{formula:?}");
+        }
+        for plain in ["ann@example.org", "Ann de Vries", "", "2026-01-01T00:00:00Z", "a=b", "x-y"] {
+            assert_eq!(csv_cell(plain.to_string()), plain, "{plain:?}");
+        }
+        assert!(by_coordinator("cli") && by_coordinator("desk: c@example.org"));
+        assert!(!by_coordinator("mail <x@y>") && !by_coordinator("import") && !by_coordinator("desk"));
     }
 }

@@ -223,8 +223,9 @@ impl Store<'_> {
     }
 
     /// Queues again exactly the deliveries of an issue that did not reach a still active
-    /// subscriber (failed or waiting for a retry). Returns how many.
-    pub fn requeue_missed(&self, issue: IssueId, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    /// subscriber (failed or waiting for a retry), as `by` (`cli` or a desk user's
+    /// address, noted on a sent issue that is sending again). Returns how many.
+    pub fn requeue_missed(&self, issue: IssueId, by: &str, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let n = self.c.execute(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2
              WHERE issue_id = ?1 AND status IN ('failed', 'retry')
@@ -234,7 +235,8 @@ impl Store<'_> {
         if n > 0 {
             let status = self.issue(issue)?.map(|i| i.status);
             if status == Some(crate::domain::state::IssueStatus::Sent) {
-                self.move_issue(issue, crate::domain::state::IssueStatus::Sending, "resend to those it missed", now)?;
+                let note = format!("resend to those it missed, by {by}");
+                self.move_issue(issue, crate::domain::state::IssueStatus::Sending, &note, now)?;
                 self.c.execute("UPDATE issues SET finished_at = NULL WHERE id = ?1", [issue])?;
             }
         }

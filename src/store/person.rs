@@ -146,6 +146,8 @@ pub enum Place {
     SubscriberBounceReason,
     StorySource,
     StoryConsent,
+    StoryApprovedBy,
+    StoryRejectedBy,
     IssueApprovedBy,
     IssueNote,
     MessageTo,
@@ -155,7 +157,7 @@ pub enum Place {
 }
 
 impl Place {
-    pub const ALL: [Place; 21] = [
+    pub const ALL: [Place; 23] = [
         Place::MessageSubject,
         Place::MessageBody,
         Place::MessageFromName,
@@ -171,6 +173,8 @@ impl Place {
         Place::SubscriberBounceReason,
         Place::StorySource,
         Place::StoryConsent,
+        Place::StoryApprovedBy,
+        Place::StoryRejectedBy,
         Place::IssueApprovedBy,
         Place::IssueNote,
         Place::MessageTo,
@@ -197,6 +201,8 @@ impl Place {
             Place::SubscriberBounceReason => ("subscribers", "id", "bounce_reason"),
             Place::StorySource => ("stories", "id", "source"),
             Place::StoryConsent => ("stories", "id", "consent_source"),
+            Place::StoryApprovedBy => ("stories", "id", "approved_by"),
+            Place::StoryRejectedBy => ("stories", "id", "rejected_by"),
             Place::IssueApprovedBy => ("issues", "id", "approved_by"),
             Place::IssueNote => ("issues", "id", "note"),
             Place::MessageTo => ("messages", "id", "to_addrs"),

@@ -42,12 +42,18 @@ pub struct Story {
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339_opt")]
     pub approved_at: Option<DateTime<Utc>>,
+    /// Who approved it: `cli` or a desk user's address.
+    pub approved_by: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub rejected_at: Option<DateTime<Utc>>,
+    /// Who rejected it: `cli` or a desk user's address.
+    pub rejected_by: Option<String>,
     #[serde(with = "rfc3339_opt")]
     pub published_at: Option<DateTime<Utc>>,
     pub issue_id: Option<IssueId>,
 }
 
-const STORY_COLS: &str = "s.id, s.title, a.name, a.role, s.body_md, COALESCE(s.photo_url, a.photo_url), s.photo_alt, s.status, s.source, s.consent_at, s.consent_source, s.created_at, s.approved_at, s.published_at, s.issue_id";
+const STORY_COLS: &str = "s.id, s.title, a.name, a.role, s.body_md, COALESCE(s.photo_url, a.photo_url), s.photo_alt, s.status, s.source, s.consent_at, s.consent_source, s.created_at, s.approved_at, s.published_at, s.issue_id, s.approved_by, s.rejected_at, s.rejected_by";
 
 fn story_row(r: &Row<'_>) -> rusqlite::Result<Story> {
     Ok(Story {
@@ -66,6 +72,9 @@ fn story_row(r: &Row<'_>) -> rusqlite::Result<Story> {
         approved_at: time_opt(r, 12)?,
         published_at: time_opt(r, 13)?,
         issue_id: r.get(14)?,
+        approved_by: r.get(15)?,
+        rejected_at: time_opt(r, 16)?,
+        rejected_by: r.get(17)?,
     })
 }
 
@@ -183,6 +192,17 @@ impl Store<'_> {
             }
         };
         self.c.execute(sql, params![id, to, Ts(now)])?;
+        Ok(())
+    }
+
+    /// Records who made the last move of a story: `approved_by` after an approval,
+    /// `rejected_by` after a rejection (other moves record no one).
+    pub fn record_story_decision(&self, id: StoryId, by: &str) -> anyhow::Result<()> {
+        self.c.execute(
+            "UPDATE stories SET approved_by = CASE WHEN status = 'approved' THEN ?2 ELSE approved_by END,
+                 rejected_by = CASE WHEN status = 'rejected' THEN ?2 ELSE rejected_by END WHERE id = ?1",
+            params![id, by],
+        )?;
         Ok(())
     }
 

@@ -90,10 +90,12 @@ fn html_headers() -> [(HeaderName, HeaderValue); 2] {
 /// The headers every response gets (pages, errors, health): no framing, no `<base>`,
 /// no scripts, no content sniffing, no referrer (tokens are in the URL), and HSTS when
 /// the pages are served over https (`web.base_url`). The desk's pages (`desk`) load
-/// their style sheet from the server and allow no inline style either.
+/// their style sheet from the server and allow no inline style either; they may frame
+/// only the desk's own newsletter preview, which sets a stricter policy of its own
+/// ([`desk::news`]: sandboxed, no script) that is kept.
 fn security_headers(https: bool, desk: bool) -> Vec<(HeaderName, HeaderValue)> {
     let csp = if desk {
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     } else {
         "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     };
@@ -298,6 +300,10 @@ pub fn router(ctx: Ctx, db: Shared, wake_outbox: Arc<Notify>) -> Router {
             let desk = desk::is_desk_path(req.uri().path());
             let mut res = next.run(req).await;
             for (name, value) in security_headers(https, desk) {
+                // A desk response with a policy of its own (the sandboxed preview) keeps it.
+                if desk && name == header::CONTENT_SECURITY_POLICY && res.headers().contains_key(&name) {
+                    continue;
+                }
                 res.headers_mut().insert(name, value);
             }
             res

@@ -11,156 +11,20 @@
 // Prints one line per check and a closing "N passed, N failed" line; exits 1 on failure.
 
 import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { createRequire } from 'node:module';
-import puppeteer from 'puppeteer-core';
+import {
+  capture, check, clickAndWait, enterAndWait, env, h1, http, inbox, mailText, newPage, run, session, tabTo, text, waitLink,
+} from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE_SOURCE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set (see the top of tests/browser/desk.mjs)`);
-  return v;
-};
 const BASE = env('DESK_URL');
 const USER = env('DESK_USER');
-const SHOTS = env('SCREENSHOT_DIR');
 const Q = env('CONV_QUESTION');
 const OTHER = env('CONV_OTHER');
 const THIRD = env('CONV_THIRD');
-fs.mkdirSync(SHOTS, { recursive: true });
-
-let passed = 0;
-let failed = 0;
-function check(cond, what) {
-  if (cond) {
-    passed++;
-    console.log(`ok - ${what}`);
-  } else {
-    failed++;
-    console.log(`not ok - ${what}`);
-    throw new Error(`check failed: ${what}`);
-  }
-}
-
-// ---- A minimal IMAP client: the messages in a mailbox's INBOX, as text. ----
-async function inbox(user) {
-  const sock = net.connect(Number(env('IMAP_PORT')), '127.0.0.1');
-  let buf = Buffer.alloc(0);
-  let wake = null;
-  sock.on('data', (d) => { buf = Buffer.concat([buf, d]); if (wake) wake(); });
-  const more = () => new Promise((res, rej) => {
-    wake = res;
-    sock.once('error', rej);
-    setTimeout(() => rej(new Error('IMAP timeout')), 10000);
-  });
-  // One response: a line, with any literals `{n}` it carries read whole.
-  async function response() {
-    let text = '';
-    const literals = [];
-    for (;;) {
-      let i;
-      while ((i = buf.indexOf('\r\n')) < 0) await more();
-      const line = buf.subarray(0, i).toString('latin1');
-      buf = buf.subarray(i + 2);
-      text += line;
-      const m = line.match(/\{(\d+)\}$/);
-      if (!m) return { text, literals };
-      const n = Number(m[1]);
-      while (buf.length < n) await more();
-      literals.push(buf.subarray(0, n).toString('utf8'));
-      buf = buf.subarray(n);
-    }
-  }
-  let seq = 0;
-  async function command(cmd) {
-    const tag = `a${++seq}`;
-    sock.write(`${tag} ${cmd}\r\n`);
-    const out = [];
-    for (;;) {
-      const r = await response();
-      out.push(r);
-      if (r.text.startsWith(`${tag} `)) {
-        if (!r.text.startsWith(`${tag} OK`)) throw new Error(`IMAP ${cmd.split(' ')[0]}: ${r.text}`);
-        return out;
-      }
-    }
-  }
-  await response(); // greeting
-  await command(`LOGIN ${user} ${env('MAIL_PASSWORD')}`);
-  const sel = await command('SELECT INBOX');
-  const exists = Number(sel.map((r) => r.text.match(/^\* (\d+) EXISTS/)).find(Boolean)?.[1] ?? 0);
-  const mails = exists ? (await command('FETCH 1:* BODY.PEEK[]')).flatMap((r) => r.literals) : [];
-  await command('LOGOUT').catch(() => {});
-  sock.destroy();
-  return mails;
-}
-
-// The text of a simple (single part) mail, its transfer encoding undone.
-function mailText(raw) {
-  const [head, ...rest] = raw.split(/\r?\n\r?\n/);
-  const body = rest.join('\n\n');
-  const cte = (head.match(/^content-transfer-encoding:\s*(\S+)/im) || [])[1]?.toLowerCase();
-  if (cte === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
-  if (cte === 'quoted-printable') {
-    const bytes = body.replace(/=\r?\n/g, '').replace(/=([0-9A-Fa-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
-    return Buffer.from(bytes, 'latin1').toString('utf8');
-  }
-  return body;
-}
 
 // Waits for a login mail beyond the first `seen` ones; returns its link.
-async function loginLink(seen) {
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    const links = (await inbox(USER)).map(mailText).map((t) => t.match(/https?:\/\/\S+\/desk\/login\/[A-Za-z0-9_-]{20,}/)?.[0]).filter(Boolean);
-    if (links.length > seen) return { link: links[links.length - 1], count: links.length };
-    if (Date.now() > deadline) throw new Error(`no new login mail for ${USER} within 30 s`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const loginLink = (seen) => waitLink(USER, /https?:\/\/\S+\/desk\/login\/[A-Za-z0-9_-]{20,}/, seen);
 async function loginMails() {
   return (await inbox(USER)).map(mailText).filter((t) => /\/desk\/login\//.test(t)).length;
-}
-
-// ---- Checks on a page: axe-core (WCAG 2.1 AA), no script, screenshots at 1280 and 360. ----
-const cspErrors = [];
-async function capture(page, name) {
-  for (const width of [1280, 360]) {
-    await page.setViewport({ width, height: width === 360 ? 740 : 900 });
-    const scripts = await page.evaluate(() => document.scripts.length);
-    check(scripts === 0, `${name} (${width} px): no script on the page`);
-    await page.evaluate(AXE_SOURCE);
-    const result = await page.evaluate(() => axe.run(document, {
-      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
-    }));
-    const v = result.violations.map((x) => `${x.id}: ${x.help} (${x.nodes.map((n) => n.target.join(' ')).join(', ')})`);
-    check(v.length === 0, `${name} (${width} px): axe-core finds no WCAG 2.1 AA violation${v.length ? `\n    ${v.join('\n    ')}` : ''}`);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    check(overflow <= 0, `${name} (${width} px): nothing wider than the screen (${overflow} px over)`);
-    await page.screenshot({ path: path.join(SHOTS, `${name}-${width}.png`), fullPage: true });
-  }
-  await page.setViewport({ width: 1280, height: 900 });
-}
-
-async function newPage(context) {
-  const page = await context.newPage();
-  await page.setViewport({ width: 1280, height: 900 });
-  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspErrors.push(m.text()); });
-  page.on('pageerror', (e) => cspErrors.push(`page error: ${e.message}`));
-  return page;
-}
-
-const text = (page, sel) => page.$eval(sel, (e) => e.textContent.trim());
-const h1 = (page) => text(page, 'h1');
-async function clickAndWait(page, sel) {
-  await page.bringToFront();
-  await Promise.all([page.waitForNavigation(), page.click(sel)]);
-}
-async function session(page) {
-  const cookies = await page.cookies();
-  return cookies.find((c) => c.name === 'desk_sessie');
 }
 
 // Logs in through the login form and the mailed link; returns the link used.
@@ -177,41 +41,7 @@ async function logInByLink(page) {
   return link;
 }
 
-// Raw HTTP, for what a browser page would not send (forged cookies, a missing token).
-async function http(method, url, { cookie, body } = {}) {
-  const headers = { 'content-type': 'application/x-www-form-urlencoded' };
-  if (cookie) headers.cookie = cookie;
-  const r = await fetch(url, { method, headers, body, redirect: 'manual' });
-  return { status: r.status, location: r.headers.get('location'), text: await r.text(), setCookie: r.headers.get('set-cookie') };
-}
-
-// Presses Tab until the focus is on `sel` (at most 80 times); checks the focus is visible.
-async function tabTo(page, sel) {
-  for (let i = 0; i < 80; i++) {
-    await page.keyboard.press('Tab');
-    const here = await page.evaluate((s) => {
-      const a = document.activeElement;
-      if (!a || !a.matches(s)) return null;
-      const st = getComputedStyle(a);
-      return { outline: st.outlineStyle !== 'none' && parseFloat(st.outlineWidth) >= 2, shadow: st.boxShadow !== 'none', bg: st.backgroundColor };
-    }, sel);
-    if (here) {
-      check(here.outline || here.shadow, `keyboard: ${sel} reached by Tab, with a visible focus`);
-      return;
-    }
-  }
-  throw new Error(`keyboard: ${sel} not reached by Tab`);
-}
-async function enterAndWait(page) {
-  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
-}
-
-const browser = await puppeteer.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--lang=nl-NL'],
-});
-try {
+await run(async (browser) => {
   const main = browser.defaultBrowserContext();
   const page = await newPage(main);
 
@@ -439,13 +269,4 @@ try {
   check((await text(k, '[role="status"]')) === 'Je bent uitgelogd.', 'keyboard: logged out');
   const afterLogout = await k.goto(`${BASE}/desk/gesprekken`);
   check(new URL(k.url()).pathname === '/desk/login' && afterLogout.ok(), 'after logout the desk asks for a login again');
-
-  check(cspErrors.length === 0, `no Content Security Policy violation or page error${cspErrors.length ? `: ${cspErrors.join(' | ')}` : ''}`);
-} catch (e) {
-  console.log(`error: ${e.stack || e}`);
-  if (!failed) failed++;
-} finally {
-  await browser.close();
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
-}
+});

@@ -7,8 +7,9 @@ use outreach::inbox::parse::ParsedMail;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Adds an approved story from a Markdown file; returns its id.
-pub(crate) fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
+/// Adds a story from a Markdown file (submitted, with the coordinator's consent);
+/// returns its id.
+pub(crate) fn added_story(app: &TestApp, title: &str, body: &str) -> i64 {
     let path = app.dir.path().join(format!("story-{}.md", new_id()));
     std::fs::write(
         &path,
@@ -16,7 +17,12 @@ pub(crate) fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
     )
     .unwrap();
     let out = app.ok(&["stories", "add", path.to_str().unwrap()]);
-    let id: i64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    out.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Adds an approved story from a Markdown file; returns its id.
+pub(crate) fn approved_story(app: &TestApp, title: &str, body: &str) -> i64 {
+    let id = added_story(app, title, body);
     app.ok(&["stories", "approve", &id.to_string()]);
     id
 }
@@ -769,7 +775,7 @@ fn a_known_ambassador_sends_a_story_by_mail_and_it_needs_consent_before_approval
 
 /// Runs `poll --once` once before slot `n` (the schedule is seen) and once just after it
 /// (its issue is made, with a proof), moving the instance's clock.
-fn poll_with_a_due_slot(app: &TestApp, n: u32) {
+pub(crate) fn poll_with_a_due_slot(app: &TestApp, n: u32) {
     let scheduled = app.clone_with_schedule(MONTHLY);
     app.set_clock(slot(n) - chrono::Duration::hours(1));
     scheduled.poll();

@@ -1,6 +1,6 @@
 //! The web desk (`/desk`) in a real browser: headless Chromium (Debian's `chromium`)
-//! driven by `tests/browser/desk.mjs` (puppeteer-core, axe-core) against `outreach run`
-//! and the real mail stack. This side sends the mail, starts the daemon, sets a desk
+//! driven by `tests/browser/desk.mjs` and `pages.mjs` (puppeteer-core, axe-core) against
+//! `outreach run` and the real mail stack. This side sends the mail, starts the daemon, sets a desk
 //! password, runs the script, and checks the store and the mailboxes afterwards. Also
 //! the login and CSRF rules over plain HTTP, without a browser.
 
@@ -46,14 +46,47 @@ fn set_password(app: &TestApp, email: &str, password: &str) -> std::process::Out
     child.wait_with_output().unwrap()
 }
 
-#[test]
-fn the_web_desk_in_a_browser_logs_in_by_mail_answers_and_refuses_what_is_forged() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+/// `tests/browser/`, after checking that Chromium and the npm packages are there.
+fn browser_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
-        browser_dir.join("node_modules/puppeteer-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
+        dir.join("node_modules/puppeteer-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
         "the browser test needs Chromium and its npm packages: apt-get install chromium; (cd tests/browser && npm ci) \
          (bash deploy/test.sh does both)"
     );
+    dir
+}
+
+/// Runs `node SCRIPT` in `tests/browser/` against `app` with `vars`; fails the test with
+/// its output and the daemon's log unless every check passed.
+fn run_browser(app: &TestApp, daemon: &crate::helpers::Daemon, script: &str, vars: &[(&str, String)]) {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let out = Command::new("node")
+        .arg(script)
+        .current_dir(browser_dir())
+        .env("DESK_URL", &app.web)
+        .env("DESK_USER", DESK_USER)
+        .env("DESK_PASSWORD", PASSWORD)
+        .env("IMAP_PORT", stack().imap_port.to_string())
+        .env("MAIL_PASSWORD", "secret")
+        .env("CLOCK_FILE", app.clock_file())
+        .env("SCREENSHOT_DIR", &shots)
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap_or_else(|e| panic!("run node tests/browser/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains(" passed, 0 failed"),
+        "the browser test {script} failed:\n{stdout}\n{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log_text()
+    );
+}
+
+#[test]
+fn the_web_desk_in_a_browser_logs_in_by_mail_answers_and_refuses_what_is_forged() {
+    browser_dir();
     let _g = fresh();
     let app = desk_app();
     let mut daemon = app.spawn_ready();
@@ -86,31 +119,12 @@ fn the_web_desk_in_a_browser_logs_in_by_mail_answers_and_refuses_what_is_forged(
     let stored: String = app.sql("SELECT hash FROM desk_passwords");
     assert!(stored.starts_with("$argon2id$") && !stored.contains(PASSWORD), "an argon2id hash is kept: {stored}");
 
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    let out = Command::new("node")
-        .arg("desk.mjs")
-        .current_dir(&browser_dir)
-        .env("DESK_URL", &app.web)
-        .env("DESK_USER", DESK_USER)
-        .env("DESK_PASSWORD", PASSWORD)
-        .env("IMAP_PORT", stack().imap_port.to_string())
-        .env("MAIL_PASSWORD", "secret")
-        .env("CLOCK_FILE", app.clock_file())
-        .env("SCREENSHOT_DIR", &shots)
-        .env("CONV_QUESTION", conv(&q).to_string())
-        .env("CONV_OTHER", conv(&other).to_string())
-        .env("CONV_THIRD", conv(&third).to_string())
-        .output()
-        .expect("run node tests/browser/desk.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{stdout}\n{}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        daemon.log_text()
-    );
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let vars = [
+        ("CONV_QUESTION", conv(&q).to_string()),
+        ("CONV_OTHER", conv(&other).to_string()),
+        ("CONV_THIRD", conv(&third).to_string()),
+    ];
+    run_browser(&app, &daemon, "desk.mjs", &vars);
 
     // Every action was recorded with the desk user's address; the refused POSTs added nothing.
     let id = q["id"].as_i64().unwrap();
@@ -148,6 +162,96 @@ fn the_web_desk_in_a_browser_logs_in_by_mail_answers_and_refuses_what_is_forged(
     let unknown: i64 =
         app.sql("SELECT COUNT(*) FROM outbox WHERE kind = 'desk_login' AND rcpt <> 'coordinator@example.org'");
     assert_eq!(unknown, 0, "no mail to an address outside desk.users");
+    daemon.terminate();
+}
+
+/// The stories, newsletter, subscribers and privacy pages in a browser (`pages.mjs`), and
+/// the public pages checked with axe-core too. This side sets up what the pages act on:
+/// three subscribers (one whose server refuses mail), a story in a proof (made by the
+/// schedule, as `newsletter.rs` does), a story with consent and one without; afterwards
+/// it checks that every action was recorded with the desk user.
+#[test]
+fn the_desk_pages_approve_a_story_and_a_proof_remove_a_subscriber_and_export_and_erase_a_person() {
+    browser_dir();
+    let _g = fresh();
+    let app = desk_app();
+    app.ok(&["subscribers", "add", "alice@example.org", "--consent", "paper form"]);
+    app.ok(&["subscribers", "add", "bob@example.org", "--name", "Bob de Boer", "--consent", "paper form"]);
+    app.ok(&["subscribers", "add", "mallory@rejected.test", "--consent", "paper form"]);
+    let proof_title = "Proef van de maand";
+    let p = crate::newsletter::added_story(&app, proof_title, "Eerst de **proef**.");
+    app.ok(&["stories", "approve", &p.to_string()]);
+    crate::newsletter::poll_with_a_due_slot(&app, 0);
+    let proof: String = app.sql("SELECT status FROM issues WHERE id = 1");
+    assert_eq!(proof, "proof");
+    let ready_title = "Samen aan tafel";
+    let ready = crate::newsletter::added_story(&app, ready_title, "We zaten **samen** aan tafel.");
+    let no_consent = crate::newsletter::added_story(&app, "Een tolk bij het gesprek", "De tolk hielp.");
+    app.exec(&format!("UPDATE stories SET consent_at = NULL, consent_source = NULL WHERE id = {no_consent}"));
+    let mut daemon = app.spawn_ready();
+    app.wait_web();
+    assert!(set_password(&app, DESK_USER, PASSWORD).status.success());
+
+    let vars = [
+        ("STORY_READY", ready.to_string()),
+        ("STORY_NO_CONSENT", no_consent.to_string()),
+        ("PROOF_TITLE", proof_title.to_string()),
+        ("READY_TITLE", ready_title.to_string()),
+        ("FAILING_RECIPIENT", "mallory@rejected.test".to_string()),
+    ];
+    run_browser(&app, &daemon, "pages.mjs", &vars);
+
+    // Stories: approved and rejected by the desk user; the consent says how and by whom.
+    let decided = |id: i64, col: &str| -> String { app.sql(&format!("SELECT {col} FROM stories WHERE id = {id}")) };
+    assert_eq!(decided(ready, "status"), "approved");
+    assert_eq!(decided(ready, "approved_by"), DESK_USER);
+    assert_eq!(decided(no_consent, "approved_by"), DESK_USER);
+    let consent = decided(no_consent, "consent_source");
+    assert_eq!(consent, format!("coordinator: Aan de telefoon, 3 januari (desk: {DESK_USER})"));
+    let added: (String, String, String) = {
+        let c = rusqlite::Connection::open(&app.db).unwrap();
+        c.query_row(
+            "SELECT source, status, rejected_by FROM stories WHERE title = 'Een nieuw verhaal van de balie'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(added, (format!("desk: {DESK_USER}"), "rejected".into(), DESK_USER.into()));
+    let body: String = app.sql("SELECT body_md FROM stories WHERE title = 'Een nieuw verhaal van de balie'");
+    assert!(body.starts_with("Ouders weten **veel**."), "kept as Markdown: {body}");
+
+    // The proof: approved by the desk user, sent, and sent again to the one it missed.
+    let (approved_by, note): (String, String) = {
+        let c = rusqlite::Connection::open(&app.db).unwrap();
+        c.query_row("SELECT approved_by, note FROM issues WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+    };
+    assert_eq!(approved_by, format!("desk: {DESK_USER}"));
+    assert_eq!(note, format!("resend to those it missed, by desk: {DESK_USER}"));
+    assert_eq!(wait_subject("alice", proof_title, 1, T).len(), 1, "the approved proof reaches a subscriber");
+
+    // Subscribers: Bob removed, then erased; Dirk active with the consent as typed;
+    // Carla pending with a confirmation mail (which pages.mjs confirmed).
+    let erased: i64 =
+        app.sql("SELECT COUNT(*) FROM subscribers WHERE email = 'bob@example.org' OR name IS 'Bob de Boer'");
+    assert_eq!(erased, 0, "Bob is erased");
+    let suppressed: i64 = app.sql("SELECT COUNT(*) FROM suppressed");
+    assert_eq!(suppressed, 1, "only a hash of Bob's address is kept");
+    let dirk: (String, String, String) = {
+        let c = rusqlite::Connection::open(&app.db).unwrap();
+        c.query_row(
+            "SELECT status, source, consent_source FROM subscribers WHERE email = 'dirk@elders.example'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let desk = format!("desk: {DESK_USER}");
+    assert_eq!(dirk, ("active".into(), desk.clone(), format!("{desk}: formulier op de bijeenkomst")));
+    let carla: String = app.sql("SELECT source FROM subscribers WHERE email = 'carla@elders.example'");
+    assert_eq!(carla, desk);
+    assert_eq!(crate::newsletter::status_of(&app, "carla@elders.example"), "active", "confirmed by the link");
+    assert_eq!(crate::newsletter::status_of(&app, "alice@example.org"), "unsubscribed", "by the unsubscribe page");
     daemon.terminate();
 }
 

@@ -17,7 +17,9 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{DeskAction, DeskPage, age, category_label, local_time, see_other, status_label, text};
+use super::{
+    DeskAction, DeskPage, FormState, Opt, age, category_label, local_time, options, see_other, status_label, text,
+};
 use crate::domain::Category;
 use crate::domain::ids::{ConversationId, MessageRowId};
 use crate::domain::state::{ConversationStatus, DeskEventKind, OutboxKind};
@@ -39,18 +41,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/desk/gesprekken/{id}/heropen", post(reopen))
         .route("/desk/gesprekken/{id}/verplaats", post(move_to))
         .route("/desk/gesprekken/{id}/samenvoegen", post(merge))
-}
-
-/// A choice in a `<select>`.
-#[derive(Serialize)]
-struct Opt {
-    value: String,
-    label: String,
-    selected: bool,
-}
-
-fn options<'a>(items: impl Iterator<Item = (&'a str, String)>, current: &str) -> Vec<Opt> {
-    items.map(|(value, label)| Opt { selected: value == current, value: value.to_string(), label }).collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -158,12 +148,6 @@ struct Item {
     detail: String,
     /// New since the page was opened (a conflict).
     new: bool,
-}
-
-#[derive(Serialize, Default)]
-struct FormState {
-    value: String,
-    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -380,8 +364,7 @@ fn parse_id(s: &str) -> Option<ConversationId> {
 }
 
 fn not_found(st: &AppState, page: &DeskPage) -> Response {
-    let link = super::Link { href: "/desk/gesprekken".into(), label: page.text(st, "nav_conversations") };
-    page.message(st, StatusCode::NOT_FOUND, "not_found_title", "not_found_text", Some(link))
+    page.not_found(st, "not_found_text", "/desk/gesprekken", "nav_conversations")
 }
 
 /// Shows conversation `id` (status `status`), with `shown` from an action's form.
@@ -395,21 +378,13 @@ async fn show(st: &AppState, page: &DeskPage, id: &str, status: StatusCode, show
     }
 }
 
-#[derive(Deserialize, Default)]
-struct ViewQuery {
-    #[serde(default)]
-    gedaan: String,
-}
-
 async fn view(
     State(st): State<AppState>,
     page: DeskPage,
     Path(id): Path<String>,
-    Query(q): Query<ViewQuery>,
+    Query(q): Query<super::Gedaan>,
 ) -> Response {
-    let gedaan = q.gedaan;
-    let flash = (!gedaan.is_empty() && gedaan.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-        .then(|| page.text(&st, &format!("flash.{gedaan}")));
+    let flash = page.flash(&st, &q.gedaan);
     show(&st, &page, &id, StatusCode::OK, Shown { flash, ..Default::default() }).await
 }
 

@@ -5,6 +5,11 @@
 //!   password), sessions, logout, the rate limit;
 //! - [`overview`]: what waits, the oldest question, the next newsletter;
 //! - [`conversations`]: the list (filters, search) and one conversation with its actions;
+//! - [`stories`]: stories by state, one story (approve, reject), a new one with a preview;
+//! - [`news`]: the next issue as it will look, a proof approved or cancelled, the
+//!   per-recipient status of an issue and sending it again to those it missed;
+//! - [`subscribers`]: search, one subscriber with the consent record, add, remove, CSV;
+//! - [`person`]: everything stored about one person, as a download, or erased;
 //! - [`info`]: the accessibility statement and the language switch.
 //!
 //! # Adding a page
@@ -21,8 +26,14 @@
 //! 4. A POST handler takes a [`DeskAction<T>`] with `T` the form's fields (serde): the
 //!    session and the CSRF token are checked before the handler runs (a form that may be
 //!    posted before logging in takes a [`DeskPost<T>`]). It ends with a redirect
-//!    ([`see_other`], "post/redirect/get") or renders the page again with the errors,
-//!    each tied to its field (`{{> desk/field ... error=...}}`).
+//!    ([`see_other`], "post/redirect/get"; a word on what was done goes along as
+//!    `?gedaan=KEY`, shown by `{{> desk/flash}}` from [`DeskPage::flash`] and the text
+//!    `flash.KEY`) or renders the page again with the errors, each tied to its field
+//!    (`{{> desk/field ... error=...}}`) and listed at the top by `{{> desk/errors}}`
+//!    (an [`ErrorLink`] per field).
+//! 6. An action that the CLI also does calls the same function in `crate::newsletter` (or
+//!    `crate::inbox::desk`) with the desk user as the actor ([`DeskPage::email`], or
+//!    [`DeskPage::source`] where the CLI writes `cli: ...`): the rules live there, once.
 //! 5. Reading or writing the store goes through `st.db.run(...)` (off the runtime); a
 //!    failure shows the "unavailable" page ([`failed`]).
 
@@ -46,7 +57,11 @@ use crate::store::desk_web::DeskSession;
 pub mod auth;
 pub mod conversations;
 pub mod info;
+pub mod news;
 pub mod overview;
+pub mod person;
+pub mod stories;
+pub mod subscribers;
 
 pub use auth::set_password;
 
@@ -60,7 +75,20 @@ const LANG_COOKIE: &str = "desk_taal";
 const MAX_FORM: usize = 256 * 1024;
 
 /// The menu: (path, text key). A new page adds its line here.
-pub const NAV: &[(&str, &str)] = &[("/desk", "nav_overview"), ("/desk/gesprekken", "nav_conversations")];
+pub const NAV: &[(&str, &str)] = &[
+    ("/desk", "nav_overview"),
+    ("/desk/gesprekken", "nav_conversations"),
+    ("/desk/verhalen", "nav_stories"),
+    ("/desk/nieuwsbrief", "nav_newsletter"),
+    ("/desk/abonnees", "nav_subscribers"),
+    ("/desk/persoon", "nav_person"),
+];
+
+/// Whether the menu item `href` is where `path` is: the page itself or one below it
+/// (the overview, `/desk`, only itself).
+fn is_current(path: &str, href: &str) -> bool {
+    path == href || (href != "/desk" && path.strip_prefix(href).is_some_and(|rest| rest.starts_with('/')))
+}
 
 /// Whether a request path belongs to the desk (its own security headers).
 pub fn is_desk_path(path: &str) -> bool {
@@ -73,6 +101,10 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(overview::routes())
         .merge(conversations::routes())
+        .merge(stories::routes())
+        .merge(news::routes())
+        .merge(subscribers::routes())
+        .merge(person::routes())
         .merge(info::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
@@ -107,8 +139,21 @@ pub struct Visit {
 pub struct DeskPage(pub Visit);
 
 impl DeskPage {
+    /// The desk user's address: the actor of what they do.
     pub fn email(&self) -> &str {
         &self.0.user.as_ref().expect("a DeskPage is logged in").email
+    }
+
+    /// Where the CLI records `cli: ...` (a subscriber's source, an issue's approval):
+    /// `desk: ADDRESS`.
+    pub fn source(&self) -> String {
+        format!("{}{}", crate::newsletter::subscribers::DESK_SOURCE, self.email())
+    }
+
+    /// The word on what was just done (`?gedaan=KEY`, the text `flash.KEY`).
+    pub fn flash(&self, st: &AppState, gedaan: &str) -> Option<String> {
+        (!gedaan.is_empty() && gedaan.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .then(|| self.text(st, &format!("flash.{gedaan}")))
     }
 }
 
@@ -153,6 +198,68 @@ struct NavItem<'a> {
     href: &'static str,
     label: &'a str,
     current: bool,
+}
+
+/// The query of a page an action leads back to: what was done (see [`DeskPage::flash`]).
+#[derive(serde::Deserialize, Default)]
+pub struct Gedaan {
+    #[serde(default)]
+    pub gedaan: String,
+}
+
+/// A choice in a `<select>`.
+#[derive(Serialize)]
+pub struct Opt {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// The choices of a `<select>`, `current` selected.
+pub fn options<'a>(items: impl Iterator<Item = (&'a str, String)>, current: &str) -> Vec<Opt> {
+    items.map(|(value, label)| Opt { selected: value == current, value: value.to_string(), label }).collect()
+}
+
+/// A form field as the page shows it again: what was typed and what is wrong with it.
+#[derive(Serialize, Default, Clone)]
+pub struct FormState {
+    pub value: String,
+    pub error: Option<String>,
+}
+
+impl FormState {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self { value: value.into(), error: None }
+    }
+}
+
+/// An error at the top of a page, linking to its field (`{{> desk/errors}}`).
+#[derive(Serialize, Clone)]
+pub struct ErrorLink {
+    /// The field's id (`#id`); empty for an error that is not about one field.
+    pub field: String,
+    pub text: String,
+}
+
+/// The errors of the fields `(id, state)` that have one, in the order given.
+pub fn field_errors(fields: &[(&str, &FormState)]) -> Vec<ErrorLink> {
+    fields
+        .iter()
+        .filter_map(|(id, f)| f.error.as_ref().map(|e| ErrorLink { field: (*id).to_string(), text: e.clone() }))
+        .collect()
+}
+
+/// A file to download (`Content-Disposition: attachment`), never cached.
+pub fn download(content_type: &'static str, filename: &str, body: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    let mut res = (StatusCode::OK, body).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    res
 }
 
 /// A page's data, or a form's fields, with nothing of its own.
@@ -220,7 +327,7 @@ impl Visit {
             .map(|(href, key)| NavItem {
                 href,
                 label: t.get(*key).and_then(|v| v.as_str()).unwrap_or(key),
-                current: self.here.split('?').next() == Some(*href),
+                current: is_current(self.here.split('?').next().unwrap_or(""), href),
             })
             .collect();
         let frame = Frame {
@@ -251,6 +358,13 @@ impl Visit {
     pub fn message(&self, st: &AppState, status: StatusCode, title: &str, text: &str, link: Option<Link>) -> Response {
         let data = Message { title: self.text(st, title), text: self.text(st, text), link };
         self.render(st, status, "message", data)
+    }
+
+    /// The "not found" page (404): the text `text` says what is missing; the link goes
+    /// back to `back`, named by the text `label`.
+    pub fn not_found(&self, st: &AppState, text: &str, back: &str, label: &str) -> Response {
+        let link = Link { href: back.to_string(), label: self.text(st, label) };
+        self.message(st, StatusCode::NOT_FOUND, "not_found_title", text, Some(link))
     }
 
     /// Refuses a request (403) with a page that says why (`<why>_title`, `<why>_text`)
@@ -499,6 +613,15 @@ mod tests {
             assert_eq!(safe_return(bad), "/desk", "{bad}");
         }
         assert_eq!(url_encode("/desk/a b?x=1&y"), "/desk/a%20b%3Fx%3D1%26y");
+    }
+
+    #[test]
+    fn the_menu_marks_the_page_and_the_pages_below_it() {
+        assert!(is_current("/desk", "/desk"));
+        assert!(!is_current("/desk/verhalen", "/desk"));
+        assert!(is_current("/desk/verhalen", "/desk/verhalen"));
+        assert!(is_current("/desk/verhalen/3", "/desk/verhalen"));
+        assert!(!is_current("/desk/verhalenx", "/desk/verhalen"));
     }
 
     #[test]
