@@ -33,8 +33,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/desk/verhalen/{id}/afwijzen", post(reject))
 }
 
+/// Which stories belong to a group of the list.
+type Belongs = fn(&Story) -> bool;
+
 /// The groups of the list: (key, which stories, newest first).
-const GROUPS: &[(&str, fn(&Story) -> bool, bool)] = &[
+const GROUPS: &[(&str, Belongs, bool)] = &[
     ("beslissen", |s| s.status == StoryStatus::Submitted && s.consent_at.is_some(), false),
     ("toestemming", |s| s.status == StoryStatus::Submitted && s.consent_at.is_none(), false),
     ("goedgekeurd", |s| s.status == StoryStatus::Approved, false),
