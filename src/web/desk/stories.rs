@@ -207,7 +207,7 @@ fn view_data(st: &AppState, page: &DeskPage, s: &Story, consent: FormState, flas
 }
 
 fn parse_id(s: &str) -> Option<StoryId> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).map(StoryId)
+    super::row_id(s).map(StoryId)
 }
 
 fn not_found(st: &AppState, page: &DeskPage) -> Response {
