@@ -208,26 +208,16 @@ fn the_desk_pages_approve_a_story_and_a_proof_remove_a_subscriber_and_export_and
     assert_eq!(decided(no_consent, "approved_by"), DESK_USER);
     let consent = decided(no_consent, "consent_source");
     assert_eq!(consent, format!("coordinator: Aan de telefoon, 3 januari (desk: {DESK_USER})"));
-    let added: (String, String, String) = {
-        let c = rusqlite::Connection::open(&app.db).unwrap();
-        c.query_row(
-            "SELECT source, status, rejected_by FROM stories WHERE title = 'Een nieuw verhaal van de balie'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap()
-    };
-    assert_eq!(added, (format!("desk: {DESK_USER}"), "rejected".into(), DESK_USER.into()));
+    let added: String = app.sql(
+        "SELECT source || ' | ' || status || ' | ' || rejected_by FROM stories WHERE title = 'Een nieuw verhaal van de balie'",
+    );
+    assert_eq!(added, format!("desk: {DESK_USER} | rejected | {DESK_USER}"));
     let body: String = app.sql("SELECT body_md FROM stories WHERE title = 'Een nieuw verhaal van de balie'");
     assert!(body.starts_with("Ouders weten **veel**."), "kept as Markdown: {body}");
 
     // The proof: approved by the desk user, sent, and sent again to the one it missed.
-    let (approved_by, note): (String, String) = {
-        let c = rusqlite::Connection::open(&app.db).unwrap();
-        c.query_row("SELECT approved_by, note FROM issues WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
-    };
-    assert_eq!(approved_by, format!("desk: {DESK_USER}"));
-    assert_eq!(note, format!("resend to those it missed, by desk: {DESK_USER}"));
+    let issue: String = app.sql("SELECT approved_by || ' | ' || note FROM issues WHERE id = 1");
+    assert_eq!(issue, format!("desk: {DESK_USER} | resend to those it missed, by desk: {DESK_USER}"));
     assert_eq!(wait_subject("alice", proof_title, 1, T).len(), 1, "the approved proof reaches a subscriber");
 
     // Subscribers: Bob removed, then erased; Dirk active with the consent as typed;
@@ -237,17 +227,11 @@ fn the_desk_pages_approve_a_story_and_a_proof_remove_a_subscriber_and_export_and
     assert_eq!(erased, 0, "Bob is erased");
     let suppressed: i64 = app.sql("SELECT COUNT(*) FROM suppressed");
     assert_eq!(suppressed, 1, "only a hash of Bob's address is kept");
-    let dirk: (String, String, String) = {
-        let c = rusqlite::Connection::open(&app.db).unwrap();
-        c.query_row(
-            "SELECT status, source, consent_source FROM subscribers WHERE email = 'dirk@elders.example'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap()
-    };
+    let dirk: String = app.sql(
+        "SELECT status || ' | ' || source || ' | ' || consent_source FROM subscribers WHERE email = 'dirk@elders.example'",
+    );
     let desk = format!("desk: {DESK_USER}");
-    assert_eq!(dirk, ("active".into(), desk.clone(), format!("{desk}: formulier op de bijeenkomst")));
+    assert_eq!(dirk, format!("active | {desk} | {desk}: formulier op de bijeenkomst"));
     let carla: String = app.sql("SELECT source FROM subscribers WHERE email = 'carla@elders.example'");
     assert_eq!(carla, desk);
     assert_eq!(crate::newsletter::status_of(&app, "carla@elders.example"), "active", "confirmed by the link");

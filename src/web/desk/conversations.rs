@@ -360,7 +360,7 @@ async fn load(st: &AppState, id: ConversationId) -> anyhow::Result<Loaded> {
 }
 
 fn parse_id(s: &str) -> Option<ConversationId> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).map(ConversationId)
+    super::row_id(s).map(ConversationId)
 }
 
 fn not_found(st: &AppState, page: &DeskPage) -> Response {

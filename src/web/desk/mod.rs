@@ -577,6 +577,26 @@ pub fn local_time(st: &AppState, t: DateTime<Utc>) -> String {
     t.with_timezone(&tz).format("%d-%m-%Y %H:%M").to_string()
 }
 
+/// A row id from a path: a positive number.
+pub fn row_id(s: &str) -> Option<i64> {
+    s.parse::<i64>().ok().filter(|n| *n > 0)
+}
+
+/// When the schedule makes the next newsletter, in words (or that there is no schedule).
+pub fn next_slot_text(st: &AppState, t: &serde_json::Value) -> String {
+    use crate::newsletter::schedule::{next_slot, parse_cron};
+    let n = &st.ctx.settings.newsletter;
+    let slot = parse_cron(&n.schedule)
+        .ok()
+        .filter(|_| !n.schedule.trim().is_empty())
+        .zip(n.timezone().ok())
+        .and_then(|(cron, tz)| next_slot(&cron, tz, st.ctx.clock.now()));
+    match slot {
+        Some(s) => text(t, "news_next_slot").replace("{}", &local_time(st, s)),
+        None => text(t, "news_no_schedule"),
+    }
+}
+
 /// How long since `since`, in words ("3 dagen", "5 uur", "12 minuten").
 pub fn age(t: &serde_json::Value, since: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let d = now - since;

@@ -25,7 +25,6 @@ use crate::domain::Language;
 use crate::domain::ids::IssueId;
 use crate::domain::state::{DeliveryStatus, IssueStatus};
 use crate::newsletter::render::IssueContent;
-use crate::newsletter::schedule::{next_slot, parse_cron};
 use crate::store::deliveries::DeliveryLine;
 use crate::store::issues::Issue;
 use crate::web::AppState;
@@ -200,17 +199,7 @@ async fn overview(State(st): State<AppState>, page: DeskPage, Query(q): Query<Pa
         Ok(x) => x,
         Err(e) => return super::failed(&page, &st, e),
     };
-    let n = &st.ctx.settings.newsletter;
-    let now = st.ctx.clock.now();
-    let slot = parse_cron(&n.schedule)
-        .ok()
-        .filter(|_| !n.schedule.trim().is_empty())
-        .zip(n.timezone().ok())
-        .and_then(|(cron, tz)| next_slot(&cron, tz, now));
-    let next_slot_text = match slot {
-        Some(s) => text(t, "news_next_slot").replace("{}", &local_time(&st, s)),
-        None => text(t, "news_no_schedule"),
-    };
+    let next_slot_text = super::next_slot_text(&st, t);
     let issues = read.issues.iter().map(|(i, c)| issue_row(&st, t, i, c)).collect();
     let data = OverviewData { flash: page.flash(&st, &q.gedaan), proof, next, next_slot_text, issues };
     page.render(&st, StatusCode::OK, "newsletter", data)
@@ -257,7 +246,7 @@ struct IssueRead {
 }
 
 fn parse_id(s: &str) -> Option<IssueId> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).map(IssueId)
+    super::row_id(s).map(IssueId)
 }
 
 async fn read_issue(st: &AppState, id: IssueId) -> anyhow::Result<Option<IssueRead>> {
@@ -362,8 +351,12 @@ async fn view(
     show(&st, &page, &id, &q, StatusCode::OK, None).await
 }
 
-/// The preview's HTML with its own policy (see the module documentation).
-fn framed(html: String) -> Response {
+/// The preview of `content` with its own policy (see the module documentation).
+fn framed(st: &AppState, page: &DeskPage, content: &IssueContent, lang: Language) -> Response {
+    let html = match render(st, content, lang) {
+        Ok((html, _)) => html,
+        Err(e) => return super::failed(page, st, e),
+    };
     let mut res = (StatusCode::OK, super::super::html_headers(), html).into_response();
     res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PREVIEW_CSP));
     res
@@ -372,10 +365,7 @@ fn framed(html: String) -> Response {
 async fn next_preview(State(st): State<AppState>, page: DeskPage, Query(q): Query<PageQuery>) -> Response {
     let ctx = st.ctx.clone();
     match st.db.run(move |db| ctx.next_content(db.store(), ctx.clock.now())).await {
-        Ok(Some(c)) => match render(&st, &c, q.language()) {
-            Ok((html, _)) => framed(html),
-            Err(e) => super::failed(&page, &st, e),
-        },
+        Ok(Some(c)) => framed(&st, &page, &c, q.language()),
         Ok(None) => page.not_found(&st, "news_no_stories", "/desk/nieuwsbrief", "nav_newsletter"),
         Err(e) => super::failed(&page, &st, e),
     }
@@ -389,10 +379,7 @@ async fn issue_preview(
 ) -> Response {
     let Some(id) = parse_id(&id) else { return not_found(&st, &page) };
     match read_issue(&st, id).await {
-        Ok(Some(IssueRead { content: Some(c), .. })) => match render(&st, &c, q.language()) {
-            Ok((html, _)) => framed(html),
-            Err(e) => super::failed(&page, &st, e),
-        },
+        Ok(Some(IssueRead { content: Some(c), .. })) => framed(&st, &page, &c, q.language()),
         Ok(_) => not_found(&st, &page),
         Err(e) => super::failed(&page, &st, e),
     }

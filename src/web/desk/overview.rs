@@ -11,7 +11,6 @@ use serde::Serialize;
 use super::{DeskPage, age, category_label, local_time, text, url_encode};
 use crate::domain::Category;
 use crate::domain::state::{ConversationStatus, IssueStatus};
-use crate::newsletter::schedule::{next_slot, parse_cron};
 use crate::store::desk::ConversationSummary;
 use crate::store::issues::Issue;
 use crate::web::AppState;
@@ -116,16 +115,7 @@ async fn overview(State(st): State<AppState>, page: DeskPage) -> Response {
             since: local_time(&st, since),
         }
     });
-    let n = &st.ctx.settings.newsletter;
-    let next_slot = parse_cron(&n.schedule)
-        .ok()
-        .filter(|_| !n.schedule.trim().is_empty())
-        .zip(n.timezone().ok())
-        .and_then(|(cron, tz)| next_slot(&cron, tz, now));
-    let next_slot_text = match next_slot {
-        Some(s) => text(t, "news_next_slot").replace("{}", &local_time(&st, s)),
-        None => text(t, "news_no_schedule"),
-    };
+    let next_slot_text = super::next_slot_text(&st, t);
     let issues = read
         .issues
         .iter()

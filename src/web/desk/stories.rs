@@ -33,8 +33,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/desk/verhalen/{id}/afwijzen", post(reject))
 }
 
+/// Which stories belong to a group of the list.
+type Belongs = fn(&Story) -> bool;
+
 /// The groups of the list: (key, which stories, newest first).
-const GROUPS: &[(&str, fn(&Story) -> bool, bool)] = &[
+const GROUPS: &[(&str, Belongs, bool)] = &[
     ("beslissen", |s| s.status == StoryStatus::Submitted && s.consent_at.is_some(), false),
     ("toestemming", |s| s.status == StoryStatus::Submitted && s.consent_at.is_none(), false),
     ("goedgekeurd", |s| s.status == StoryStatus::Approved, false),
@@ -204,7 +207,7 @@ fn view_data(st: &AppState, page: &DeskPage, s: &Story, consent: FormState, flas
 }
 
 fn parse_id(s: &str) -> Option<StoryId> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).map(StoryId)
+    super::row_id(s).map(StoryId)
 }
 
 fn not_found(st: &AppState, page: &DeskPage) -> Response {

@@ -235,7 +235,7 @@ struct ViewData {
 }
 
 fn parse_id(s: &str) -> Option<SubscriberId> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).map(SubscriberId)
+    super::row_id(s).map(SubscriberId)
 }
 
 /// How a source reads: the desk user, the CLI, a mail, a link, an import.
