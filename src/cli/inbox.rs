@@ -99,6 +99,12 @@ pub(super) fn inbox(settings: &Settings, cmd: &InboxCommand) -> anyhow::Result<i
                 println!("Status:    {}", m.status);
                 println!("Folder:    {}{}", m.folder, if m.moved { "" } else { " (not moved yet)" });
                 println!("Reply:     {}", printable_line(&m.reply_note));
+                for (i, a) in m.attachments.iter().enumerate() {
+                    println!("{}{}", if i == 0 { "Attached:  " } else { "           " }, attachment_line(a));
+                }
+                if m.body_html.is_some() {
+                    println!("HTML:      yes (the text below is the mail's text; the desk shows the HTML sanitized)");
+                }
                 println!();
                 println!("{}", printable(m.body.as_deref().unwrap_or_default()));
                 if let Some(c) = &conversation {
@@ -223,6 +229,12 @@ fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     }
 }
 
+/// `name (12 kB, application/pdf)`, the name printable.
+fn attachment_line(a: &crate::domain::Attachment) -> String {
+    let name = if a.name.is_empty() { "(no name)".to_string() } else { printable_line(&a.name) };
+    format!("{name} ({}, {})", crate::domain::human_size(a.size, crate::domain::Language::English), a.content_type)
+}
+
 /// The conversation under a message: everything in order.
 fn print_conversation(c: &ConversationView) {
     let s = &c.summary;
@@ -256,6 +268,9 @@ fn print_conversation(c: &ConversationView) {
                 let own = crate::inbox::triage::own_words(m.body.as_deref().unwrap_or_default());
                 for l in own.lines().take(12) {
                     println!("    {}", printable_line(l));
+                }
+                for a in &m.attachments {
+                    println!("    [attached] {}", attachment_line(a));
                 }
             }
             Line::Sent(o) => {

@@ -12,7 +12,7 @@ pub use redact::{redact_addresses, redact_tokens};
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A syntactically valid e-mail address in one canonical form, so that two spellings of
 /// one address compare equal: the local part lower-cased and in Unicode NFC, the domain
@@ -222,6 +222,35 @@ impl Language {
     }
 }
 
+/// A file attached to a filed mail, as the desk lists it: the file itself stays in the
+/// mailbox, only its name, size and type are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The name the sender gave it (one clean line); empty when it has none.
+    pub name: String,
+    /// Its size in bytes, decoded.
+    pub size: u64,
+    /// `type/subtype`, lower case.
+    pub content_type: String,
+}
+
+/// A size as people read it in a file list: `"800 bytes"`, `"12 kB"`, `"1,4 MB"` (a
+/// decimal comma in Dutch, a point in English; 1 kB = 1,000 bytes as file managers show).
+pub fn human_size(bytes: u64, language: Language) -> String {
+    let (value, unit) = match bytes {
+        0..1_000 => return format!("{bytes} bytes"),
+        1_000..1_000_000 => (bytes as f64 / 1e3, "kB"),
+        1_000_000..1_000_000_000 => (bytes as f64 / 1e6, "MB"),
+        _ => (bytes as f64 / 1e9, "GB"),
+    };
+    let text = if value < 10.0 { format!("{value:.1}") } else { format!("{value:.0}") };
+    let text = text.strip_suffix(".0").unwrap_or(&text).to_string();
+    match language {
+        Language::Dutch => format!("{} {unit}", text.replace('.', ",")),
+        Language::English => format!("{text} {unit}"),
+    }
+}
+
 /// The short case reference our replies put in the subject, e.g. `[MAO-12]`.
 pub fn case_reference(conversation: ids::ConversationId) -> String {
     format!("[MAO-{conversation}]")
@@ -277,6 +306,18 @@ fn looks_like_link(w: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_as_a_file_manager_shows_them() {
+        assert_eq!(human_size(0, Language::Dutch), "0 bytes");
+        assert_eq!(human_size(999, Language::Dutch), "999 bytes");
+        assert_eq!(human_size(1_000, Language::Dutch), "1 kB");
+        assert_eq!(human_size(1_449, Language::Dutch), "1,4 kB");
+        assert_eq!(human_size(1_449, Language::English), "1.4 kB");
+        assert_eq!(human_size(123_456, Language::Dutch), "123 kB");
+        assert_eq!(human_size(4_560_000, Language::Dutch), "4,6 MB");
+        assert_eq!(human_size(25_000_000, Language::English), "25 MB");
+    }
+
     use super::*;
 
     #[test]

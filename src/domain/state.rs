@@ -67,6 +67,18 @@ pub struct IllegalTransition {
     pub to: &'static str,
 }
 
+/// An action that the present state of a thing does not allow, found before any state
+/// machine was asked (someone else acted first, say). The message is for the CLI and the
+/// log; the desk says it in words of its own, as for [`IllegalTransition`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotNow(pub String);
+
+/// Whether an error says that the thing's state does not allow the action (now).
+pub fn is_not_now(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<NotNow>() || c.is::<IllegalTransition>())
+}
+
 text_enum!(
     /// A filed message: `new` waits for a person, `done` needs nothing more.
     MessageStatus { New = "new", Done = "done" }

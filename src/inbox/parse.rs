@@ -1,15 +1,21 @@
 //! Turns raw RFC 5322 bytes into the few fields the pipeline needs (mail-parser).
 
 use chrono::{DateTime, Utc};
-use mail_parser::{HeaderValue, MessageParser};
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{EmailAddress, clean_text};
+use crate::domain::{Attachment, EmailAddress, clean_text};
 
 /// Text kept per message: enough for a person to read, bounded for the store.
 const MAX_BODY_CHARS: usize = 64 * 1024;
 /// Recipients kept per header: an answer keeps them, a mail to hundreds is no question.
 pub const MAX_RECIPIENTS: usize = 50;
+/// A mail's own HTML kept per message (the desk shows it sanitized); more is cut.
+pub const MAX_HTML_BYTES: usize = 256 * 1024;
+/// Attachments listed per message (names and sizes; the files stay in the mailbox).
+pub const MAX_ATTACHMENTS: usize = 50;
+/// The longest attachment name kept, in characters.
+const MAX_ATTACHMENT_NAME: usize = 200;
 /// More MIME parts than this is not a mail a person wrote; it goes to review.
 pub const MAX_PARTS: usize = 500;
 
@@ -30,6 +36,11 @@ pub struct ParsedMail {
     pub cc: Vec<EmailAddress>,
     pub subject: String,
     pub text: String,
+    /// The mail's own HTML body, as it came (at most [`MAX_HTML_BYTES`]); `None` when the
+    /// sender wrote only text. Never shown unsanitized.
+    pub html: Option<String>,
+    /// Its attachments (at most [`MAX_ATTACHMENTS`]).
+    pub attachments: Vec<Attachment>,
     pub date: Option<DateTime<Utc>>,
     /// Top-level headers: lower-case name and unfolded raw value.
     pub headers: Vec<(String, String)>,
@@ -146,10 +157,15 @@ fn parse_inner(raw: &[u8]) -> Option<ParsedMail> {
         None => ("text/plain".into(), None),
     };
     let mut text = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
-    if text.len() > MAX_BODY_CHARS {
-        let cut = (0..=MAX_BODY_CHARS).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-        text.truncate(cut);
-    }
+    truncate_at(&mut text, MAX_BODY_CHARS);
+    // mail-parser turns a text body into HTML when asked for HTML: only a real text/html
+    // part counts.
+    let html = msg.html_bodies().any(|p| p.is_text_html()).then(|| {
+        let mut html = (0..msg.html_body_count()).filter_map(|i| msg.body_html(i)).collect::<Vec<_>>().join("\n");
+        truncate_at(&mut html, MAX_HTML_BYTES);
+        html.replace('\0', "")
+    });
+    let attachments = msg.attachments().take(MAX_ATTACHMENTS).map(attachment).collect();
     Some(ParsedMail {
         message_id: msg.message_id().map(clean_text).filter(|m| !m.is_empty()),
         in_reply_to: id_list(msg.in_reply_to()),
@@ -162,12 +178,37 @@ fn parse_inner(raw: &[u8]) -> Option<ParsedMail> {
         cc,
         subject: msg.subject().map(clean_text).unwrap_or_default(),
         text: text.replace('\0', ""),
+        html,
+        attachments,
         date: msg.date().and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
         headers,
         content_type,
         report_type,
         parts: msg.parts.len(),
     })
+}
+
+/// Cuts a text to at most `max` bytes, at a character boundary.
+fn truncate_at(text: &mut String, max: usize) {
+    if text.len() > max {
+        let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+    }
+}
+
+/// What the desk lists of an attachment. A forwarded mail without a file name is named
+/// after its subject.
+fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
+    let content_type = match part.content_type() {
+        Some(ct) => format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase(),
+        None if matches!(part.body, PartType::Message(_)) => "message/rfc822".into(),
+        None => "application/octet-stream".into(),
+    };
+    let name = match part.attachment_name() {
+        Some(n) => clean_text(n),
+        None => part.message().and_then(|m| m.subject()).map(|s| format!("{}.eml", clean_text(s))).unwrap_or_default(),
+    };
+    Attachment { name: name.chars().take(MAX_ATTACHMENT_NAME).collect(), size: part.len() as u64, content_type }
 }
 
 fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
@@ -209,6 +250,42 @@ mod tests {
         let raw = "From: a@b.nl\nSubject: x\nContent-Type: text/html; charset=utf-8\n\n<html><body><p>Hallo <b>daar</b></p></body></html>\n";
         let m = parse(raw.as_bytes()).unwrap();
         assert!(m.text.contains("Hallo") && m.text.contains("daar") && !m.text.contains("<b>"), "{}", m.text);
+    }
+
+    #[test]
+    fn a_text_only_mail_has_no_html_and_no_attachments() {
+        let m = parse(b"From: a@b.nl\nSubject: x\n\nHallo\n").unwrap();
+        assert_eq!(m.html, None);
+        assert!(m.attachments.is_empty());
+    }
+
+    #[test]
+    fn html_and_attachments_are_kept_by_name_and_size() {
+        let raw = "From: a@b.nl\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"m\"\n\n\
+--m\nContent-Type: multipart/alternative; boundary=\"a\"\n\n\
+--a\nContent-Type: text/plain; charset=utf-8\n\nHallo daar\n\
+--a\nContent-Type: text/html; charset=utf-8\n\n<p>Hallo <b>daar</b></p><script>alert(1)</script>\n--a--\n\
+--m\nContent-Type: application/pdf; name=\"=?UTF-8?Q?verslag_m=C3=A4rz.pdf?=\"\nContent-Disposition: attachment; filename*=UTF-8''verslag%20m%C3%A4rz.pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n\
+--m\nContent-Type: message/rfc822\n\nFrom: c@d.nl\nSubject: Eerder bericht\n\nOud\n\
+--m--\n";
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.text.trim(), "Hallo daar");
+        let html = m.html.expect("the HTML part is kept");
+        assert!(html.contains("<b>daar</b>"), "{html}");
+        assert_eq!(m.attachments.len(), 2, "{:?}", m.attachments);
+        assert_eq!(m.attachments[0].name, "verslag märz.pdf");
+        assert_eq!(m.attachments[0].size, 9, "the decoded size");
+        assert_eq!(m.attachments[0].content_type, "application/pdf");
+        assert_eq!(m.attachments[1].name, "Eerder bericht.eml");
+        assert_eq!(m.attachments[1].content_type, "message/rfc822");
+    }
+
+    #[test]
+    fn an_attachment_name_cannot_break_a_line() {
+        let raw = "From: a@b.nl\nSubject: x\nContent-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: text/plain\n\nHoi\n--m\nContent-Type: text/plain; name=\"a=?UTF-8?Q?=0D=0Ab=E2=80=AE?=.txt\"\nContent-Disposition: attachment\n\nx\n--m--\n";
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.attachments.len(), 1, "{:?}", m.attachments);
+        assert!(!m.attachments[0].name.contains(['\r', '\n', '\u{202E}']), "{:?}", m.attachments[0].name);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::config::ProofDeadlineAction;
 use crate::domain::Language;
 use crate::domain::clean_text;
 use crate::domain::ids::IssueId;
-use crate::domain::state::{IssueStatus, OutboxKind};
+use crate::domain::state::{IssueStatus, NotNow, OutboxKind};
 use crate::outbox::compose;
 use crate::store::issues::Issue;
 use crate::store::stories::Story;
@@ -212,7 +212,7 @@ impl Ctx {
     pub fn approve(&self, st: Store<'_>, issue_id: IssueId, by: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
         let issue = st.issue(issue_id)?.with_context(|| format!("there is no issue {issue_id}"))?;
         if issue.status != IssueStatus::Proof {
-            anyhow::bail!("issue {issue_id} is {}, not waiting for approval", issue.status);
+            return Err(NotNow(format!("issue {issue_id} is {}, not waiting for approval", issue.status)).into());
         }
         st.approve_issue(issue_id, by, now)?;
         tracing::info!(issue = %issue_id, by, "proof approved");
@@ -236,7 +236,12 @@ impl Ctx {
         let note = match issue.status {
             IssueStatus::Sending => format!("cancelled by {by} while sending"),
             s if s.can_become(IssueStatus::Cancelled) => format!("cancelled by {by}"),
-            s => anyhow::bail!("issue {issue_id} is {s}; only a proof or an issue being sent can be cancelled"),
+            s => {
+                return Err(NotNow(format!(
+                    "issue {issue_id} is {s}; only a proof or an issue being sent can be cancelled"
+                ))
+                .into());
+            }
         };
         st.move_issue(issue_id, IssueStatus::Cancelled, &note, now)?;
         tracing::info!(issue = %issue_id, by, "newsletter cancelled");

@@ -252,6 +252,13 @@ mod tests {
                         reply_to: None,
                         subject: format!("Vraag {i} van {from_name}"),
                         body_text: body.clone(),
+                        // Others' mail names the person by address (a mention to rewrite).
+                        body_html: Some(format!("<p>{body}</p><p>Zie ook {who}</p>")),
+                        attachments: vec![crate::domain::Attachment {
+                            name: format!("brief van {from_name} aan {who}.pdf"),
+                            size: 1234,
+                            content_type: "application/pdf".into(),
+                        }],
                         category: Category::Question,
                         reason: "question: test".into(),
                         language: Language::Dutch,
@@ -324,6 +331,8 @@ mod tests {
             reply_to: None,
             subject: String::new(),
             body_text: String::new(),
+            body_html: None,
+            attachments: vec![],
             category: Category::Question,
             reason: "test".into(),
             language: Language::Dutch,
@@ -372,6 +381,10 @@ mod tests {
         // The others are still there.
         let others = db.store().person_rows(&EmailAddress::parse("other1@example.org").unwrap()).unwrap();
         assert_eq!(others.messages.len(), 1);
+        // Their mail keeps its HTML and attachment list, the address in them rewritten.
+        let m = db.store().filed_message(others.messages[0]).unwrap().unwrap();
+        assert_eq!(m.attachments[0].name, "brief van Other 1 aan [erased].pdf");
+        assert!(m.body_html.unwrap().contains("Zie ook [erased]"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::EmailAddress;
 use crate::domain::ids::StoryId;
-use crate::domain::state::StoryStatus;
+use crate::domain::state::{NotNow, StoryStatus};
 use crate::store::Store;
 use crate::store::stories::NewStory;
 
@@ -145,7 +145,7 @@ pub struct NoConsent(pub StoryId);
 pub fn approve(st: Store<'_>, id: StoryId, consent: Option<&str>, by: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     let s = st.story(id)?.with_context(|| format!("there is no story {id}"))?;
     if !matches!(s.status, StoryStatus::Submitted | StoryStatus::Rejected) {
-        bail!("story {id} is {} already", s.status);
+        return Err(NotNow(format!("story {id} is {} already", s.status)).into());
     }
     if let Some(how) = consent {
         st.record_story_consent(id, &format!("coordinator: {how}"), now)?;
@@ -164,7 +164,7 @@ pub fn approve(st: Store<'_>, id: StoryId, consent: Option<&str>, by: &str, now:
 pub fn reject(st: Store<'_>, id: StoryId, by: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     let s = st.story(id)?.with_context(|| format!("there is no story {id}"))?;
     if s.status == StoryStatus::Published {
-        bail!("story {id} was published already");
+        return Err(NotNow(format!("story {id} was published already")).into());
     }
     st.move_story(id, StoryStatus::Rejected, now)?;
     st.record_story_decision(id, by)

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
-use super::inbox::{BODY_AT, FILED_COLUMNS, FiledMessage, filed_from_row};
+use super::inbox::{BODY_COLUMNS, FILED_COLUMNS, FiledMessage, filed_with_body};
 use super::types::{Ts, time, time_opt};
 use crate::domain::Category;
 use crate::domain::ids::{ConversationId, MessageRowId, OutboxId};
@@ -192,15 +192,15 @@ impl Store<'_> {
         Ok(self.c.query_row("SELECT EXISTS(SELECT 1 FROM messages WHERE id = ?1)", [id], |r| r.get(0))?)
     }
 
-    /// A filed message with its text.
+    /// A filed message with its text and HTML.
     pub fn filed_message(&self, id: MessageRowId) -> anyhow::Result<Option<FiledMessage>> {
         Ok(self
             .c
-            .query_row(&format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1"), [id], |r| {
-                let mut m = filed_from_row(r)?;
-                m.body = Some(r.get(BODY_AT)?);
-                Ok(m)
-            })
+            .query_row(
+                &format!("SELECT {FILED_COLUMNS}, {BODY_COLUMNS} FROM messages WHERE id = ?1"),
+                [id],
+                filed_with_body,
+            )
             .optional()?)
     }
 
@@ -242,15 +242,9 @@ impl Store<'_> {
         let members = self.merged_members(id)?;
         let list = members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",");
         let mut st = self.c.prepare(&format!(
-            "SELECT {FILED_COLUMNS}, body_text FROM messages WHERE conversation_id IN ({list}) ORDER BY received_at, id"
+            "SELECT {FILED_COLUMNS}, {BODY_COLUMNS} FROM messages WHERE conversation_id IN ({list}) ORDER BY received_at, id"
         ))?;
-        let messages = st
-            .query_map([], |r| {
-                let mut m = filed_from_row(r)?;
-                m.body = Some(r.get(BODY_AT)?);
-                Ok(m)
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let messages = st.query_map([], filed_with_body)?.collect::<Result<Vec<_>, _>>()?;
         let mut st = self.c.prepare(&format!(
             "SELECT id, kind, status, rcpt, cc, message_id, created_at, sent_at, raw FROM outbox
              WHERE conversation_id IN ({list}) AND kind IN ('auto_reply', 'answer') ORDER BY created_at, id"

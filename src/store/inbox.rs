@@ -11,7 +11,7 @@ use super::{Db, Tx};
 use crate::domain::ids::{ContactId, ConversationId, MessageRowId};
 use crate::domain::state::{ConversationStatus, MessageStatus};
 use crate::domain::time::rfc3339;
-use crate::domain::{Category, Language};
+use crate::domain::{Attachment, Category, Language};
 
 /// A message to file, as the pipeline decided it.
 #[derive(Debug, Clone)]
@@ -27,6 +27,9 @@ pub struct NewMessage {
     pub reply_to: Option<String>,
     pub subject: String,
     pub body_text: String,
+    /// The mail's own HTML, unsanitized (see `inbox::parse::ParsedMail::html`).
+    pub body_html: Option<String>,
+    pub attachments: Vec<Attachment>,
     pub category: Category,
     pub reason: String,
     pub language: Language,
@@ -72,8 +75,13 @@ pub struct FiledMessage {
     /// The valid addresses it was sent to (To and Cc).
     pub to: Vec<String>,
     pub cc: Vec<String>,
+    /// Its attachments by name, size and type (the files stay in the mailbox).
+    pub attachments: Vec<Attachment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The mail's own HTML as it came, unsanitized: whoever shows it must sanitize it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_html: Option<String>,
 }
 
 /// A known conversation a message may join.
@@ -96,10 +104,20 @@ pub struct MessageFilter {
 
 pub(super) const FILED_COLUMNS: &str = "id, from_addr, from_name, reply_to, subject, category, reason, language, status, folder, \
      received_at, filed_at, moved_at IS NOT NULL, conversation_id, auto_replied, reply_note, message_id, in_reply_to, size, \
-     (SELECT c.status FROM conversations c WHERE c.id = messages.conversation_id), to_addrs, cc_addrs";
+     (SELECT c.status FROM conversations c WHERE c.id = messages.conversation_id), to_addrs, cc_addrs, attachments";
 
-/// The index of `body_text` when a query selects it right after [`FILED_COLUMNS`].
-pub(super) const BODY_AT: usize = 22;
+/// What [`filed_with_body`] reads: [`FILED_COLUMNS`], then the text and the HTML.
+pub(super) const BODY_COLUMNS: &str = "body_text, body_html";
+/// The index of `body_text` when a query selects [`BODY_COLUMNS`] right after [`FILED_COLUMNS`].
+const BODY_AT: usize = 23;
+
+/// A row of `SELECT {FILED_COLUMNS}, {BODY_COLUMNS}`.
+pub(super) fn filed_with_body(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
+    let mut m = filed_from_row(r)?;
+    m.body = Some(r.get(BODY_AT)?);
+    m.body_html = r.get(BODY_AT + 1)?;
+    Ok(m)
+}
 
 pub(super) fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
     let conversation_id: Option<ConversationId> = r.get(13)?;
@@ -127,7 +145,11 @@ pub(super) fn filed_from_row(r: &Row<'_>) -> rusqlite::Result<FiledMessage> {
         conversation_status: r.get(19)?,
         to: r.get::<_, String>(20)?.split_whitespace().map(str::to_string).collect(),
         cc: r.get::<_, String>(21)?.split_whitespace().map(str::to_string).collect(),
+        // A list that does not read (written by hand, say) shows as none rather than
+        // hiding the message.
+        attachments: serde_json::from_str(&r.get::<_, String>(22)?).unwrap_or_default(),
         body: None,
+        body_html: None,
     })
 }
 
@@ -221,8 +243,9 @@ impl Tx<'_> {
         self.tx.execute(
             "INSERT INTO messages(dedupe_key, message_id, in_reply_to, refs, from_addr, from_name, reply_to, subject, body_text,
                  category, reason, language, status, folder, reply_note, auto_replied, conversation_id, size, received_at,
-                 date_header, filed_at, uidvalidity, uid, content_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                 date_header, filed_at, uidvalidity, uid, content_hash, body_html, attachments)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
+                     ?25, ?26)",
             params![
                 m.dedupe_key,
                 m.message_id,
@@ -248,6 +271,8 @@ impl Tx<'_> {
                 m.uidvalidity,
                 m.uid,
                 m.content_hash,
+                m.body_html,
+                serde_json::to_string(&m.attachments)?,
             ],
         )?;
         Ok(MessageRowId(self.tx.last_insert_rowid()))
@@ -325,15 +350,9 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// A filed message with its text and HTML.
     pub fn get_message(&self, id: MessageRowId) -> anyhow::Result<Option<FiledMessage>> {
-        Ok(self
-            .conn
-            .query_row(&format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1"), [id], |r| {
-                let mut m = filed_from_row(r)?;
-                m.body = Some(r.get(BODY_AT)?);
-                Ok(m)
-            })
-            .optional()?)
+        self.store().filed_message(id)
     }
 
     /// Sets a message's status (the coordinator's `new` -> `done`).

@@ -62,6 +62,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_desk", include_str!("../../migrations/0007_desk.sql")),
     ("0008_desk_web", include_str!("../../migrations/0008_desk_web.sql")),
     ("0009_desk_pages", include_str!("../../migrations/0009_desk_pages.sql")),
+    ("0010_mail_parts", include_str!("../../migrations/0010_mail_parts.sql")),
 ];
 
 /// A connection to the store. Each thread opens its own.

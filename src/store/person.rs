@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
-use super::inbox::{BODY_AT, FILED_COLUMNS, FiledMessage, filed_from_row};
+use super::inbox::FiledMessage;
 use super::stories::{Ambassador, Story};
 use super::subscribers::Subscriber;
 use super::types::{Ts, time, time_opt};
@@ -154,10 +154,12 @@ pub enum Place {
     MessageCc,
     DeskEventBody,
     DeskEventDetail,
+    MessageHtml,
+    MessageAttachments,
 }
 
 impl Place {
-    pub const ALL: [Place; 23] = [
+    pub const ALL: [Place; 25] = [
         Place::MessageSubject,
         Place::MessageBody,
         Place::MessageFromName,
@@ -181,6 +183,8 @@ impl Place {
         Place::MessageCc,
         Place::DeskEventBody,
         Place::DeskEventDetail,
+        Place::MessageHtml,
+        Place::MessageAttachments,
     ];
 
     /// `(table, key column, text column)`.
@@ -209,6 +213,8 @@ impl Place {
             Place::MessageCc => ("messages", "id", "cc_addrs"),
             Place::DeskEventBody => ("desk_events", "id", "body"),
             Place::DeskEventDetail => ("desk_events", "id", "detail"),
+            Place::MessageHtml => ("messages", "id", "body_html"),
+            Place::MessageAttachments => ("messages", "id", "attachments"),
         }
     }
 }
@@ -366,12 +372,7 @@ impl Store<'_> {
         };
         let mut messages = Vec::new();
         for id in &p.messages {
-            let q = format!("SELECT {FILED_COLUMNS}, body_text FROM messages WHERE id = ?1");
-            messages.push(self.c.query_row(&q, [id], |r| {
-                let mut m = filed_from_row(r)?;
-                m.body = Some(r.get(BODY_AT)?);
-                Ok(m)
-            })?);
+            messages.extend(self.filed_message(*id)?);
         }
         let mut conversations = Vec::new();
         for id in &p.conversations {
@@ -456,7 +457,7 @@ impl Store<'_> {
         for id in ids {
             self.c.execute(
                 "UPDATE messages SET from_addr = NULL, from_name = NULL, reply_to = NULL, subject = '', body_text = '',
-                        reason = 'erased on request', reply_note = 'erased on request' WHERE id = ?1",
+                        body_html = NULL, attachments = '[]', reason = 'erased on request', reply_note = 'erased on request' WHERE id = ?1",
                 [id],
             )?;
         }

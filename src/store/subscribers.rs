@@ -271,9 +271,11 @@ impl Store<'_> {
     /// Removes the text of filed mail and the bytes of sent mail older than `before`.
     /// Returns `(messages, sent mails)` cleared.
     pub fn purge_mail_text(&self, before: DateTime<Utc>) -> anyhow::Result<(usize, usize)> {
-        let messages = self
-            .c
-            .execute("UPDATE messages SET body_text = '' WHERE received_at < ?1 AND body_text != ''", [Ts(before)])?;
+        let messages = self.c.execute(
+            "UPDATE messages SET body_text = '', body_html = NULL
+                 WHERE received_at < ?1 AND (body_text != '' OR body_html IS NOT NULL)",
+            [Ts(before)],
+        )?;
         let sent = self.c.execute(
             "UPDATE outbox SET raw = x'' WHERE status IN ('sent', 'failed') AND created_at < ?1 AND length(raw) > 0",
             [Ts(before)],

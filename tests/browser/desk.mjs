@@ -6,8 +6,10 @@
 //   DESK_PASSWORD   that user's desk password (set with `outreach desk set-password`)
 //   IMAP_PORT       the mail stack's plain IMAP port; MAIL_PASSWORD its accounts' password
 //   CLOCK_FILE      the daemon's test clock (OUTREACH_CLOCK_FILE): moved to expire a link
-//   SCREENSHOT_DIR  where the screenshots go (every page at 1280 and 360 px)
+//   SCREENSHOT_DIR  where the screenshots go (every page at 1280, 360 and 320 px and 200 % zoom)
 //   CONV_QUESTION, CONV_OTHER, CONV_THIRD  conversation ids (MAO-n) made by the Rust side
+//   CONV_HTML       a question written in HTML (script, tracking image, handlers) with a
+//                   PDF and a photo attached
 // Prints one line per check and a closing "N passed, N failed" line; exits 1 on failure.
 
 import fs from 'node:fs';
@@ -20,6 +22,7 @@ const USER = env('DESK_USER');
 const Q = env('CONV_QUESTION');
 const OTHER = env('CONV_OTHER');
 const THIRD = env('CONV_THIRD');
+const HTML = env('CONV_HTML');
 
 // Waits for a login mail beyond the first `seen` ones; returns its link.
 const loginLink = (seen) => waitLink(USER, /https?:\/\/\S+\/desk\/login\/[A-Za-z0-9_-]{20,}/, seen);
@@ -127,6 +130,38 @@ await run(async (browser) => {
   check(mailHtml.includes('&lt;b&gt;') && !(await page.$('.item-message .mailtext b')), 'mail text is shown escaped: its HTML is not rendered');
   check((await page.$$('.item-auto_reply')).length === 1, 'our auto-reply shows in the conversation');
   await capture(page, 'conversation');
+
+  // A mail written in HTML, with attachments: listed by name and size; its layout shown
+  // sanitized, nothing in it run or loaded.
+  const outside = [];
+  const watch = (r) => { if (!r.url().startsWith(BASE)) outside.push(r.url()); };
+  page.on('request', watch);
+  await page.goto(`${BASE}/desk/gesprekken/${HTML}`);
+  const files = await page.$$eval('.item-message .attachments li', (l) => l.map((x) => x.textContent.trim()));
+  check(JSON.stringify(files) === JSON.stringify(['verslag ouderavond.pdf (2,4 kB, PDF)', 'foto.jpg (640 bytes, afbeelding)']),
+    `attachments are listed by name, size and kind (${files.join(' | ')})`);
+  check(!(await page.$eval('details.mail-layout', (d) => d.open)), 'the layout is behind a button; the text comes first');
+  await page.click('details.mail-layout summary');
+  const shown = await page.$eval('.mailhtml', (e) => ({
+    lang: e.lang,
+    bold: e.querySelector('b')?.textContent,
+    cells: [...e.querySelectorAll('td')].map((c) => c.textContent),
+    images: e.querySelectorAll('img').length,
+    handlers: /\son\w+=|javascript:|<style|<script/i.test(e.innerHTML),
+    links: [...e.querySelectorAll('a[href]')].map((a) => `${a.getAttribute('href')} ${a.rel}`),
+  }));
+  check(shown.bold === 'verslag' && shown.cells.join('|') === 'Aanwezig|24 ouders' && shown.lang === 'nl',
+    'the mail with its layout: bold text and a table, in the mail\'s language');
+  check(shown.images === 0 && !shown.handlers, 'no image, event handler, style, script or javascript: link survives');
+  check(JSON.stringify(shown.links) === JSON.stringify(['https://example.org/agenda noopener noreferrer nofollow']),
+    `only the https link stays a link, with rel="noopener noreferrer nofollow" (${shown.links})`);
+  check(await page.evaluate(() => window.mailScript === undefined), 'nothing in the mail ran');
+  check((await text(page, 'details.mail-layout .help')).startsWith('Afbeeldingen uit de mail tonen we niet'),
+    'the page says images are not shown');
+  await capture(page, 'conversation-html');
+  page.off('request', watch);
+  check(outside.length === 0, `nothing was loaded from outside the desk (${outside.join(' ')})`);
+  await page.goto(`${BASE}/desk/gesprekken/${Q}`);
 
   // A note.
   await page.type('#notitie', 'Alice belt volgende week terug.');

@@ -1,6 +1,6 @@
 // What the browser tests share: checks with a running count, a minimal IMAP reader, the
-// page checks (axe-core WCAG 2.1 AA, no script, no overflow, screenshots at 1280 and
-// 360 px), logging in, raw HTTP and keyboard moves. Used by desk.mjs and pages.mjs.
+// page checks (axe-core WCAG 2.1 AA, no script, no overflow, screenshots at 1280, 360
+// and 320 px and at 200 % zoom), logging in, raw HTTP and keyboard moves. Used by desk.mjs and pages.mjs.
 
 import fs from 'node:fs';
 import net from 'node:net';
@@ -112,7 +112,7 @@ export async function waitLink(user, re, seen = 0) {
   }
 }
 
-// ---- Checks on a page: axe-core (WCAG 2.1 AA), no script, screenshots at 1280 and 360. ----
+// ---- Checks on a page: axe-core (WCAG 2.1 AA), no script, reflow, screenshots at four sizes. ----
 // axe-core does not enter frames (the desk's only frame is the sandboxed newsletter
 // preview, which runs no script; the same newsletter is checked as the archive page).
 export const cspErrors = [];
@@ -124,25 +124,61 @@ async function framesPainted(page) {
   for (const f of frames) await f.waitForFunction(() => document.readyState === 'complete');
   if (frames.length) await new Promise((r) => setTimeout(r, 400));
 }
+// The sizes every page is checked and photographed at: a desktop, a phone, the
+// narrowest phone WCAG 1.4.10 (reflow) names (320 CSS px), and the desktop at 200 %
+// zoom (1.4.4: a 1280 px window zoomed to 200 % lays out 640 CSS px at two device pixels
+// each, which is what Chromium's zoom does).
+const SIZES = [
+  { label: '1280', width: 1280, height: 900, deviceScaleFactor: 1 },
+  { label: '360', width: 360, height: 740, deviceScaleFactor: 1 },
+  { label: '320', width: 320, height: 640, deviceScaleFactor: 1 },
+  { label: 'zoom200', width: 640, height: 450, deviceScaleFactor: 2 },
+];
+
+// What does not fit at the current size: a control (link, button, field, label) outside
+// the screen's width, or a box that cuts its content off. The skip link (off screen
+// until it has the focus) and visually hidden texts are meant to be out of sight.
+function misfits() {
+  const w = document.documentElement.clientWidth;
+  const hidden = (e) => e.closest('.skip, .visually-hidden');
+  const out = [];
+  for (const e of document.querySelectorAll('a, button, input, select, textarea, summary, label')) {
+    const r = e.getBoundingClientRect();
+    if (hidden(e) || (r.width === 0 && r.height === 0)) continue;
+    if (r.left < -1 || r.right > w + 1) {
+      out.push(`${e.tagName.toLowerCase()} "${(e.textContent || e.name || '').trim().slice(0, 30)}" at ${Math.round(r.left)}..${Math.round(r.right)} px`);
+    }
+  }
+  for (const e of document.querySelectorAll('body *')) {
+    const st = getComputedStyle(e);
+    if (hidden(e) || !['hidden', 'clip'].includes(st.overflowX)) continue;
+    if (e.scrollWidth > e.clientWidth + 1) out.push(`${e.tagName.toLowerCase()}.${e.className} cuts off its content`);
+  }
+  return out;
+}
+
 export async function capture(page, name, shots = env('SCREENSHOT_DIR')) {
   fs.mkdirSync(shots, { recursive: true });
-  for (const width of [1280, 360]) {
-    await page.setViewport({ width, height: width === 360 ? 740 : 900 });
+  for (const { label, ...size } of SIZES) {
+    await page.setViewport(size);
     await framesPainted(page);
+    const at = `${name} (${label === 'zoom200' ? '200 % zoom' : `${label} px`})`;
     const scripts = await page.evaluate(() => document.scripts.length);
-    check(scripts === 0, `${name} (${width} px): no script on the page`);
+    check(scripts === 0, `${at}: no script on the page`);
     await page.evaluate(AXE_SOURCE);
     const result = await page.evaluate(() => axe.run(document, {
       iframes: false,
       runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
     }));
     const v = result.violations.map((x) => `${x.id}: ${x.help} (${x.nodes.map((n) => n.target.join(' ')).join(', ')})`);
-    check(v.length === 0, `${name} (${width} px): axe-core finds no WCAG 2.1 AA violation${v.length ? `\n    ${v.join('\n    ')}` : ''}`);
+    check(v.length === 0, `${at}: axe-core finds no WCAG 2.1 AA violation${v.length ? `\n    ${v.join('\n    ')}` : ''}`);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    check(overflow <= 0, `${name} (${width} px): nothing wider than the screen (${overflow} px over)`);
+    check(overflow <= 0, `${at}: nothing wider than the screen (${overflow} px over)`);
+    const cut = await page.evaluate(misfits);
+    check(cut.length === 0, `${at}: every control within the screen, no text cut off${cut.length ? `\n    ${cut.join('\n    ')}` : ''}`);
     // A frame out of the first screen is captured only when the whole page is the screen.
     const framed = (await page.$('iframe')) !== null;
-    await page.screenshot({ path: path.join(shots, `${name}-${width}.png`), fullPage: true, captureBeyondViewport: !framed });
+    await page.screenshot({ path: path.join(shots, `${name}-${label}.png`), fullPage: true, captureBeyondViewport: !framed });
   }
   await page.setViewport({ width: 1280, height: 900 });
 }

@@ -5,7 +5,7 @@
 // Environment:
 //   DESK_URL, DESK_USER, DESK_PASSWORD   the daemon's base URL; the desk user and password
 //   IMAP_PORT, MAIL_PASSWORD             the mail stack (links in mail to the public pages)
-//   SCREENSHOT_DIR                       every page at 1280 and 360 px
+//   SCREENSHOT_DIR                       every page at 1280, 360, 320 px and 200 % zoom
 //   STORY_READY, STORY_NO_CONSENT        stories to decide on: with and without consent
 //   PROOF_TITLE, READY_TITLE             the title of the proof's story; of STORY_READY
 //   FAILING_RECIPIENT                    a subscriber whose server refuses the newsletter
@@ -74,10 +74,20 @@ await run(async (browser) => {
   check((await h1(page)) === READY_TITLE, 'a story opens');
   check(await page.$('.story-text strong') !== null && !(await page.$('.story-text script')), 'its text is shown as the newsletter shows it: Markdown rendered, sanitised');
   await capture(page, 'story');
+  // A second tab with the same story, opened before the approval.
+  const stale = await newPage(browser.defaultBrowserContext());
+  await stale.goto(page.url());
   await clickAndWait(page, 'form[action$="/goedkeuren"] button');
   check((await status(page)) === 'Het verhaal is goedgekeurd. Het komt in de volgende nieuwsbrief.', 'approve: the story is approved');
   check((await text(page, '.facts .badge')) === 'Goedgekeurd', 'approve: its state says so');
   check((await text(page, 'dl.record')).includes(USER), 'approve: recorded with the desk user');
+  // Approving it again from the tab opened before: said in plain words.
+  const again = await clickAndWait(stale, 'form[action$="/goedkeuren"] button');
+  check(again.status() === 422, 'approving an approved story again is refused (422)');
+  const said = await text(stale, '.field-error, [role="alert"]');
+  check(said.includes('Dit kan niet meer. Iemand anders heeft dit net veranderd.') && !said.includes('already'),
+    `and the page says so in plain Dutch, without the technical reason (${said})`);
+  await stale.close();
 
   await page.goto(`${BASE}/desk/verhalen/${NO_CONSENT}`);
   const refused = await clickAndWait(page, 'form[action$="/goedkeuren"] button');

@@ -857,9 +857,13 @@ fn retention_forgets_unconfirmed_sign_ups_and_old_mail_text() {
     let app = TestApp::new("contact").with_env("OUTREACH_RETENTION__FILED_MAIL_DAYS", "10");
     app.ok(&["subscribers", "add", "old@pending.test"]);
     app.ok(&["subscribers", "add", "kept@active.test", "--consent", "test"]);
-    send_mail("Bob <bob@example.org>", "Vraag", "Hoe kan ik meedoen aan een bijeenkomst?", &[]);
+    let (_, raw) = mail("Bob <bob@example.org>", "Vraag", "<p>Hoe kan ik meedoen aan een <b>bijeenkomst</b>?</p>", &[]);
+    let raw = String::from_utf8(raw).unwrap().replace("text/plain", "text/html");
+    send_raw(Some("bob@example.org"), "contact", raw.as_bytes());
     assert_eq!(wait_count("contact", "INBOX", 1, T), 1);
     app.poll();
+    let html: i64 = app.sql("SELECT body_html IS NOT NULL FROM messages");
+    assert_eq!(html, 1, "the mail's HTML is kept while it is young");
     // 31 days later: a new sign-up, then the housekeeping of the next pass.
     app.set_clock(chrono::Utc::now() + chrono::Duration::days(31));
     app.ok(&["subscribers", "add", "new@pending.test"]);
@@ -872,6 +876,8 @@ fn retention_forgets_unconfirmed_sign_ups_and_old_mail_text() {
     assert_eq!(emails, ["kept@active.test", "new@pending.test"], "a sign-up unconfirmed for 30 days is forgotten");
     let body: String = app.sql("SELECT body_text FROM messages");
     assert_eq!(body, "", "the text of old filed mail is removed");
+    let html: i64 = app.sql("SELECT body_html IS NULL FROM messages");
+    assert_eq!(html, 1, "and its HTML");
     let subject: String = app.sql("SELECT subject FROM messages");
     assert_eq!(subject, "Vraag", "what was filed stays");
     let raw: i64 = app.sql("SELECT length(raw) FROM outbox WHERE kind = 'auto_reply'");

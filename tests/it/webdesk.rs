@@ -29,6 +29,52 @@ fn file(app: &TestApp, from: &str, subject: &str, body: &str, headers: &[&str]) 
     crate::desk::filed(app, subject)
 }
 
+/// A question written in HTML (with a script, a tracking image, an event handler and a
+/// `javascript:` link in it) with a PDF and a photo attached; checks what the CLI shows
+/// of it and returns its row.
+fn file_html_mail(app: &TestApp) -> Value {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let pdf = [b"%PDF-1.4\n".as_slice(), &[b'x'; 2391]].concat();
+    let raw = format!(
+        "From: Dirk Bakker <dirk@example.org>\r\nTo: contact@example.org\r\nSubject: Vraag over het verslag van de ouderavond\r\n\
+         Message-ID: <{}>\r\nDate: Sat, 28 Nov 2026 12:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n\
+         --a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHallo,\r\n\r\nKun je het verslag van de ouderavond bekijken?\r\n\r\nDirk\r\n\
+         --a\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><head><style>body {{ display: none }}</style>\
+         <script>window.mailScript = 1</script></head><body><p>Hallo,</p><p>Kun je het <b>verslag</b> van de ouderavond bekijken?</p>\
+         <img src=\"https://tracker.invalid/pixel.gif\" onerror=\"window.mailScript = 2\">\
+         <p><a href=\"javascript:window.mailScript = 3\">klik hier</a> of <a href=\"https://example.org/agenda\">de agenda</a></p>\
+         <table><tr><td>Aanwezig</td><td>24 ouders</td></tr></table><p>Dirk</p></body></html>\r\n--a--\r\n\
+         --m\r\nContent-Type: application/pdf; name=\"verslag ouderavond.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"verslag ouderavond.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --m\r\nContent-Type: image/jpeg; name=\"foto.jpg\"\r\nContent-Disposition: attachment; filename=\"foto.jpg\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--m--\r\n",
+        crate::helpers::new_id(),
+        b64(&pdf),
+        b64(&[0xFF; 640]),
+    );
+    send_raw(Some("dirk@example.org"), "contact", raw.as_bytes());
+    let row = crate::desk::filed(app, "Vraag over het verslag van de ouderavond");
+    let id = row["id"].as_i64().unwrap();
+    let json = show(app, id);
+    let names: Vec<(&str, u64, &str)> = json["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["size"].as_u64().unwrap(), a["content_type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("verslag ouderavond.pdf", 2400, "application/pdf"), ("foto.jpg", 640, "image/jpeg")]);
+    assert!(json["body_html"].as_str().unwrap().contains("<b>verslag</b>"), "the HTML is kept as it came");
+    let text = app.ok(&["inbox", "show", &id.to_string()]);
+    assert!(
+        text.contains("Attached:  verslag ouderavond.pdf (2.4 kB, application/pdf)")
+            && text.contains("foto.jpg (640 bytes, image/jpeg)"),
+        "{text}"
+    );
+    row
+}
+
 fn show(app: &TestApp, id: i64) -> Value {
     serde_json::from_str(&app.ok(&["inbox", "show", &id.to_string(), "--json"])).unwrap()
 }
@@ -108,6 +154,7 @@ fn the_web_desk_in_a_browser_logs_in_by_mail_answers_and_refuses_what_is_forged(
         "Hallo,\n\nWelke talen spreekt de tolk?\n\nCarla",
         &[],
     );
+    let html = file_html_mail(&app);
     let conv = |r: &Value| r["conversation_id"].as_i64().unwrap();
 
     // A password for the desk user (the CLI), and none for an address outside desk.users.
@@ -123,6 +170,7 @@ fn the_web_desk_in_a_browser_logs_in_by_mail_answers_and_refuses_what_is_forged(
         ("CONV_QUESTION", conv(&q).to_string()),
         ("CONV_OTHER", conv(&other).to_string()),
         ("CONV_THIRD", conv(&third).to_string()),
+        ("CONV_HTML", conv(&html).to_string()),
     ];
     run_browser(&app, &daemon, "desk.mjs", &vars);
 

@@ -7,7 +7,10 @@
 //!
 //! An answer carries the latest event and message the page showed; when someone
 //! answered, noted or wrote since, the page comes back with what is new and asks to
-//! send anyway. Mail is shown as its stored text, escaped: its HTML is never rendered.
+//! send anyway. Mail is shown as its stored text, escaped; a mail's own HTML only after
+//! [`super::mailhtml::sanitize`] (behind "show the mail with its layout"), never
+//! executed; its attachments are listed by name, size and kind (the files stay in the
+//! mailbox).
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -20,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::{
     DeskAction, DeskPage, FormState, Opt, age, category_label, local_time, options, see_other, status_label, text,
 };
-use crate::domain::Category;
 use crate::domain::ids::{ConversationId, MessageRowId};
 use crate::domain::state::{ConversationStatus, DeskEventKind, OutboxKind};
+use crate::domain::{Attachment, Category, Language, human_size};
 use crate::inbox::desk::{Desk, MAX_ANSWER_BYTES};
 use crate::inbox::triage::own_words;
 use crate::store::desk::{ConversationFilter, ConversationView};
@@ -136,7 +139,7 @@ fn subject_or_none(t: &serde_json::Value, s: &str) -> String {
 }
 
 /// One entry of a conversation's history.
-#[derive(Serialize, Clone)]
+#[derive(Serialize, Clone, Default)]
 struct Item {
     kind: &'static str,
     heading: String,
@@ -145,9 +148,50 @@ struct Item {
     text: String,
     /// A mail's whole text, when it holds more than their own words.
     full: Option<String>,
+    /// A mail's own HTML, sanitized: put in the page as it is.
+    html: Option<String>,
+    /// The mail's HTML held images, which are not shown.
+    images_hidden: bool,
+    /// The language the mail was written in (`lang` of its text).
+    lang: Option<&'static str>,
+    attachments: Vec<ShownAttachment>,
     detail: String,
     /// New since the page was opened (a conflict).
     new: bool,
+}
+
+/// An attachment as the page lists it.
+#[derive(Serialize, Clone)]
+struct ShownAttachment {
+    name: String,
+    size: String,
+    /// What kind of file it is, in words, when that is a known kind.
+    kind: Option<String>,
+}
+
+/// The text key of an attachment's kind, by its type (none for the rest: the name's
+/// ending says it).
+fn file_kind(content_type: &str) -> Option<&'static str> {
+    let (main, sub) = content_type.split_once('/').unwrap_or((content_type, ""));
+    Some(match (main, sub) {
+        (_, "pdf") => "file_kind.pdf",
+        ("image", _) => "file_kind.image",
+        (_, "msword") | (_, "vnd.openxmlformats-officedocument.wordprocessingml.document") => "file_kind.word",
+        (_, "vnd.ms-excel") | (_, "vnd.openxmlformats-officedocument.spreadsheetml.sheet") => "file_kind.excel",
+        ("message", "rfc822" | "global") => "file_kind.mail",
+        ("text", "calendar") => "file_kind.calendar",
+        _ => return None,
+    })
+}
+
+fn shown_attachments(t: &serde_json::Value, lang: Language, list: &[Attachment]) -> Vec<ShownAttachment> {
+    list.iter()
+        .map(|a| ShownAttachment {
+            name: if a.name.is_empty() { text(t, "attachment_no_name") } else { a.name.clone() },
+            size: human_size(a.size, lang),
+            kind: file_kind(&a.content_type).map(|k| text(t, k)),
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -241,6 +285,7 @@ fn view_data(st: &AppState, page: &DeskPage, v: &ConversationView, shown: Shown)
             detail = format!("{}: {}", text(t, "cc"), m.cc.join(", "));
         }
         let full = (own.trim() != body.trim()).then(|| body.trim_end().to_string());
+        let html = m.body_html.as_deref().map(super::mailhtml::sanitize);
         items.push((
             m.received_at,
             Item {
@@ -252,7 +297,12 @@ fn view_data(st: &AppState, page: &DeskPage, v: &ConversationView, shown: Shown)
                 ),
                 when: local_time(st, m.received_at),
                 text: if own.is_empty() { body.trim_end().to_string() } else { own },
-                full,
+                // The mail with its layout holds the whole mail.
+                full: full.filter(|_| html.is_none()),
+                images_hidden: html.as_ref().is_some_and(|h| h.had_images),
+                html: html.map(|h| h.html),
+                lang: Some(m.language.code()),
+                attachments: shown_attachments(t, page.lang, &m.attachments),
                 detail,
                 new: m.id.get() > seen_message,
             },
@@ -267,9 +317,8 @@ fn view_data(st: &AppState, page: &DeskPage, v: &ConversationView, shown: Shown)
                 heading: text(t, "item_auto_reply").replace("{}", &o.rcpt),
                 when: local_time(st, o.created_at),
                 text: body.trim_end().to_string(),
-                full: None,
                 detail: text(t, &format!("delivery.{}", o.status.as_str())),
-                new: false,
+                ..Default::default()
             },
         ));
     }
@@ -294,9 +343,9 @@ fn view_data(st: &AppState, page: &DeskPage, v: &ConversationView, shown: Shown)
                 heading: text(t, &key).replace("{}", &who),
                 when: local_time(st, e.at),
                 text: e.body.clone(),
-                full: None,
                 detail,
                 new: e.id > seen_event,
+                ..Default::default()
             },
         ));
     }
@@ -416,7 +465,7 @@ enum Outcome {
     /// Someone acted since the page was opened: what the page saw.
     Conflict(i64, i64),
     Missing,
-    Refused(String),
+    Refused(anyhow::Error),
 }
 
 /// The signature of an action: the desk, the store, the conversation as it is now, who
@@ -438,7 +487,7 @@ async fn perform(st: &AppState, page: &DeskPage, id: &str, flash: &str, shown: S
                 return Ok(Outcome::Missing);
             }
             let desk = Desk::new(&ctx.settings);
-            Ok(f(&desk, db, &v, &who, ctx.clock.now()).unwrap_or_else(|e| Outcome::Refused(format!("{e:#}"))))
+            Ok(f(&desk, db, &v, &who, ctx.clock.now()).unwrap_or_else(Outcome::Refused))
         })
         .await;
     st.wake_outbox.notify_one();
@@ -467,8 +516,8 @@ async fn after(
             let shown = Shown { seen: Some((e, m)), ..shown };
             show(st, page, id, StatusCode::CONFLICT, shown).await
         }
-        Ok(Outcome::Refused(why)) => {
-            let error = format!("{} {why}", page.text(st, "action_failed"));
+        Ok(Outcome::Refused(e)) => {
+            let error = super::refusal(page.texts(st), &e);
             show(st, page, id, StatusCode::UNPROCESSABLE_ENTITY, Shown { error: Some(error), ..shown }).await
         }
         Err(e) => super::failed(page, st, e),

@@ -57,6 +57,7 @@ use crate::store::desk_web::DeskSession;
 pub mod auth;
 pub mod conversations;
 pub mod info;
+pub mod mailhtml;
 pub mod news;
 pub mod overview;
 pub mod person;
@@ -555,6 +556,19 @@ pub fn safe_return(path: &str) -> String {
 pub fn failed(visit: &Visit, st: &AppState, e: anyhow::Error) -> Response {
     tracing::error!(error = %format!("{e:#}"), "desk request failed");
     visit.message(st, StatusCode::SERVICE_UNAVAILABLE, "unavailable_title", "unavailable_text", None)
+}
+
+/// What the page says when an action was refused, in plain words: that someone else
+/// changed the thing first (the state no longer allows it), or else that nothing
+/// changed, with the technical reason last, for whoever keeps the desk running.
+pub fn refusal(t: &serde_json::Value, e: &anyhow::Error) -> String {
+    let why = crate::domain::redact_addresses(&format!("{e:#}"));
+    tracing::info!(error = %why, "desk action refused");
+    if crate::domain::state::is_not_now(e) {
+        text(t, "action_not_now")
+    } else {
+        text(t, "action_failed").replace("{}", &format!("{e:#}"))
+    }
 }
 
 /// A text from the catalogue; the key itself when missing (so a gap shows, and

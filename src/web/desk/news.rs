@@ -413,7 +413,7 @@ async fn act(
         Ok(Some(Ok(flash))) => see_other(&format!("/desk/nieuwsbrief/{iid}?gedaan={flash}")),
         Ok(None) => not_found(st, page),
         Ok(Some(Err(e))) => {
-            let why = format!("{} {e:#}", page.text(st, "action_failed"));
+            let why = super::refusal(page.texts(st), &e);
             show(st, page, id, &q, StatusCode::UNPROCESSABLE_ENTITY, Some(why)).await
         }
         Err(e) => super::failed(page, st, e),

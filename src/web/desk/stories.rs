@@ -271,7 +271,7 @@ async fn act(
         Ok(None) => return not_found(st, page),
         Err(e) => return super::failed(page, st, e),
         Ok(Some(Err(e))) if e.downcast_ref::<stories::NoConsent>().is_some() => page.text(st, "story_consent_missing"),
-        Ok(Some(Err(e))) => format!("{} {e:#}", page.text(st, "action_failed")),
+        Ok(Some(Err(e))) => super::refusal(page.texts(st), &e),
     };
     let consent = FormState { error: Some(why), ..consent };
     show(st, page, id, StatusCode::UNPROCESSABLE_ENTITY, consent, None).await
