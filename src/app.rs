@@ -119,13 +119,21 @@ pub async fn poll_once(settings: Arc<Settings>) -> anyhow::Result<PollReport> {
     Ok(PollReport { inbox, outbox, newsletter })
 }
 
+/// What the web side wakes: the outbox (a mail was queued) and the newsletter sender (an
+/// issue was approved or sent again), so that neither waits for its next round.
+#[derive(Clone, Default)]
+pub struct Wake {
+    pub outbox: Arc<Notify>,
+    pub sender: Arc<Notify>,
+}
+
 /// The daemon: IMAP (IDLE, else polling) on a thread, the outbox worker beside it,
 /// until SIGTERM or SIGINT. Returns an error when a part stopped on its own.
 /// `serve_web` serves the web endpoints on the listener (the web room sits above this
 /// one, so the caller hands it in: `crate::web::serve`).
 pub async fn run<W, F>(settings: Arc<Settings>, serve_web: W) -> anyhow::Result<()>
 where
-    W: FnOnce(tokio::net::TcpListener, Ctx, Shared, Arc<Notify>, watch::Receiver<bool>) -> F + Send + 'static,
+    W: FnOnce(tokio::net::TcpListener, Ctx, Shared, Wake, watch::Receiver<bool>) -> F + Send + 'static,
     F: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     // Take over SIGTERM/SIGINT before anything else: a stop during start-up is clean too.
@@ -196,7 +204,10 @@ where
     let mut web_stop = stop_rx.clone();
     tasks.spawn(supervised("web server", async move {
         match listener {
-            Some(l) => serve_web(l, ctx.clone(), shared, wake.clone(), stop_rx).await,
+            Some(l) => {
+                let web_wake = Wake { outbox: wake.clone(), sender: wake_sender.clone() };
+                serve_web(l, ctx.clone(), shared, web_wake, stop_rx).await
+            }
             None => {
                 let _ = web_stop.changed().await;
                 Ok(())

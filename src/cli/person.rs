@@ -62,6 +62,13 @@ pub(super) fn erase(ctx: &Ctx, db: &mut Db, addr: &EmailAddress) -> anyhow::Resu
          {} mail(s) to them, {} other text(s) that named them, {} mail(s) to others that named them",
         e.subscribers, e.messages, e.conversations, e.contacts, e.outgoing, e.mentions, e.other_mail
     );
+    if e.desk_logins > 0 {
+        println!(
+            "their web desk logins ({}: links, sessions, a password) were ended; remove the address from \
+             `desk.users` too, or it can ask for a new link",
+            e.desk_logins
+        );
+    }
     println!("only a keyed hash of the address is kept: no import or command adds it again");
     for (name, stories) in &e.ambassadors_kept {
         println!(

@@ -67,6 +67,8 @@ pub struct Erased {
     pub other_mail: usize,
     /// Ambassadors that had the address: their name and how many stories stay.
     pub ambassadors_kept: Vec<(String, usize)>,
+    /// Web desk logins of the address (links, sessions, a password), ended.
+    pub desk_logins: usize,
 }
 
 /// What replaces the person's address and name in texts that are not theirs.
@@ -136,6 +138,7 @@ impl Ctx {
         st.forget_messages(&rows.messages)?;
         st.forget_conversations(&rows.conversations)?;
         st.delete_contacts(&rows.contacts)?;
+        let desk_logins = st.forget_desk_user(addr.as_str())?;
         let mut ambassadors_kept = Vec::new();
         for a in &rows.ambassadors {
             st.forget_ambassador_address(*a)?;
@@ -175,6 +178,7 @@ impl Ctx {
             mentions,
             other_mail,
             ambassadors_kept,
+            desk_logins,
         })
     }
 }
@@ -365,8 +369,21 @@ mod tests {
         fill(&mut db, &ctx, &who, "Wilhelmina Zonnebloem", 300);
         let wal = crate::store::beside_database(&path, "-wal").unwrap();
         assert!(file_contains(&path, "zonnebloem") || file_contains(&wal, "zonnebloem"), "the test data is there");
+        // They were a desk user too: a login link, a session, a password, a note.
+        db.write(|st| {
+            let now = Utc::now();
+            st.create_login_link("link-hash", who.as_str(), now, now + chrono::Duration::minutes(15))?;
+            st.create_session("session-hash", who.as_str(), "csrf", now, now + chrono::Duration::hours(8))?;
+            st.set_desk_password(who.as_str(), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", now)?;
+            let conv = crate::domain::ids::ConversationId(1);
+            st.record_desk_event(conv, crate::domain::state::DeskEventKind::Note, who.as_str(), "Gebeld.", "", now)?;
+            Ok(())
+        })
+        .unwrap();
         let e = db.write(|st| ctx.erase_person(st, &who, Utc::now())).unwrap();
         assert_eq!((e.messages, e.outgoing, e.subscribers, e.contacts), (100, 100, 1, 1), "{e:?}");
+        assert_eq!(e.desk_logins, 3, "the link, the session and the password are gone");
+        assert!(db.store().session("session-hash", Utc::now()).unwrap().is_none());
         assert!(e.mentions > 0, "the daemon states that quoted the address");
         let export = ctx.person_export(db.store(), &who).unwrap();
         assert!(!export.found && export.erased, "{export:?}");

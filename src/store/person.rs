@@ -156,10 +156,11 @@ pub enum Place {
     DeskEventDetail,
     MessageHtml,
     MessageAttachments,
+    DeskEventActor,
 }
 
 impl Place {
-    pub const ALL: [Place; 25] = [
+    pub const ALL: [Place; 26] = [
         Place::MessageSubject,
         Place::MessageBody,
         Place::MessageFromName,
@@ -185,6 +186,7 @@ impl Place {
         Place::DeskEventDetail,
         Place::MessageHtml,
         Place::MessageAttachments,
+        Place::DeskEventActor,
     ];
 
     /// `(table, key column, text column)`.
@@ -215,6 +217,7 @@ impl Place {
             Place::DeskEventDetail => ("desk_events", "id", "detail"),
             Place::MessageHtml => ("messages", "id", "body_html"),
             Place::MessageAttachments => ("messages", "id", "attachments"),
+            Place::DeskEventActor => ("desk_events", "id", "actor"),
         }
     }
 }
@@ -462,6 +465,17 @@ impl Store<'_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Ends everything that lets this address into the web desk: its login links,
+    /// sessions and password. Returns how many rows went. (Who did what on the desk
+    /// stays, the address rewritten as any other mention.)
+    pub fn forget_desk_user(&self, email: &str) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for table in ["desk_login_links", "desk_sessions", "desk_passwords"] {
+            n += self.c.execute(&format!("DELETE FROM {table} WHERE email = ?1"), [email])?;
+        }
+        Ok(n)
     }
 
     /// Cuts conversations loose from the person: no contact, no subject.

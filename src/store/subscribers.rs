@@ -130,6 +130,30 @@ impl Store<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Subscribers (with this status, if given) that `wanted` accepts, newest first: how
+    /// many there are and the first `limit` of them. Reads row by row, so a long list is
+    /// never all in memory.
+    pub fn find_subscribers(
+        &self,
+        status: Option<SubscriberStatus>,
+        wanted: impl Fn(&Subscriber) -> bool,
+        limit: usize,
+    ) -> anyhow::Result<(usize, Vec<Subscriber>)> {
+        let q = format!("SELECT {SUBSCRIBER_COLS} FROM subscribers WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC");
+        let mut st = self.c.prepare(&q)?;
+        let (mut total, mut first) = (0, Vec::new());
+        for row in st.query_map([status], subscriber)? {
+            let s = row?;
+            if wanted(&s) {
+                total += 1;
+                if first.len() < limit {
+                    first.push(s);
+                }
+            }
+        }
+        Ok((total, first))
+    }
+
     pub fn active_subscriber_count(&self) -> anyhow::Result<i64> {
         Ok(self.c.query_row("SELECT COUNT(*) FROM subscribers WHERE status = 'active'", [], |r| r.get(0))?)
     }
@@ -306,6 +330,39 @@ impl Store<'_> {
 mod tests {
     use super::*;
     use crate::store::Db;
+
+    #[test]
+    fn finding_subscribers_counts_every_match_and_keeps_the_newest_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("t.db")).unwrap();
+        let now = Utc::now();
+        db.write(|st| {
+            for i in 0..30 {
+                let (email, nonce) = (format!("p{i}@example.org"), format!("n{i}"));
+                let name = if i % 3 == 0 { Some("Özlem Jansen") } else { None };
+                let status = if i % 2 == 0 { SubscriberStatus::Active } else { SubscriberStatus::Pending };
+                let consent = (status == SubscriberStatus::Active).then_some(("test", now));
+                let s = NewSubscriber {
+                    email: &email,
+                    name,
+                    language: Language::Dutch,
+                    status,
+                    source: "t",
+                    consent,
+                    nonce: &nonce,
+                };
+                st.insert_subscriber(&s, now)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let named = |s: &Subscriber| s.name.as_deref().is_some_and(|n| n.to_lowercase().contains("özlem"));
+        let (total, first) = db.store().find_subscribers(None, named, 3).unwrap();
+        let emails: Vec<&str> = first.iter().map(|s| s.email.as_str()).collect();
+        assert_eq!((total, emails), (10, vec!["p27@example.org", "p24@example.org", "p21@example.org"]));
+        let (total, first) = db.store().find_subscribers(Some(SubscriberStatus::Active), named, 100).unwrap();
+        assert_eq!((total, first.len()), (5, 5), "i = 0, 6, 12, 18, 24");
+    }
 
     #[test]
     fn every_status_move_gives_a_new_token_nonce_and_a_refused_move_does_not() {

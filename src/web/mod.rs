@@ -24,8 +24,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
+use crate::app::Wake;
 use crate::domain::Language;
 use crate::domain::ids::IssueId;
 use crate::domain::state::{IssueStatus, SubscriberStatus};
@@ -39,7 +40,8 @@ pub(crate) mod desk;
 pub(crate) struct AppState {
     ctx: Ctx,
     db: Shared,
-    wake_outbox: Arc<Notify>,
+    /// Wakes the outbox (a mail was queued) and the newsletter sender.
+    wake: Wake,
     /// Whether the pages are served over https (`web.base_url`): cookies get `Secure`.
     https: bool,
 }
@@ -175,7 +177,7 @@ async fn confirm_post(State(st): State<AppState>, Path(token): Path<String>) -> 
             }
         })
         .await;
-    st.wake_outbox.notify_one();
+    st.wake.outbox.notify_one();
     respond(&st, r)
 }
 
@@ -215,7 +217,7 @@ async fn unsubscribe_post(State(st): State<AppState>, Path(token): Path<String>,
             }
         })
         .await;
-    st.wake_outbox.notify_one();
+    st.wake.outbox.notify_one();
     respond(&st, r)
 }
 
@@ -284,9 +286,9 @@ async fn health() -> &'static str {
 }
 
 /// The router, for `outreach run` and for tests.
-pub fn router(ctx: Ctx, db: Shared, wake_outbox: Arc<Notify>) -> Router {
+pub fn router(ctx: Ctx, db: Shared, wake: Wake) -> Router {
     let https = ctx.base_url().to_ascii_lowercase().starts_with("https://");
-    let state = AppState { ctx, db, wake_outbox, https };
+    let state = AppState { ctx, db, wake, https };
     Router::new()
         .route("/confirm/{token}", get(confirm_page).post(confirm_post))
         .route("/unsubscribe/{token}", get(unsubscribe_page).post(unsubscribe_post))
@@ -327,11 +329,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Ctx,
     db: Shared,
-    wake_outbox: Arc<Notify>,
+    wake: Wake,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tracing::info!(listen = %ctx.settings.web.listen(), base_url = %ctx.base_url(), "web endpoints listening");
-    let app = limited(router(ctx, db, wake_outbox));
+    let app = limited(router(ctx, db, wake));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {

@@ -207,7 +207,7 @@ async fn ask_link(State(st): State<AppState>, post: DeskPost<AskLink>) -> Respon
         Ok(Attempt::Limited) => limited(&visit, &st),
         Ok(Attempt::Done) => {
             if known {
-                st.wake_outbox.notify_one();
+                st.wake.outbox.notify_one();
             }
             visit.message(&st, StatusCode::OK, "link_sent_title", "link_sent_text", None)
         }

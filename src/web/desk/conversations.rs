@@ -490,7 +490,7 @@ async fn perform(st: &AppState, page: &DeskPage, id: &str, flash: &str, shown: S
             Ok(f(&desk, db, &v, &who, ctx.clock.now()).unwrap_or_else(Outcome::Refused))
         })
         .await;
-    st.wake_outbox.notify_one();
+    st.wake.outbox.notify_one();
     after(st, page, id, r, flash, shown).await
 }
 

@@ -407,7 +407,9 @@ async fn act(
             Ok(Some(db.write(|tx| f(&ctx, tx, iid, &by))))
         })
         .await;
-    st.wake_outbox.notify_one();
+    // A proof queues a mail; an approval or a send again has copies for the sender.
+    st.wake.outbox.notify_one();
+    st.wake.sender.notify_one();
     let q = PageQuery::default();
     match r {
         Ok(Some(Ok(flash))) => see_other(&format!("/desk/nieuwsbrief/{iid}?gedaan={flash}")),

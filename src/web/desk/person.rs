@@ -148,6 +148,7 @@ async fn erase(State(st): State<AppState>, action: DeskAction<PersonForm>) -> Re
         (e.contacts, "person_contact"),
         (e.outgoing, "person_outbox"),
         (e.mentions + e.other_mail, "person_mentions"),
+        (e.desk_logins, "person_desk_logins"),
     ] {
         if n > 0 {
             lines.push(text(t, key).replace("{}", &n.to_string()));

@@ -98,13 +98,14 @@ fn matches(s: &Subscriber, words: &str) -> bool {
 
 async fn render_list(st: &AppState, page: &DeskPage, q: ListQuery, status: StatusCode, add: AddForm) -> Response {
     let filter = SubscriberStatus::parse(&q.status);
-    let all = match st.db.run(move |db| db.store().subscribers(filter)).await {
-        Ok(rows) => rows,
+    let words = q.zoek.trim().to_string();
+    let search = words.clone();
+    let found = st.db.run(move |db| db.store().find_subscribers(filter, |s| matches(s, &search), LIST_LIMIT)).await;
+    let (total, found) = match found {
+        Ok(x) => x,
         Err(e) => return super::failed(page, st, e),
     };
     let t = page.texts(st);
-    let words = q.zoek.trim().to_string();
-    let found: Vec<&Subscriber> = all.iter().rev().filter(|s| matches(s, &words)).collect();
     let rows = found
         .iter()
         .take(LIST_LIMIT)
@@ -127,9 +128,9 @@ async fn render_list(st: &AppState, page: &DeskPage, q: ListQuery, status: Statu
         filtered: filter.is_some() || !words.is_empty(),
         zoek: q.zoek,
         statuses,
-        total_text: text(t, if found.len() == 1 { "subscribers_found_one" } else { "subscribers_found" })
-            .replace("{}", &found.len().to_string()),
-        more: found.len() > LIST_LIMIT,
+        total_text: text(t, if total == 1 { "subscribers_found_one" } else { "subscribers_found" })
+            .replace("{}", &total.to_string()),
+        more: total > LIST_LIMIT,
         rows,
         errors,
         add,
@@ -197,7 +198,7 @@ async fn add(State(st): State<AppState>, action: DeskAction<AddFields>) -> Respo
             })
         })
         .await;
-    st.wake_outbox.notify_one();
+    st.wake.outbox.notify_one();
     let (id, flash) = match r {
         Ok(Subscribed::ConfirmationSent(id)) => (id, "bevestiging"),
         Ok(Subscribed::ConfirmationRecent(id) | Subscribed::ConfirmationLimit(id)) => (id, "bevestiging_wacht"),
@@ -320,7 +321,7 @@ async fn remove(State(st): State<AppState>, Path(id): Path<String>, action: Desk
             Ok(Some(db.write(|tx| ctx.unsubscribe(tx, id, &source, confirm, ctx.clock.now()))?))
         })
         .await;
-    st.wake_outbox.notify_one();
+    st.wake.outbox.notify_one();
     match r {
         Ok(Some(true)) => see_other(&format!("/desk/abonnees/{id}?gedaan=afgemeld")),
         Ok(Some(false)) => see_other(&format!("/desk/abonnees/{id}?gedaan=was_afgemeld")),
