@@ -137,7 +137,7 @@ await run(async (browser) => {
   const watch = (r) => { if (!r.url().startsWith(BASE)) outside.push(r.url()); };
   page.on('request', watch);
   await page.goto(`${BASE}/desk/gesprekken/${HTML}`);
-  const files = await page.$$eval('.item-message .attachments li', (l) => l.map((x) => x.textContent.trim()));
+  const files = await page.$$eval('.item-message .attachments li', (l) => l.map((x) => x.textContent.trim().replace(/\u00a0/g, ' ')));
   check(JSON.stringify(files) === JSON.stringify(['verslag ouderavond.pdf (2,4 kB, PDF)', 'foto.jpg (640 bytes, afbeelding)']),
     `attachments are listed by name, size and kind (${files.join(' | ')})`);
   check(!(await page.$eval('details.mail-layout', (d) => d.open)), 'the layout is behind a button; the text comes first');

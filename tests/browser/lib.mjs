@@ -1,5 +1,5 @@
 // What the browser tests share: checks with a running count, a minimal IMAP reader, the
-// page checks (axe-core WCAG 2.1 AA, no script, no overflow, screenshots at 1280, 360
+// page checks (axe-core WCAG 2.2 AA, no script, no overflow, screenshots at 1280, 360
 // and 320 px and at 200 % zoom), logging in, raw HTTP and keyboard moves. Used by desk.mjs and pages.mjs.
 
 import fs from 'node:fs';
@@ -112,7 +112,7 @@ export async function waitLink(user, re, seen = 0) {
   }
 }
 
-// ---- Checks on a page: axe-core (WCAG 2.1 AA), no script, reflow, screenshots at four sizes. ----
+// ---- Checks on a page: axe-core (WCAG 2.2 AA, which holds 2.1 AA), no script, reflow, screenshots at four sizes. ----
 // axe-core does not enter frames (the desk's only frame is the sandboxed newsletter
 // preview, which runs no script; the same newsletter is checked as the archive page).
 export const cspErrors = [];
@@ -168,10 +168,10 @@ export async function capture(page, name, shots = env('SCREENSHOT_DIR')) {
     await page.evaluate(AXE_SOURCE);
     const result = await page.evaluate(() => axe.run(document, {
       iframes: false,
-      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa'] },
     }));
     const v = result.violations.map((x) => `${x.id}: ${x.help} (${x.nodes.map((n) => n.target.join(' ')).join(', ')})`);
-    check(v.length === 0, `${at}: axe-core finds no WCAG 2.1 AA violation${v.length ? `\n    ${v.join('\n    ')}` : ''}`);
+    check(v.length === 0, `${at}: axe-core finds no WCAG 2.2 AA violation${v.length ? `\n    ${v.join('\n    ')}` : ''}`);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     check(overflow <= 0, `${at}: nothing wider than the screen (${overflow} px over)`);
     const cut = await page.evaluate(misfits);

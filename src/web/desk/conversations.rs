@@ -188,7 +188,8 @@ fn shown_attachments(t: &serde_json::Value, lang: Language, list: &[Attachment])
     list.iter()
         .map(|a| ShownAttachment {
             name: if a.name.is_empty() { text(t, "attachment_no_name") } else { a.name.clone() },
-            size: human_size(a.size, lang),
+            // "2,4 kB" stays on one line.
+            size: human_size(a.size, lang).replace(' ', "\u{a0}"),
             kind: file_kind(&a.content_type).map(|k| text(t, k)),
         })
         .collect()
