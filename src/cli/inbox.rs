@@ -232,7 +232,8 @@ fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
 /// `name (12 kB, application/pdf)`, the name printable.
 fn attachment_line(a: &crate::domain::Attachment) -> String {
     let name = if a.name.is_empty() { "(no name)".to_string() } else { printable_line(&a.name) };
-    format!("{name} ({}, {})", crate::domain::human_size(a.size, crate::domain::Language::English), a.content_type)
+    let size = crate::domain::human_size(a.size, crate::domain::Language::English);
+    format!("{name} ({size}, {})", printable_line(&a.content_type))
 }
 
 /// The conversation under a message: everything in order.

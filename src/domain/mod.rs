@@ -237,14 +237,20 @@ pub struct Attachment {
 /// A size as people read it in a file list: `"800 bytes"`, `"12 kB"`, `"1,4 MB"` (a
 /// decimal comma in Dutch, a point in English; 1 kB = 1,000 bytes as file managers show).
 pub fn human_size(bytes: u64, language: Language) -> String {
-    let (value, unit) = match bytes {
-        0..1_000 => return format!("{bytes} bytes"),
-        1_000..1_000_000 => (bytes as f64 / 1e3, "kB"),
-        1_000_000..1_000_000_000 => (bytes as f64 / 1e6, "MB"),
-        _ => (bytes as f64 / 1e9, "GB"),
-    };
-    let text = if value < 10.0 { format!("{value:.1}") } else { format!("{value:.0}") };
-    let text = text.strip_suffix(".0").unwrap_or(&text).to_string();
+    if bytes < 1_000 {
+        return format!("{bytes} bytes");
+    }
+    // The unit after rounding: 999,999 bytes are "1 MB", not "1000 kB".
+    let mut value = bytes as f64 / 1e3;
+    let mut units = ["kB", "MB", "GB", "TB"].into_iter().peekable();
+    let mut unit = units.next().unwrap_or("kB");
+    let shown = |v: f64| if v < 9.95 { (v * 10.0).round() / 10.0 } else { v.round() };
+    while shown(value) >= 1000.0 && units.peek().is_some() {
+        value /= 1e3;
+        unit = units.next().unwrap_or(unit);
+    }
+    let v = shown(value);
+    let text = if v < 10.0 && v.fract() != 0.0 { format!("{v:.1}") } else { format!("{v:.0}") };
     match language {
         Language::Dutch => format!("{} {unit}", text.replace('.', ",")),
         Language::English => format!("{text} {unit}"),
@@ -316,6 +322,10 @@ mod tests {
         assert_eq!(human_size(123_456, Language::Dutch), "123 kB");
         assert_eq!(human_size(4_560_000, Language::Dutch), "4,6 MB");
         assert_eq!(human_size(25_000_000, Language::English), "25 MB");
+        assert_eq!(human_size(9_960, Language::English), "10 kB");
+        assert_eq!(human_size(999_999, Language::Dutch), "1 MB");
+        assert_eq!(human_size(999_499, Language::Dutch), "999 kB");
+        assert_eq!(human_size(1_000_000_000, Language::Dutch), "1 GB");
     }
 
     use super::*;

@@ -200,7 +200,7 @@ fn truncate_at(text: &mut String, max: usize) {
 /// after its subject.
 fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
     let content_type = match part.content_type() {
-        Some(ct) => format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase(),
+        Some(ct) => format!("{}/{}", mime_token(ct.ctype()), mime_token(ct.subtype().unwrap_or(""))),
         None if matches!(part.body, PartType::Message(_)) => "message/rfc822".into(),
         None => "application/octet-stream".into(),
     };
@@ -209,6 +209,16 @@ fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
         None => part.message().and_then(|m| m.subject()).map(|s| format!("{}.eml", clean_text(s))).unwrap_or_default(),
     };
     Attachment { name: name.chars().take(MAX_ATTACHMENT_NAME).collect(), size: part.len() as u64, content_type }
+}
+
+/// A MIME type or subtype as a sender wrote it, kept to the characters RFC 6838 allows
+/// (a header may hold anything, escape sequences too), lower case, at most 64 long.
+fn mime_token(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(*c))
+        .take(64)
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
@@ -281,11 +291,12 @@ mod tests {
     }
 
     #[test]
-    fn an_attachment_name_cannot_break_a_line() {
-        let raw = "From: a@b.nl\nSubject: x\nContent-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: text/plain\n\nHoi\n--m\nContent-Type: text/plain; name=\"a=?UTF-8?Q?=0D=0Ab=E2=80=AE?=.txt\"\nContent-Disposition: attachment\n\nx\n--m--\n";
+    fn an_attachment_name_or_type_cannot_break_a_line_or_the_terminal() {
+        let raw = "From: a@b.nl\nSubject: x\nContent-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: text/plain\n\nHoi\n--m\nContent-Type: application/x\x1b[31mred\x07; name=\"a=?UTF-8?Q?=0D=0Ab=E2=80=AE?=.txt\"\nContent-Disposition: attachment\n\nx\n--m--\n";
         let m = parse(raw.as_bytes()).unwrap();
         assert_eq!(m.attachments.len(), 1, "{:?}", m.attachments);
         assert!(!m.attachments[0].name.contains(['\r', '\n', '\u{202E}']), "{:?}", m.attachments[0].name);
+        assert_eq!(m.attachments[0].content_type, "application/x31mred", "no escape sequence in the type either");
     }
 
     #[test]

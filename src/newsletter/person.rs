@@ -138,7 +138,7 @@ impl Ctx {
         st.forget_messages(&rows.messages)?;
         st.forget_conversations(&rows.conversations)?;
         st.delete_contacts(&rows.contacts)?;
-        let desk_logins = st.forget_desk_user(addr.as_str())?;
+        let desk_logins = st.forget_desk_user(&[addr.as_str(), &addr.normalized()])?;
         let mut ambassadors_kept = Vec::new();
         for a in &rows.ambassadors {
             st.forget_ambassador_address(*a)?;
@@ -148,7 +148,10 @@ impl Ctx {
             }
         }
         let mut mentions = 0;
-        for m in st.mentions(&needles)? {
+        let found = st.mentions(&needles)?;
+        mentions += st.drop_html_where_mentioned(&found)?;
+        // That HTML is gone: nothing to rewrite there.
+        for m in found.into_iter().filter(|m| m.place != crate::store::person::Place::MessageHtml) {
             let text = replace_ignoring_case(&m.text, &needles, ERASED);
             if text != m.text {
                 st.rewrite_mention(&m, &text)?;
@@ -398,10 +401,32 @@ mod tests {
         // The others are still there.
         let others = db.store().person_rows(&EmailAddress::parse("other1@example.org").unwrap()).unwrap();
         assert_eq!(others.messages.len(), 1);
-        // Their mail keeps its HTML and attachment list, the address in them rewritten.
+        // Their mail keeps its text and attachment list, the address in them rewritten;
+        // its HTML named the person, and goes (an entity could hide a name from a rewrite).
         let m = db.store().filed_message(others.messages[0]).unwrap().unwrap();
         assert_eq!(m.attachments[0].name, "brief van Other 1 aan [erased].pdf");
-        assert!(m.body_html.unwrap().contains("Zie ook [erased]"));
+        assert!(m.body.as_deref().is_some_and(|b| b.contains("vraag over het netwerk")), "{:?}", m.body);
+        assert_eq!(m.body_html, None);
+    }
+
+    #[test]
+    fn erasing_a_tagged_address_ends_the_desk_logins_of_its_plain_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("db")).unwrap();
+        let ctx = ctx(&mut db, dir.path());
+        let now = Utc::now();
+        // The desk keeps the normalized address (no +tag).
+        db.write(|st| {
+            st.create_session("s", "ann@example.org", "c", now, now + chrono::Duration::hours(1))?;
+            st.set_desk_password("ann@example.org", "$argon2id$x", now)?;
+            st.create_session("other", "bob@example.org", "c", now, now + chrono::Duration::hours(1))
+        })
+        .unwrap();
+        let who = EmailAddress::parse("Ann+Balie@example.org").unwrap();
+        let e = db.write(|st| ctx.erase_person(st, &who, now)).unwrap();
+        assert_eq!(e.desk_logins, 2);
+        assert!(db.store().session("s", now).unwrap().is_none());
+        assert!(db.store().session("other", now).unwrap().is_some(), "someone else's session stays");
     }
 
     #[test]

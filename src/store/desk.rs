@@ -422,7 +422,11 @@ impl Store<'_> {
             params![from, into, Ts(now)],
         )?;
         if n != 1 {
-            anyhow::bail!("{} was merged already", crate::domain::case_reference(from));
+            return Err(crate::domain::state::NotNow(format!(
+                "{} was merged already",
+                crate::domain::case_reference(from)
+            ))
+            .into());
         }
         // The joined conversation waits if either did.
         self.c.execute(

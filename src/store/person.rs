@@ -470,10 +470,13 @@ impl Store<'_> {
     /// Ends everything that lets this address into the web desk: its login links,
     /// sessions and password. Returns how many rows went. (Who did what on the desk
     /// stays, the address rewritten as any other mention.)
-    pub fn forget_desk_user(&self, email: &str) -> anyhow::Result<usize> {
+    /// `emails`: the address as given and its normalized form (the desk keeps that).
+    pub fn forget_desk_user(&self, emails: &[&str]) -> anyhow::Result<usize> {
         let mut n = 0;
         for table in ["desk_login_links", "desk_sessions", "desk_passwords"] {
-            n += self.c.execute(&format!("DELETE FROM {table} WHERE email = ?1"), [email])?;
+            for email in emails {
+                n += self.c.execute(&format!("DELETE FROM {table} WHERE email = ?1"), [email])?;
+            }
         }
         Ok(n)
     }
@@ -550,6 +553,19 @@ impl Store<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Drops the HTML of every filed message a mention is in: a name in HTML may hide
+    /// from a rewrite (`Ann&nbsp;de&nbsp;Vries`, `ann&#64;...`, split across tags), and
+    /// the rewritten text of the message stays. Returns how many messages lost it.
+    pub fn drop_html_where_mentioned(&self, mentions: &[Mention]) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for m in mentions.iter().filter(|m| m.place.sql().0 == "messages") {
+            n += self
+                .c
+                .execute("UPDATE messages SET body_html = NULL WHERE id = ?1 AND body_html IS NOT NULL", [&m.key])?;
+        }
+        Ok(n)
     }
 
     /// Writes a mention's new text.

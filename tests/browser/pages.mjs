@@ -85,7 +85,7 @@ await run(async (browser) => {
   const again = await clickAndWait(stale, 'form[action$="/goedkeuren"] button');
   check(again.status() === 422, 'approving an approved story again is refused (422)');
   const said = await text(stale, '.field-error, [role="alert"]');
-  check(said.includes('Dit kan niet meer. Iemand anders heeft dit net veranderd.') && !said.includes('already'),
+  check(said.includes('Dit kan niet meer: het is intussen al veranderd') && !said.includes('already'),
     `and the page says so in plain Dutch, without the technical reason (${said})`);
   await stale.close();
 

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::mailhtml::{self, MailHtml};
 use super::{
     DeskAction, DeskPage, FormState, Opt, age, category_label, local_time, options, see_other, status_label, text,
 };
@@ -152,6 +153,8 @@ struct Item {
     html: Option<String>,
     /// The mail's HTML held images, which are not shown.
     images_hidden: bool,
+    /// The mail's HTML nests too deep to be shown (see `mailhtml::MAX_DEPTH`).
+    layout_too_deep: bool,
     /// The language the mail was written in (`lang` of its text).
     lang: Option<&'static str>,
     attachments: Vec<ShownAttachment>,
@@ -266,13 +269,29 @@ fn move_detail(t: &serde_json::Value, detail: &str) -> String {
     }
 }
 
-fn view_data(st: &AppState, page: &DeskPage, v: &ConversationView, shown: Shown) -> ViewData {
+/// Each message's HTML sanitized (`None` without HTML), in the order of `v.messages`.
+/// Off the async runtime: a hostile mail may cost tens of milliseconds.
+async fn layouts(v: &ConversationView) -> Vec<Option<MailHtml>> {
+    let raw: Vec<Option<String>> = v.messages.iter().map(|m| m.body_html.clone()).collect();
+    let count = raw.len();
+    tokio::task::spawn_blocking(move || raw.iter().map(|h| h.as_deref().map(mailhtml::sanitize)).collect())
+        .await
+        .unwrap_or_else(|_| vec![None; count])
+}
+
+fn view_data(
+    st: &AppState,
+    page: &DeskPage,
+    v: &ConversationView,
+    layouts: Vec<Option<MailHtml>>,
+    shown: Shown,
+) -> ViewData {
     let t = page.texts(st);
     let now = st.ctx.clock.now();
     let s = &v.summary;
     let (seen_event, seen_message) = shown.seen.unwrap_or_else(|| latest(v));
     let mut items: Vec<(DateTime<Utc>, Item)> = Vec::new();
-    for m in &v.messages {
+    for (m, html) in v.messages.iter().zip(layouts) {
         let who = match (&m.from_name, &m.from) {
             (Some(n), Some(a)) => format!("{n} <{a}>"),
             (None, Some(a)) => a.clone(),
@@ -285,8 +304,8 @@ fn view_data(st: &AppState, page: &DeskPage, v: &ConversationView, shown: Shown)
         if !m.cc.is_empty() {
             detail = format!("{}: {}", text(t, "cc"), m.cc.join(", "));
         }
-        let full = (own.trim() != body.trim()).then(|| body.trim_end().to_string());
-        let html = m.body_html.as_deref().map(super::mailhtml::sanitize);
+        // Only when it holds more words than their own (line breaks do not count).
+        let full = (!own.split_whitespace().eq(body.split_whitespace())).then(|| body.trim_end().to_string());
         items.push((
             m.received_at,
             Item {
@@ -298,10 +317,10 @@ fn view_data(st: &AppState, page: &DeskPage, v: &ConversationView, shown: Shown)
                 ),
                 when: local_time(st, m.received_at),
                 text: if own.is_empty() { body.trim_end().to_string() } else { own },
-                // The mail with its layout holds the whole mail.
-                full: full.filter(|_| html.is_none()),
+                full,
                 images_hidden: html.as_ref().is_some_and(|h| h.had_images),
-                html: html.map(|h| h.html),
+                layout_too_deep: html.as_ref().is_some_and(|h| h.too_deep),
+                html: html.and_then(|h| h.html),
                 lang: Some(m.language.code()),
                 attachments: shown_attachments(t, page.lang, &m.attachments),
                 detail,
@@ -421,7 +440,10 @@ fn not_found(st: &AppState, page: &DeskPage) -> Response {
 async fn show(st: &AppState, page: &DeskPage, id: &str, status: StatusCode, shown: Shown) -> Response {
     let Some(id) = parse_id(id) else { return not_found(st, page) };
     match load(st, id).await {
-        Ok(Loaded::View(v)) => page.render(st, status, "conversation", view_data(st, page, &v, shown)),
+        Ok(Loaded::View(v)) => {
+            let layouts = layouts(&v).await;
+            page.render(st, status, "conversation", view_data(st, page, &v, layouts, shown))
+        }
         Ok(Loaded::MergedInto(into)) => see_other(&format!("/desk/gesprekken/{into}")),
         Ok(Loaded::Missing) => not_found(st, page),
         Err(e) => super::failed(page, st, e),
