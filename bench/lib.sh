@@ -1,7 +1,8 @@
 # Shared by the benchmark scripts (sourced from the repository root).
 
 # prepare NAME: packages, the local mail stack and the release build. Sets STACK (the
-# stack's folder), BIN (the release binary) and WORK (a scratch folder, removed on exit).
+# stack's folder), BIN (the release binary, or OUTREACH_BIN when set: to compare two
+# builds side by side) and WORK (a scratch folder, removed on exit).
 prepare() {
     export OUTREACH_MAILSTACK_DIR=${OUTREACH_MAILSTACK_DIR:-/tmp/outreach-mailstack}
     STACK=$OUTREACH_MAILSTACK_DIR
@@ -10,8 +11,12 @@ prepare() {
     command -v /usr/bin/time >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
     bash deploy/mailstack/install.sh >/dev/null
     bash deploy/mailstack/start.sh "$STACK" >/dev/null
-    cargo build --release --locked --quiet
-    BIN=$PWD/target/release/outreach
+    if [ -n "${OUTREACH_BIN:-}" ]; then
+        BIN=$OUTREACH_BIN
+    else
+        cargo build --release --locked --quiet
+        BIN=$PWD/target/release/outreach
+    fi
 }
 
 # The rest needs WORK and COUNT.
