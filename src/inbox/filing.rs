@@ -587,7 +587,9 @@ impl<'a> Pipeline<'a> {
                 reply_to: mail.reply_to.as_ref().map(|a| a.to_string()),
                 subject: mail.subject.clone(),
                 body_text: mail.text.clone(),
-                body_html: mail.html.clone(),
+                // The desk shows a conversation's mail; automatic mail and bounces join
+                // none, and their (often large) HTML would only fill the store.
+                body_html: d.conversation.as_ref().and(mail.html.clone()),
                 attachments: mail.attachments.clone(),
                 category: d.category,
                 reason: d.reason.clone(),
@@ -890,7 +892,8 @@ impl<'a> Pipeline<'a> {
                 reply_to: None,
                 subject: mail.map(|p| p.subject.clone()).unwrap_or_default(),
                 body_text: mail.map(|p| p.text.clone()).unwrap_or_default(),
-                body_html: mail.and_then(|p| p.html.clone()),
+                // Mail for review joins no conversation: the desk does not show it.
+                body_html: None,
                 attachments: mail.map(|p| p.attachments.clone()).unwrap_or_default(),
                 category: Category::Review,
                 reason: reason.into(),

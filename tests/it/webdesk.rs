@@ -66,6 +66,22 @@ fn file_html_mail(app: &TestApp) -> Value {
         .collect();
     assert_eq!(names, [("verslag ouderavond.pdf", 2400, "application/pdf"), ("foto.jpg", 640, "image/jpeg")]);
     assert!(json["body_html"].as_str().unwrap().contains("<b>verslag</b>"), "the HTML is kept as it came");
+    // An automatic mail in HTML joins no conversation: its HTML is not kept (its text is).
+    let auto = raw
+        .replace(
+            "From: Dirk Bakker <dirk@example.org>",
+            "From: Nieuwsbrief <noreply@example.org>\r\nAuto-Submitted: auto-generated",
+        )
+        .replace("Vraag over het verslag van de ouderavond", "Nieuws van de school")
+        .replace(&format!("<{}>", row["message_id"].as_str().unwrap()), &format!("<{}>", crate::helpers::new_id()));
+    send_raw(Some("noreply@example.org"), "contact", auto.as_bytes());
+    let automatic = show(app, crate::desk::filed(app, "Nieuws van de school")["id"].as_i64().unwrap());
+    assert_eq!(automatic["category"], "automatic", "{automatic:#}");
+    assert!(
+        automatic["body_html"].is_null() && automatic["body"].as_str().unwrap().contains("verslag"),
+        "{automatic:#}"
+    );
+    assert_eq!(automatic["attachments"].as_array().unwrap().len(), 2, "its attachments are still listed");
     let text = app.ok(&["inbox", "show", &id.to_string()]);
     assert!(
         text.contains("Attached:  verslag ouderavond.pdf (2.4 kB, application/pdf)")
