@@ -28,10 +28,10 @@ fast=--fast
 [ "${OUTREACH_DEB_FAST:-1}" = 0 ] && fast=
 profile=${OUTREACH_DEB_PROFILE:-release}
 if [ "$profile" = release ]; then
-    deb=$(cargo deb --locked $fast 2>&1 | tee /dev/stderr | grep -E '^/.*/outreach_[^/]*\.deb$' | tail -n1)
+    deb=$(cargo deb --locked $fast 2>&1 | tee -a /dev/stderr | grep -E '^/.*/outreach_[^/]*\.deb$' | tail -n1)
 else
     cargo build --locked --profile "$profile" --bin outreach
-    deb=$(cargo deb --locked --profile "$profile" --no-build $fast 2>&1 | tee /dev/stderr | grep -E '^/.*/outreach_[^/]*\.deb$' | tail -n1)
+    deb=$(cargo deb --locked --profile "$profile" --no-build $fast 2>&1 | tee -a /dev/stderr | grep -E '^/.*/outreach_[^/]*\.deb$' | tail -n1)
 fi
 [ -f "$deb" ] || fail "cargo deb made no package"
 t2=$(date +%s)
