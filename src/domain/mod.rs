@@ -241,16 +241,16 @@ pub fn human_size(bytes: u64, language: Language) -> String {
         return format!("{bytes} bytes");
     }
     // The unit after rounding: 999,999 bytes are "1 MB", not "1000 kB".
-    let mut value = bytes as f64 / 1e3;
-    let mut units = ["kB", "MB", "GB", "TB"].into_iter().peekable();
-    let mut unit = units.next().unwrap_or("kB");
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
     let shown = |v: f64| if v < 9.95 { (v * 10.0).round() / 10.0 } else { v.round() };
-    while shown(value) >= 1000.0 && units.peek().is_some() {
+    let (mut value, mut unit) = (bytes as f64 / 1e3, 0);
+    while shown(value) >= 1000.0 && unit + 1 < UNITS.len() {
         value /= 1e3;
-        unit = units.next().unwrap_or(unit);
+        unit += 1;
     }
     let v = shown(value);
     let text = if v < 10.0 && v.fract() != 0.0 { format!("{v:.1}") } else { format!("{v:.0}") };
+    let unit = UNITS[unit];
     match language {
         Language::Dutch => format!("{} {unit}", text.replace('.', ",")),
         Language::English => format!("{text} {unit}"),

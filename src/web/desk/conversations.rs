@@ -149,12 +149,8 @@ struct Item {
     text: String,
     /// A mail's whole text, when it holds more than their own words.
     full: Option<String>,
-    /// A mail's own HTML, sanitized: put in the page as it is.
-    html: Option<String>,
-    /// The mail's HTML held images, which are not shown.
-    images_hidden: bool,
-    /// The mail's HTML nests too deep to be shown (see `mailhtml::MAX_DEPTH`).
-    layout_too_deep: bool,
+    /// A mail's own HTML, sanitized (its markup is put in the page as it is).
+    layout: Option<MailHtml>,
     /// The language the mail was written in (`lang` of its text).
     lang: Option<&'static str>,
     attachments: Vec<ShownAttachment>,
@@ -318,9 +314,7 @@ fn view_data(
                 when: local_time(st, m.received_at),
                 text: if own.is_empty() { body.trim_end().to_string() } else { own },
                 full,
-                images_hidden: html.as_ref().is_some_and(|h| h.had_images),
-                layout_too_deep: html.as_ref().is_some_and(|h| h.too_deep),
-                html: html.and_then(|h| h.html),
+                layout: html,
                 lang: Some(m.language.code()),
                 attachments: shown_attachments(t, page.lang, &m.attachments),
                 detail,

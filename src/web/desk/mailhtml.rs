@@ -15,6 +15,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
+
+use crate::domain::redact::contains_ignoring_case;
+
 /// The markup a mail keeps.
 const TAGS: &[&str] = &[
     "a",
@@ -68,7 +72,7 @@ const NOT_NESTING: &[&str] = &[
 ];
 
 /// A mail's HTML, ready for the page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MailHtml {
     /// Sanitized markup, safe to put in the page as it is; `None` when nothing is left
     /// to show (or the HTML nests too deep to show).
@@ -81,8 +85,7 @@ pub struct MailHtml {
 
 /// Sanitizes a sender's HTML for the desk (see the module comment).
 pub fn sanitize(raw: &str) -> MailHtml {
-    let lower = raw.to_ascii_lowercase();
-    let had_images = lower.contains("<img") || lower.contains("<image");
+    let had_images = ["<img", "<image"].iter().any(|tag| contains_ignoring_case(raw, tag));
     if nesting_depth(raw) > MAX_DEPTH {
         return MailHtml { html: None, had_images, too_deep: true };
     }
