@@ -30,18 +30,11 @@ async function loginMails() {
   return (await inbox(USER)).map(mailText).filter((t) => /\/desk\/login\//.test(t)).length;
 }
 
-// Logs in through the login form and the mailed link; returns the link used.
-async function logInByLink(page) {
-  const before = await loginMails();
-  await page.goto(`${BASE}/desk/login`);
-  await page.type('#email', USER);
-  await clickAndWait(page, 'form[action="/desk/login"] button');
-  check((await h1(page)) === 'Kijk in je mail', 'asking for a link: the "check your mail" page');
-  const { link } = await loginLink(before);
-  await page.goto(link);
-  await clickAndWait(page, 'main form button');
-  check(new URL(page.url()).pathname === '/desk', 'the link logs in and opens the overview');
-  return link;
+// Sets the daemon's test clock (OUTREACH_CLOCK_FILE) to a moment; it reads the file
+// again within a second.
+function setClock(at) {
+  fs.writeFileSync(`${env('CLOCK_FILE')}.tmp`, at.toISOString().replace(/\.\d+Z$/, 'Z'));
+  fs.renameSync(`${env('CLOCK_FILE')}.tmp`, env('CLOCK_FILE'));
 }
 
 await run(async (browser) => {
@@ -248,9 +241,7 @@ await run(async (browser) => {
   await p3.type('#email', USER);
   await clickAndWait(p3, 'form[action="/desk/login"] button');
   const { link: link2 } = await loginLink(before3);
-  const later = new Date(Date.now() + 16 * 60 * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
-  fs.writeFileSync(`${env('CLOCK_FILE')}.tmp`, later);
-  fs.renameSync(`${env('CLOCK_FILE')}.tmp`, env('CLOCK_FILE'));
+  setClock(new Date(Date.now() + 16 * 60 * 1000));
   // The daemon reads its clock file again within a second: open the link (a GET changes
   // nothing) until it answers as expired, 10 s at most.
   let expired = await p3.goto(link2);
@@ -309,4 +300,15 @@ await run(async (browser) => {
   check((await text(k, '[role="status"]')) === 'Je bent uitgelogd.', 'keyboard: logged out');
   const afterLogout = await k.goto(`${BASE}/desk/gesprekken`);
   check(new URL(k.url()).pathname === '/desk/login' && afterLogout.ok(), 'after logout the desk asks for a login again');
+
+  // -- A session lasts desk.session_hours (12 by default): 13 hours on, it has ended. --
+  await page.goto(`${BASE}/desk/gesprekken`);
+  check((await h1(page)) === 'Gesprekken', 'the first session still works before its time is up');
+  setClock(new Date(Date.now() + 13 * 3600 * 1000));
+  await page.goto(`${BASE}/desk/gesprekken`);
+  for (const deadline = Date.now() + 10000; new URL(page.url()).pathname !== '/desk/login' && Date.now() < deadline;) {
+    await new Promise((r) => setTimeout(r, 200));
+    await page.goto(`${BASE}/desk/gesprekken`);
+  }
+  check(new URL(page.url()).pathname === '/desk/login', 'after desk.session_hours the session asks for a login again');
 });
